@@ -1,0 +1,268 @@
+"""MuJoCo implementation of the four MVP-style tasks as one gymnasium env.
+
+One class serves every task: the task spec picks the robot and the objects, EnvConfig the options.
+Observations are a Dict of `pixels` (wrist or third-person camera), `proprio` (MVP's scaled joint
+positions and 0.1 x velocities) and `state` (privileged task state for experts and upper bounds).
+Actions are delta joint-position targets in [-1, 1] per joint, scaled by the robot's per-step
+limits and clamped to the joint range.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from sim.gl import DEBIAN_HINT, RenderingUnavailable, choose_backend
+
+choose_backend()
+import mujoco  # noqa: E402  (after the GL backend is chosen)
+
+from sim.robots import ROBOTS  # noqa: E402
+from sim.scene import CUBE_HALF, TABLE_TOP, build_scene_xml  # noqa: E402
+from sim.tasks import CABINET, PICK, EnvConfig, get_task  # noqa: E402
+
+VELOCITY_BOUND = 10.0  # bound of the 0.1 x joint velocity part of `proprio`
+CUBE_XY_RANGE = ((0.42, 0.62), (-0.15, 0.15))
+CUBE_YAW_RANGE = (-np.pi / 4, np.pi / 4)
+CABINET_X, CABINET_XY_NOISE, CABINET_YAW_NOISE = 0.78, (0.04, 0.08), 0.15
+
+
+def _yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
+class TotoTaskEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, task: str = "franka_pick", render_mode: str | None = None, **options):
+        self.task = get_task(task)
+        self.robot = ROBOTS[self.task.robot]
+        self.config = EnvConfig.from_kwargs(**options)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode {render_mode!r}: only 'rgb_array' is supported")
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": self.config.control_hz}
+
+        xml = build_scene_xml(self.task, self.robot, self.config.physics_timestep, self.config.image_size)
+        self.model = mujoco.MjModel.from_xml_string(xml)
+        self.data = mujoco.MjData(self.model)
+        self._index_model()
+        self._build_spaces()
+
+        self._renderer: mujoco.Renderer | None = None
+        self.physics_errors = 0  # episodes ended by a physics instability, over this env's life
+        self._target = np.zeros(self.robot.action_dim)
+        self._hold = 0
+        self._steps = 0
+
+    # ----- setup -------------------------------------------------------------------------------
+    def _index_model(self) -> None:
+        m, robot = self.model, self.robot
+        joint_ids = [m.joint(name).id for name in robot.joints]
+        self._qpos_idx = np.array([m.jnt_qposadr[j] for j in joint_ids])
+        self._dof_idx = np.array([m.jnt_dofadr[j] for j in joint_ids])
+        self._ctrl_idx = np.array([int(np.flatnonzero(m.actuator_trnid[:, 0] == j)[0]) for j in joint_ids])
+        self._lower = m.jnt_range[joint_ids, 0].copy()
+        self._upper = m.jnt_range[joint_ids, 1].copy()
+        self._home = np.clip(np.array(robot.home), self._lower, self._upper)
+        self._scale = np.array(robot.action_scale)
+        self._grasp_site = m.site(robot.grasp_site).id
+        self._badqacc = int(mujoco.mjtWarning.mjWARN_BADQACC)
+        if self.task.kind == PICK:
+            self._cube_qpos = m.jnt_qposadr[m.joint("cube_joint").id]
+            self._cube_body = m.body("cube").id
+        else:
+            self._cabinet_body = m.body("cabinet").id
+            self._drawer_qpos = m.jnt_qposadr[m.joint("drawer_joint").id]
+            self._handle_site = m.site("handle").id
+        self._camera_ids = {name: m.camera(name).id for name in ("wrist", "third_person")}
+
+    def _build_spaces(self) -> None:
+        n = self.robot.action_dim
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
+        size = self.config.image_size
+        bound = np.r_[np.ones(n), np.full(n, VELOCITY_BOUND)].astype(np.float32)
+        self.state_layout = self._state_layout()
+        state_dim = max(s.stop for s in self.state_layout.values())
+        spaces = {
+            "pixels": gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8),
+            "proprio": gym.spaces.Box(-bound, bound, dtype=np.float32),
+            "state": gym.spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32),
+        }
+        self.observation_space = gym.spaces.Dict({k: spaces[k] for k in self.config.obs_keys})
+
+    def _state_layout(self) -> dict[str, slice]:
+        """Named slices of the `state` vector (privileged task state)."""
+        n = self.robot.action_dim
+        parts = [("joint_pos", n), ("grasp_pos", 3)]
+        if self.task.kind == PICK:
+            parts += [("cube_pos", 3), ("cube_quat", 4), ("goal_height", 1)]
+        else:
+            parts += [("handle_pos", 3), ("drawer_opening", 1), ("cabinet_yaw", 1)]
+        layout, start = {}, 0
+        for name, size in parts:
+            layout[name] = slice(start, start + size)
+            start += size
+        return layout
+
+    # ----- gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        m, d, rng = self.model, self.data, self.np_random
+        mujoco.mj_resetData(m, d)
+        q = self._home.copy()
+        arm = len(self.robot.arm_joints)
+        q[:arm] += rng.uniform(-self.config.init_joint_noise, self.config.init_joint_noise, size=arm)
+        q = np.clip(q, self._lower, self._upper)
+        d.qpos[self._qpos_idx] = q
+        self._cabinet_yaw = 0.0
+        if self.task.kind == PICK:
+            x, y = (rng.uniform(*r) for r in CUBE_XY_RANGE)
+            d.qpos[self._cube_qpos : self._cube_qpos + 3] = (x, y, TABLE_TOP + CUBE_HALF)
+            d.qpos[self._cube_qpos + 3 : self._cube_qpos + 7] = _yaw_quat(rng.uniform(*CUBE_YAW_RANGE))
+        else:
+            dx, dy = (rng.uniform(-n, n) for n in CABINET_XY_NOISE)
+            self._cabinet_yaw = float(rng.uniform(-CABINET_YAW_NOISE, CABINET_YAW_NOISE))
+            m.body_pos[self._cabinet_body] = (CABINET_X + dx, dy, 0.0)
+            m.body_quat[self._cabinet_body] = _yaw_quat(self._cabinet_yaw)
+        self._target = q.copy()
+        d.ctrl[self._ctrl_idx] = q
+        mujoco.mj_forward(m, d)
+        self._hold, self._steps = 0, 0
+        self._warnings_seen = int(d.warning[self._badqacc].number)
+        obs = self._observe()
+        return obs, {"success": False, "is_success": False, "physics_error": False}
+
+    def step(self, action):
+        action = self._check_action(action)
+        clipped = np.clip(action, -1.0, 1.0)
+        self._target = np.clip(self._target + clipped * self._scale, self._lower, self._upper)
+        self.data.ctrl[self._ctrl_idx] = self._target
+        mujoco.mj_step(self.model, self.data, nstep=self.config.substeps)
+        self._steps += 1
+
+        physics_error = self._physics_failed()
+        if physics_error:
+            self.physics_errors += 1
+            mujoco.mj_resetData(self.model, self.data)  # keep observations finite; the episode is over
+            mujoco.mj_forward(self.model, self.data)
+        goal = (not physics_error) and self._goal_reached()
+        self._hold = self._hold + 1 if goal else 0
+        success = self._hold >= self.config.success_hold_steps
+        failed = (not physics_error) and self._object_lost()
+        terminated = physics_error or failed or (success and self.config.terminate_on_success)
+        truncated = (not terminated) and self._steps >= self.config.max_steps
+        reward = 0.0 if physics_error else self._reward(success)
+        info = {
+            "success": success,
+            "is_success": success,
+            "physics_error": physics_error,
+            "object_lost": failed,
+            "action_clipped": bool(np.any(clipped != action)),
+        }
+        return self._observe(), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self.render_camera("third_person")
+        return None
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # ----- helpers -----------------------------------------------------------------------------
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action has shape {a.shape}; {self.task.name} expects {self.action_space.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action contains NaN or inf: {a}")
+        return a
+
+    def _physics_failed(self) -> bool:
+        d = self.data
+        warned = int(d.warning[self._badqacc].number) > self._warnings_seen
+        return warned or not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel)))
+
+    def _cube_pos(self) -> np.ndarray:
+        return self.data.qpos[self._cube_qpos : self._cube_qpos + 3]
+
+    def _drawer_opening(self) -> float:
+        return float(self.data.qpos[self._drawer_qpos])
+
+    def _goal_reached(self) -> bool:
+        cfg = self.config
+        if self.task.kind == PICK:
+            return abs(self._cube_pos()[2] - (TABLE_TOP + cfg.lift_height)) <= cfg.goal_tolerance
+        return self._drawer_opening() >= cfg.open_distance
+
+    def _object_lost(self) -> bool:
+        """Pick: the cube fell off the table (MVP resets early then)."""
+        if self.task.kind != PICK:
+            return False
+        return bool(self._cube_pos()[2] < TABLE_TOP - 0.05)
+
+    def _reward(self, success: bool) -> float:
+        """MVP-style shaped reward (reach, then lift or open); DAgger and BC do not use it."""
+        grasp = self.data.site_xpos[self._grasp_site]
+        if self.task.kind == PICK:
+            cube = self._cube_pos()
+            reach = np.linalg.norm(grasp - cube)
+            progress = np.clip((cube[2] - TABLE_TOP - CUBE_HALF) / self.config.lift_height, 0.0, 1.0)
+        else:
+            reach = np.linalg.norm(grasp - self.data.site_xpos[self._handle_site])
+            progress = np.clip(self._drawer_opening() / self.config.open_distance, 0.0, 1.0)
+        return float(-reach + 2.0 * progress + 5.0 * success)
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        obs = {}
+        keys = self.config.obs_keys
+        if "pixels" in keys:
+            obs["pixels"] = self.render_camera(self.config.camera)
+        if "proprio" in keys:
+            obs["proprio"] = self._proprio()
+        if "state" in keys:
+            obs["state"] = self._state()
+        return obs
+
+    def _proprio(self) -> np.ndarray:
+        q = self.data.qpos[self._qpos_idx]
+        qd = self.data.qvel[self._dof_idx]
+        scaled = 2.0 * (q - self._lower) / (self._upper - self._lower) - 1.0
+        out = np.r_[np.clip(scaled, -1.0, 1.0), np.clip(0.1 * qd, -VELOCITY_BOUND, VELOCITY_BOUND)]
+        return out.astype(np.float32)
+
+    def _state(self) -> np.ndarray:
+        d = self.data
+        parts = [d.qpos[self._qpos_idx], d.site_xpos[self._grasp_site]]
+        if self.task.kind == PICK:
+            c = self._cube_qpos
+            parts += [d.qpos[c : c + 3], d.qpos[c + 3 : c + 7], [TABLE_TOP + self.config.lift_height]]
+        else:
+            parts += [d.site_xpos[self._handle_site], [self._drawer_opening()], [self._cabinet_yaw]]
+        return np.nan_to_num(np.concatenate(parts)).astype(np.float32)
+
+    def render_camera(self, camera: str) -> np.ndarray:
+        """uint8 HxWx3 image from a named camera ('wrist' or 'third_person')."""
+        renderer = self._renderer or self._make_renderer()
+        renderer.update_scene(self.data, camera=self._camera_ids[camera])
+        return renderer.render()
+
+    def _make_renderer(self) -> mujoco.Renderer:
+        size = self.config.image_size
+        try:
+            self._renderer = mujoco.Renderer(self.model, height=size, width=size)
+        except Exception as error:  # GL context creation fails in many library-specific ways
+            raise RenderingUnavailable(f"{DEBIAN_HINT} (MUJOCO_GL={mujoco_gl()}: {error})") from None
+        flags = self._renderer.scene.flags
+        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+        return self._renderer
+
+
+def mujoco_gl() -> str:
+    import os
+
+    return os.environ.get("MUJOCO_GL", "")

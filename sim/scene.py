@@ -1,0 +1,125 @@
+"""Compose a task scene (MJCF text) from a robot file and the task's objects.
+
+Robot files stay standalone, loadable MJCF; the scene merges their sections into one model so a
+task can be rebuilt for any robot. Rendering defaults are set here for a CPU (no shadows, no
+reflections, no multisampling), as measured in DESIGN.md section 6.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from sim.robots import RobotSpec
+from sim.tasks import CABINET, PICK, TaskSpec
+
+TABLE_TOP = 0.0  # the robot stands on the table top; z = 0 is the surface
+CUBE_HALF = 0.025
+HANDLE_STANDOFF = 0.06
+
+THIRD_PERSON_POS = (0.35, -1.05, 0.75)
+THIRD_PERSON_TARGET = (0.55, 0.0, 0.1)
+
+_SECTIONS = ("default", "asset", "worldbody", "actuator", "contact", "equality", "tendon", "sensor")
+
+_HEADER = """
+<mujoco model="{name}">
+  <compiler angle="radian" autolimits="true"/>
+  <option timestep="{timestep}" integrator="implicitfast" cone="elliptic" impratio="5"/>
+  <visual>
+    <global offwidth="{offsize}" offheight="{offsize}"/>
+    <quality shadowsize="0" offsamples="0"/>
+    <headlight ambient="0.45 0.45 0.45" diffuse="0.55 0.55 0.55" specular="0 0 0"/>
+  </visual>
+  <default/>
+  <asset>
+    <texture name="floor_tex" type="2d" builtin="checker" rgb1="0.35 0.38 0.42" rgb2="0.3 0.33 0.37" width="64" height="64"/>
+    <material name="floor" texture="floor_tex" texrepeat="8 8"/>
+    <material name="table" rgba="0.62 0.5 0.38 1"/>
+    <material name="cube" rgba="0.9 0.1 0.1 1"/>
+    <material name="cabinet" rgba="0.75 0.78 0.8 1"/>
+    <material name="drawer" rgba="0.45 0.6 0.8 1"/>
+    <material name="handle" rgba="0.1 0.1 0.1 1"/>
+  </asset>
+  <worldbody>
+    <light name="sun" pos="0.5 0 2.5" dir="0 0 -1" directional="true" castshadow="false" diffuse="0.5 0.5 0.5"/>
+    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" material="floor" contype="1" conaffinity="1"/>
+    <geom name="table" type="box" size="0.6 0.6 0.375" pos="0.45 0 -0.375" material="table" contype="1" conaffinity="1"/>
+    <camera name="third_person" pos="{cam_pos}" xyaxes="{cam_xyaxes}" fovy="50"/>
+  </worldbody>
+  <actuator/>
+  <contact/>
+  <equality/>
+  <tendon/>
+  <sensor/>
+</mujoco>
+"""
+
+_PICK_OBJECTS = f"""
+<body name="cube" pos="0.5 0 {TABLE_TOP + CUBE_HALF}">
+  <freejoint name="cube_joint"/>
+  <geom name="cube" type="box" size="{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}" material="cube" mass="0.08"
+        friction="1.5 0.02 0.001" condim="4" solref="0.005 1" contype="1" conaffinity="1"/>
+</body>
+"""
+
+# A low chest of drawers facing the robot (-x). The drawer slides towards the robot; its handle is
+# a horizontal bar standing off the front so a hand can close around it from above.
+_CABINET_OBJECTS = f"""
+<body name="cabinet" pos="0.78 0 0">
+  <geom type="box" size="0.15 0.2 0.005" pos="0 0 {TABLE_TOP + 0.005}" material="cabinet" contype="1" conaffinity="1"/>
+  <geom type="box" size="0.15 0.2 0.005" pos="0 0 {TABLE_TOP + 0.205}" material="cabinet" contype="1" conaffinity="1"/>
+  <geom type="box" size="0.15 0.005 0.1" pos="0 -0.2 {TABLE_TOP + 0.105}" material="cabinet" contype="1" conaffinity="1"/>
+  <geom type="box" size="0.15 0.005 0.1" pos="0 0.2 {TABLE_TOP + 0.105}" material="cabinet" contype="1" conaffinity="1"/>
+  <geom type="box" size="0.005 0.2 0.1" pos="0.15 0 {TABLE_TOP + 0.105}" material="cabinet" contype="1" conaffinity="1"/>
+  <body name="drawer" pos="0 0 {TABLE_TOP + 0.105}">
+    <joint name="drawer_joint" type="slide" axis="-1 0 0" range="0 0.28" damping="8" frictionloss="1"/>
+    <inertial pos="0 0 0" mass="1.0" diaginertia="0.02 0.02 0.02"/>
+    <geom type="box" size="0.008 0.19 0.09" pos="-0.148 0 0" material="drawer" contype="1" conaffinity="1"/>
+    <geom type="box" size="0.14 0.19 0.004" pos="0 0 -0.088" material="drawer" contype="1" conaffinity="1"/>
+    <geom type="box" size="0.14 0.004 0.06" pos="0 -0.185 -0.03" material="drawer" contype="1" conaffinity="1"/>
+    <geom type="box" size="0.14 0.004 0.06" pos="0 0.185 -0.03" material="drawer" contype="1" conaffinity="1"/>
+    <geom type="box" size="0.004 0.19 0.06" pos="0.136 0 -0.03" material="drawer" contype="1" conaffinity="1"/>
+    <geom type="capsule" fromto="-0.156 -0.07 0.05 {-0.156 - HANDLE_STANDOFF} -0.07 0.05" size="0.008" material="handle" contype="1" conaffinity="1"/>
+    <geom type="capsule" fromto="-0.156 0.07 0.05 {-0.156 - HANDLE_STANDOFF} 0.07 0.05" size="0.008" material="handle" contype="1" conaffinity="1"/>
+    <geom name="handle" type="capsule" fromto="{-0.156 - HANDLE_STANDOFF} -0.075 0.05 {-0.156 - HANDLE_STANDOFF} 0.075 0.05"
+          size="0.01" material="handle" friction="1.5 0.02 0.001" condim="4" contype="1" conaffinity="1"/>
+    <site name="handle" pos="{-0.156 - HANDLE_STANDOFF} 0 0.05" size="0.005" group="4"/>
+  </body>
+</body>
+"""
+
+_OBJECTS = {PICK: _PICK_OBJECTS, CABINET: _CABINET_OBJECTS}
+
+
+def look_at(pos, target) -> str:
+    """MJCF `xyaxes` of a camera at pos looking at target with world z up."""
+    pos, target = np.asarray(pos, float), np.asarray(target, float)
+    back = pos - target
+    back /= np.linalg.norm(back)  # cameras look along their -z
+    x = np.cross([0.0, 0.0, 1.0], back)
+    x /= np.linalg.norm(x)
+    y = np.cross(back, x)
+    return " ".join(f"{v:.4f}" for v in np.r_[x, y])
+
+
+def build_scene_xml(task: TaskSpec, robot: RobotSpec, timestep: float, image_size: int) -> str:
+    """MJCF text of the whole task scene: table, task objects, cameras and the robot."""
+    offsize = max(640, int(image_size))
+    header = _HEADER.format(
+        name=task.name,
+        timestep=timestep,
+        offsize=offsize,
+        cam_pos=" ".join(map(str, THIRD_PERSON_POS)),
+        cam_xyaxes=look_at(THIRD_PERSON_POS, THIRD_PERSON_TARGET),
+    )
+    scene = ET.fromstring(header)
+    robot_root = ET.parse(robot.mjcf).getroot()
+    for section in _SECTIONS:
+        target = scene.find(section)
+        source = robot_root.find(section)
+        if source is not None and target is not None:
+            target.extend(list(source))
+    worldbody = scene.find("worldbody")
+    worldbody.extend(ET.fromstring(f"<objects>{_OBJECTS[task.kind]}</objects>"))
+    return ET.tostring(scene, encoding="unicode")
