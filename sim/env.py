@@ -18,7 +18,7 @@ import mujoco  # noqa: E402  (after the GL backend is chosen)
 
 from sim.robots import ROBOTS  # noqa: E402
 from sim.scene import CUBE_HALF, TABLE_TOP, build_scene_xml  # noqa: E402
-from sim.tasks import CABINET, PICK, EnvConfig, get_task  # noqa: E402
+from sim.tasks import PICK, EnvConfig, get_task, state_layout  # noqa: E402
 
 VELOCITY_BOUND = 10.0  # bound of the 0.1 x joint velocity part of `proprio`
 CUBE_XY_RANGE = ((0.42, 0.62), (-0.15, 0.15))
@@ -81,7 +81,7 @@ class TotoTaskEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
         size = self.config.image_size
         bound = np.r_[np.ones(n), np.full(n, VELOCITY_BOUND)].astype(np.float32)
-        self.state_layout = self._state_layout()
+        self.state_layout = state_layout(self.task.kind, n)
         state_dim = max(s.stop for s in self.state_layout.values())
         spaces = {
             "pixels": gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8),
@@ -89,20 +89,6 @@ class TotoTaskEnv(gym.Env):
             "state": gym.spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32),
         }
         self.observation_space = gym.spaces.Dict({k: spaces[k] for k in self.config.obs_keys})
-
-    def _state_layout(self) -> dict[str, slice]:
-        """Named slices of the `state` vector (privileged task state)."""
-        n = self.robot.action_dim
-        parts = [("joint_pos", n), ("grasp_pos", 3)]
-        if self.task.kind == PICK:
-            parts += [("cube_pos", 3), ("cube_quat", 4), ("goal_height", 1)]
-        else:
-            parts += [("handle_pos", 3), ("drawer_opening", 1), ("cabinet_yaw", 1)]
-        layout, start = {}, 0
-        for name, size in parts:
-            layout[name] = slice(start, start + size)
-            start += size
-        return layout
 
     # ----- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -235,7 +221,7 @@ class TotoTaskEnv(gym.Env):
 
     def _state(self) -> np.ndarray:
         d = self.data
-        parts = [d.qpos[self._qpos_idx], d.site_xpos[self._grasp_site]]
+        parts = [d.qpos[self._qpos_idx], self._target, d.site_xpos[self._grasp_site]]
         if self.task.kind == PICK:
             c = self._cube_qpos
             parts += [d.qpos[c : c + 3], d.qpos[c + 3 : c + 7], [TABLE_TOP + self.config.lift_height]]

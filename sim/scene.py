@@ -15,7 +15,9 @@ from sim.tasks import CABINET, PICK, TaskSpec
 
 TABLE_TOP = 0.0  # the robot stands on the table top; z = 0 is the surface
 CUBE_HALF = 0.025
-HANDLE_STANDOFF = 0.06
+HANDLE_LENGTH = 0.08  # the handle is a fin sticking out of the drawer front, towards the robot
+HANDLE_RADIUS = 0.01
+HANDLE_GRASP = 0.05  # grasp point: this far out from the drawer front
 
 THIRD_PERSON_POS = (0.35, -1.05, 0.75)
 THIRD_PERSON_TARGET = (0.55, 0.0, 0.1)
@@ -63,8 +65,9 @@ _PICK_OBJECTS = f"""
 </body>
 """
 
-# A low chest of drawers facing the robot (-x). The drawer slides towards the robot; its handle is
-# a horizontal bar standing off the front so a hand can close around it from above.
+# A low chest of drawers facing the robot (-x). The drawer slides towards the robot; its handle is a
+# fin standing out of the front so a hand pointing down can close around it from either side (a hand
+# reaching it horizontally would need wrist angles the Franka does not have at this height).
 _CABINET_OBJECTS = f"""
 <body name="cabinet" pos="0.78 0 0">
   <geom type="box" size="0.15 0.2 0.005" pos="0 0 {TABLE_TOP + 0.005}" material="cabinet" contype="1" conaffinity="1"/>
@@ -80,11 +83,9 @@ _CABINET_OBJECTS = f"""
     <geom type="box" size="0.14 0.004 0.06" pos="0 -0.185 -0.03" material="drawer" contype="1" conaffinity="1"/>
     <geom type="box" size="0.14 0.004 0.06" pos="0 0.185 -0.03" material="drawer" contype="1" conaffinity="1"/>
     <geom type="box" size="0.004 0.19 0.06" pos="0.136 0 -0.03" material="drawer" contype="1" conaffinity="1"/>
-    <geom type="capsule" fromto="-0.156 -0.07 0.05 {-0.156 - HANDLE_STANDOFF} -0.07 0.05" size="0.008" material="handle" contype="1" conaffinity="1"/>
-    <geom type="capsule" fromto="-0.156 0.07 0.05 {-0.156 - HANDLE_STANDOFF} 0.07 0.05" size="0.008" material="handle" contype="1" conaffinity="1"/>
-    <geom name="handle" type="capsule" fromto="{-0.156 - HANDLE_STANDOFF} -0.075 0.05 {-0.156 - HANDLE_STANDOFF} 0.075 0.05"
-          size="0.01" material="handle" friction="1.5 0.02 0.001" condim="4" contype="1" conaffinity="1"/>
-    <site name="handle" pos="{-0.156 - HANDLE_STANDOFF} 0 0.05" size="0.005" group="4"/>
+    <geom name="handle" type="capsule" fromto="-0.156 0 0.05 {-0.156 - HANDLE_LENGTH} 0 0.05" size="{HANDLE_RADIUS}"
+          material="handle" friction="1.5 0.02 0.001" condim="4" contype="1" conaffinity="1"/>
+    <site name="handle" pos="{-0.156 - HANDLE_GRASP} 0 0.05" size="0.005" group="4"/>
   </body>
 </body>
 """

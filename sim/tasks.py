@@ -96,3 +96,19 @@ class EnvConfig:
         if unknown:
             raise ValueError(f"unknown env option(s) {unknown}; valid options: {sorted(valid)}")
         return replace(cls(), **kwargs)
+
+
+def state_layout(kind: str, joint_count: int) -> dict[str, slice]:
+    """Named slices of the privileged `state` observation vector of a task kind."""
+    # joint_target: the controller's current position targets (actions move them), so an expert can
+    # plan from the commanded configuration instead of the lagging measured one.
+    parts = [("joint_pos", joint_count), ("joint_target", joint_count), ("grasp_pos", 3)]
+    if kind == PICK:
+        parts += [("cube_pos", 3), ("cube_quat", 4), ("goal_height", 1)]
+    else:
+        parts += [("handle_pos", 3), ("drawer_opening", 1), ("cabinet_yaw", 1)]
+    layout, start = {}, 0
+    for name, size in parts:
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout

@@ -1,0 +1,46 @@
+"""How each robot's hand opens, closes and tells that it holds something.
+
+A grip decision must come from the current joint positions alone (experts are memoryless):
+a hand 'holds' when it has closed onto an object of the given width near the grasp site.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Grip:
+    robot: str
+
+    def closed_on(self, hand_q: np.ndarray, width: float) -> bool:
+        """True when the hand has closed onto an object of this width (m)."""
+        if self.robot == "franka":
+            return bool(np.all(hand_q <= width / 2 + 0.004))
+        # Kuka: the middle finger and the thumb face each other across the palm centre line and do
+        # the pinching (index and ring may pass beside a narrow object), so the hand holds when the
+        # gap between their fingertips has shrunk to the object's width.
+        return bool(kuka_pinch_gap(hand_q) <= width + KUKA_GAP_SLACK)
+
+
+# Kuka hand geometry (kuka_iiwa14.xml): finger bases sit +-KUKA_BASE_X from the palm centre line;
+# phalanx lengths up to the fingertip sphere centre; fingertip sphere radius.
+KUKA_BASE_X = 0.045
+KUKA_PHALANGES = np.array([0.054, 0.0384, 0.0297])
+KUKA_TIP_RADIUS = 0.013
+KUKA_GAP_SLACK = 0.01  # fingertips this much wider than the object still count as closed on it
+
+
+def kuka_pinch_gap(hand_q: np.ndarray) -> float:
+    """Clear gap (m) between the middle and thumb fingertip spheres across the palm (planar model).
+
+    Each finger's flexion joints curl it towards the opposite side, so the fingertip moves inwards by
+    sum(length_i * sin(cumulative flexion angle)); abduction is ignored (it is 0 in the grasps).
+    """
+    fingers = np.asarray(hand_q).reshape(4, 4)
+    inward = [KUKA_PHALANGES @ np.sin(np.cumsum(fingers[f, 1:])) for f in (1, 3)]  # middle, thumb
+    return float(2 * KUKA_BASE_X - sum(inward) - 2 * KUKA_TIP_RADIUS)
+
+
+GRIPS = {"franka": Grip("franka"), "kuka": Grip("kuka")}
