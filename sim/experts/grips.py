@@ -20,7 +20,8 @@ class Grip:
             return bool(np.all(hand_q <= width / 2 + 0.004))
         # Kuka: the middle finger and the thumb face each other across the palm centre line and do
         # the pinching (index and ring may pass beside a narrow object), so the hand holds when the
-        # gap between their fingertips has shrunk to the object's width.
+        # gap between their fingertips has shrunk to the object's width (or below: on the thin drawer
+        # fin the tips pass each other and the distal phalanges hold it, planar gap about -0.015 m).
         return bool(kuka_pinch_gap(hand_q) <= width + KUKA_GAP_SLACK)
 
 

@@ -96,7 +96,7 @@ KUKA = RobotSpec(
     grasp_site="hand_grasp",
     home=(0.0, 0.205, 0.0, -1.791, 0.0, 1.145, 0.0) + (0.0,) * 16,  # palm down at (0.45, 0, 0.35)
     action_scale=(0.05,) * 7 + (0.15,) * 16,
-    hand_open=(0.0, 0.0, 0.0, 0.0) * 4,
+    hand_open=(0.0, -0.2, 0.0, 0.0) * 4,  # fingertips spread: 3 cm clearance each side of a 5 cm cube
     hand_closed=(0.0, 1.2, 0.9, 0.6) * 3 + (0.0, 1.2, 0.9, 0.6),
     down=((-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
 )
