@@ -23,4 +23,17 @@ def make_env(task: str, **options):
     return gym.make(get_task(task).env_id, **options)
 
 
-__all__ = ["TASKS", "EnvConfig", "TaskSpec", "get_task", "make_env"]
+def make_vec(task: str, num_envs: int, vectorization_mode: str = "async", **options):
+    """gymnasium.make_vec for a task. Async workers are spawned, not forked: a worker forked from a
+    process that has already rendered with EGL hangs."""
+    vector_kwargs = {"context": "spawn"} if vectorization_mode == "async" else {}
+    return gym.make_vec(
+        get_task(task).env_id,
+        num_envs=num_envs,
+        vectorization_mode=vectorization_mode,
+        vector_kwargs=vector_kwargs,
+        **options,
+    )
+
+
+__all__ = ["TASKS", "EnvConfig", "TaskSpec", "get_task", "make_env", "make_vec"]

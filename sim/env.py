@@ -21,6 +21,7 @@ from sim.scene import CUBE_HALF, TABLE_TOP, build_scene_xml  # noqa: E402
 from sim.tasks import PICK, EnvConfig, get_task, state_layout  # noqa: E402
 
 VELOCITY_BOUND = 10.0  # bound of the 0.1 x joint velocity part of `proprio`
+STATE_BOUND = 100.0  # `state` holds positions (m), angles (rad) and quaternions: far inside this
 CUBE_XY_RANGE = ((0.42, 0.62), (-0.15, 0.15))
 CUBE_YAW_RANGE = (-np.pi / 4, np.pi / 4)
 CABINET_X, CABINET_XY_NOISE, CABINET_YAW_NOISE = 0.78, (0.04, 0.08), 0.15
@@ -66,7 +67,10 @@ class TotoTaskEnv(gym.Env):
         self._home = np.clip(np.array(robot.home), self._lower, self._upper)
         self._scale = np.array(robot.action_scale)
         self._grasp_site = m.site(robot.grasp_site).id
-        self._badqacc = int(mujoco.mjtWarning.mjWARN_BADQACC)
+        # MuJoCo resets the data itself on these, so a counter change is how instability shows.
+        self._instability_warnings = [
+            int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
+        ]
         if self.task.kind == PICK:
             self._cube_qpos = m.jnt_qposadr[m.joint("cube_joint").id]
             self._cube_body = m.body("cube").id
@@ -86,7 +90,7 @@ class TotoTaskEnv(gym.Env):
         spaces = {
             "pixels": gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8),
             "proprio": gym.spaces.Box(-bound, bound, dtype=np.float32),
-            "state": gym.spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32),
+            "state": gym.spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(state_dim,), dtype=np.float32),
         }
         self.observation_space = gym.spaces.Dict({k: spaces[k] for k in self.config.obs_keys})
 
@@ -114,7 +118,7 @@ class TotoTaskEnv(gym.Env):
         d.ctrl[self._ctrl_idx] = q
         mujoco.mj_forward(m, d)
         self._hold, self._steps = 0, 0
-        self._warnings_seen = int(d.warning[self._badqacc].number)
+        self._warnings_seen = self._instability_count()
         obs = self._observe()
         return obs, {"success": False, "is_success": False, "physics_error": False}
 
@@ -166,9 +170,12 @@ class TotoTaskEnv(gym.Env):
             raise ValueError(f"action contains NaN or inf: {a}")
         return a
 
+    def _instability_count(self) -> int:
+        return sum(int(self.data.warning[w].number) for w in self._instability_warnings)
+
     def _physics_failed(self) -> bool:
         d = self.data
-        warned = int(d.warning[self._badqacc].number) > self._warnings_seen
+        warned = self._instability_count() > self._warnings_seen
         return warned or not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel)))
 
     def _cube_pos(self) -> np.ndarray:
@@ -227,7 +234,7 @@ class TotoTaskEnv(gym.Env):
             parts += [d.qpos[c : c + 3], d.qpos[c + 3 : c + 7], [TABLE_TOP + self.config.lift_height]]
         else:
             parts += [d.site_xpos[self._handle_site], [self._drawer_opening()], [self._cabinet_yaw]]
-        return np.nan_to_num(np.concatenate(parts)).astype(np.float32)
+        return np.clip(np.nan_to_num(np.concatenate(parts)), -STATE_BOUND, STATE_BOUND).astype(np.float32)
 
     def render_camera(self, camera: str) -> np.ndarray:
         """uint8 HxWx3 image from a named camera ('wrist' or 'third_person')."""

@@ -10,7 +10,8 @@ import os
 
 DEBIAN_HINT = (
     "offscreen rendering needs EGL or OSMesa: "
-    "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 (EGL) or libosmesa6 (OSMesa)"
+    "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 (EGL) or libosmesa6 (OSMesa), "
+    "and import sim before mujoco (or export MUJOCO_GL=egl)"
 )
 
 _CANDIDATES = (("egl", ("libEGL.so.1", "libEGL.so")), ("osmesa", ("libOSMesa.so.8", "libOSMesa.so.6", "libOSMesa.so")))

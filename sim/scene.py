@@ -2,7 +2,8 @@
 
 Robot files stay standalone, loadable MJCF; the scene merges their sections into one model so a
 task can be rebuilt for any robot. Rendering defaults are set here for a CPU (no shadows, no
-reflections, no multisampling), as measured in DESIGN.md section 6.
+reflections, no multisampling) as measured in DESIGN.md section 6, and coarse capsule/sphere
+tessellation (12x6 instead of 28x16: about 2x faster Kuka frames, no visible change at 128 px).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ _HEADER = """
   <option timestep="{timestep}" integrator="implicitfast" cone="elliptic" impratio="5"/>
   <visual>
     <global offwidth="{offsize}" offheight="{offsize}"/>
-    <quality shadowsize="0" offsamples="0"/>
+    <quality shadowsize="0" offsamples="0" numslices="12" numstacks="6"/>
     <headlight ambient="0.45 0.45 0.45" diffuse="0.55 0.55 0.55" specular="0 0 0"/>
   </visual>
   <default/>

@@ -5,7 +5,7 @@ with the same observation/action spaces and success semantics (MVP's, DESIGN.md 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 PICK = "pick"
 CABINET = "cabinet"
