@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install what toto-robot needs on a fresh Debian machine with Python 3.11: the offscreen GL
+# libraries MuJoCo renders with (EGL, OSMesa fallback) and the Python packages, with torch pinned
+# to the local CPU wheel by constraints.txt so no dependency pulls a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GL_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6"
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $GL_PACKAGES >/dev/null
+else
+  echo "install.sh: not root or no apt-get; make sure these Debian packages are present: $GL_PACKAGES" >&2
+fi
+
+python -m pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" numpy
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[sim,dev]"
