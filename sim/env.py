@@ -8,6 +8,8 @@ limits and clamped to the joint range.
 """
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 
@@ -247,15 +249,10 @@ class TotoTaskEnv(gym.Env):
         try:
             self._renderer = mujoco.Renderer(self.model, height=size, width=size)
         except Exception as error:  # GL context creation fails in many library-specific ways
-            raise RenderingUnavailable(f"{DEBIAN_HINT} (MUJOCO_GL={mujoco_gl()}: {error})") from None
+            raise RenderingUnavailable(f"{DEBIAN_HINT} (MUJOCO_GL={os.environ.get('MUJOCO_GL', '')}: {error})") from None
         flags = self._renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
         return self._renderer
 
-
-def mujoco_gl() -> str:
-    import os
-
-    return os.environ.get("MUJOCO_GL", "")
