@@ -85,8 +85,10 @@ class TotoTaskEnv(gym.Env):
     def _build_spaces(self) -> None:
         n = self.robot.action_dim
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
+        self._inv_half_range = 2.0 / (self._upper - self._lower)
         size = self.config.image_size
         bound = np.r_[np.ones(n), np.full(n, VELOCITY_BOUND)].astype(np.float32)
+        self._proprio_bound = bound
         self.state_layout = state_layout(self.task.kind, n)
         state_dim = max(s.stop for s in self.state_layout.values())
         spaces = {
@@ -178,7 +180,7 @@ class TotoTaskEnv(gym.Env):
     def _physics_failed(self) -> bool:
         d = self.data
         warned = self._instability_count() > self._warnings_seen
-        return warned or not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel)))
+        return warned or not np.isfinite(d.qpos.sum() + d.qvel.sum())
 
     def _cube_pos(self) -> np.ndarray:
         return self.data.qpos[self._cube_qpos : self._cube_qpos + 3]
@@ -222,11 +224,11 @@ class TotoTaskEnv(gym.Env):
         return obs
 
     def _proprio(self) -> np.ndarray:
-        q = self.data.qpos[self._qpos_idx]
-        qd = self.data.qvel[self._dof_idx]
-        scaled = 2.0 * (q - self._lower) / (self._upper - self._lower) - 1.0
-        out = np.r_[np.clip(scaled, -1.0, 1.0), np.clip(0.1 * qd, -VELOCITY_BOUND, VELOCITY_BOUND)]
-        return out.astype(np.float32)
+        d = self.data
+        scaled = (d.qpos[self._qpos_idx] - self._lower) * self._inv_half_range - 1.0
+        velocity = 0.1 * d.qvel[self._dof_idx]
+        out = np.concatenate([scaled, velocity]).astype(np.float32)
+        return np.clip(out, -self._proprio_bound, self._proprio_bound, out=out)
 
     def _state(self) -> np.ndarray:
         d = self.data
