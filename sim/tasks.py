@@ -5,7 +5,7 @@ with the same observation/action spaces and success semantics (MVP's, DESIGN.md 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 PICK = "pick"
 CABINET = "cabinet"
@@ -95,7 +95,7 @@ class EnvConfig:
         unknown = sorted(set(kwargs) - valid)
         if unknown:
             raise ValueError(f"unknown env option(s) {unknown}; valid options: {sorted(valid)}")
-        return replace(cls(), **kwargs)
+        return cls(**kwargs)
 
 
 def state_layout(kind: str, joint_count: int) -> dict[str, slice]:

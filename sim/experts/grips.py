@@ -5,24 +5,20 @@ a hand 'holds' when it has closed onto an object of the given width near the gra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Grip:
-    robot: str
+def franka_closed_on(hand_q: np.ndarray, width: float) -> bool:
+    """Both fingers have closed to (about) the object's half-width."""
+    return bool(np.all(hand_q <= width / 2 + 0.004))
 
-    def closed_on(self, hand_q: np.ndarray, width: float) -> bool:
-        """True when the hand has closed onto an object of this width (m)."""
-        if self.robot == "franka":
-            return bool(np.all(hand_q <= width / 2 + 0.004))
-        # Kuka: the middle finger and the thumb face each other across the palm centre line and do
-        # the pinching (index and ring may pass beside a narrow object), so the hand holds when the
-        # gap between their fingertips has shrunk to the object's width (or below: on the thin drawer
-        # fin the tips pass each other and the distal phalanges hold it, planar gap about -0.015 m).
-        return bool(kuka_pinch_gap(hand_q) <= width + KUKA_GAP_SLACK)
+
+def kuka_closed_on(hand_q: np.ndarray, width: float) -> bool:
+    """The middle finger and the thumb face each other across the palm centre line and do the
+    pinching (index and ring may pass beside a narrow object), so the hand holds when the gap between
+    their fingertips has shrunk to the object's width (or below: on the thin drawer fin the tips pass
+    each other and the distal phalanges hold it, planar gap about -0.015 m)."""
+    return bool(kuka_pinch_gap(hand_q) <= width + KUKA_GAP_SLACK)
 
 
 # Kuka hand geometry (kuka_iiwa14.xml): finger bases sit +-KUKA_BASE_X from the palm centre line;
@@ -44,4 +40,5 @@ def kuka_pinch_gap(hand_q: np.ndarray) -> float:
     return float(2 * KUKA_BASE_X - sum(inward) - 2 * KUKA_TIP_RADIUS)
 
 
-GRIPS = {"franka": Grip("franka"), "kuka": Grip("kuka")}
+# closed_on(hand joint positions, object width in m) -> True when the hand holds the object
+CLOSED_ON = {"franka": franka_closed_on, "kuka": kuka_closed_on}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.experts.base import Expert
-from sim.experts.grips import GRIPS
+from sim.experts.grips import CLOSED_ON
 
 APPROACH_HEIGHT = 0.12  # pre-grasp height of the grasp site above the grasp point
 AT_GRASP = 0.012  # grasp site this close to the grasp point: close the hand
@@ -37,7 +37,7 @@ class TopDownExpert(Expert):
         point, rot = self.grasp_point(state)
         rel = point - grasp
         xy = float(np.linalg.norm(rel[:2]))
-        closed = GRIPS[self.robot.name].closed_on(q[self.arm :], self.object_width())
+        closed = CLOSED_ON[self.robot.name](q[self.arm :], self.object_width())
 
         if closed and xy < HOLD_RADIUS and abs(rel[2]) < HOLD_RADIUS:
             return self.carry_target(state, point, grasp), rot, self.hand_closed
