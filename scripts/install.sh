@@ -14,4 +14,4 @@ else
 fi
 
 python -m pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" numpy
-python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[sim,dev]"
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[sim,pretrain,dev]"

@@ -1,0 +1,1 @@
+"""Pre-training: data decoding and mixtures, offline tokenization, the training loop, `run.py`."""
