@@ -1,0 +1,154 @@
+"""Video decoding with PyAV: probe a file, decode only the frames a clip needs.
+
+Frame i is the i-th frame the decoder returns (presentation order). Decoding stops after the
+last requested frame; when the first requested frame is far into the file, `read_frames` seeks to
+the key frame before it and numbers frames by timestamp (exact for constant-frame-rate video, the
+normal case), falling back to decoding from the start when timestamps do not line up. Any file
+that cannot deliver the requested frames raises `BadMediaError`, so callers skip it and go on.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pretrain.data.images import resize_short_side
+from pretrain.data.sources import BadMediaError
+
+SEEK_AFTER = 250  # seek instead of decoding through when the first wanted frame is past this
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int
+    width: int
+    height: int
+    fps: float
+
+
+def _open(path: str | os.PathLike):
+    path = Path(path)
+    if not path.is_file():
+        raise BadMediaError(path, "missing")
+    if path.stat().st_size == 0:
+        raise BadMediaError(path, "empty file")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise BadMediaError(path, "unreadable", str(error).splitlines()[0][:120]) from None
+    if not container.streams.video:
+        container.close()
+        raise BadMediaError(path, "no video stream")
+    return container
+
+
+def _count_packets(container, stream) -> int:
+    """Frames by demuxing (no decoding): one non-empty packet per frame for video codecs."""
+    return sum(1 for packet in container.demux(stream) if packet.size > 0)
+
+
+def probe_video(path: str | os.PathLike, exact: bool = False) -> VideoInfo:
+    """Frame count, size and frame rate of the first video stream.
+
+    Uses the container's frame count when it stores one (MP4 does) and counts packets otherwise
+    (WebM, MKV, some AVI), or always with `exact=True`. A file cut short after its header can
+    still report its full count; `read_frames` then raises BadMediaError("truncated").
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        rate = stream.average_rate or stream.guessed_rate or 0
+        try:
+            frames = int(stream.frames or 0)
+            if exact or frames <= 0:
+                frames = _count_packets(container, stream)
+        except (av.FFmpegError, OSError) as error:
+            raise BadMediaError(path, "unreadable", str(error).splitlines()[0][:120]) from None
+    if frames <= 0:
+        raise BadMediaError(path, "no frames")
+    if width <= 0 or height <= 0:
+        raise BadMediaError(path, "unreadable", "no frame size")
+    return VideoInfo(frames=frames, width=width, height=height, fps=float(rate))
+
+
+def _frame_index(frame, start: int, time_base: Fraction, rate: Fraction) -> int | None:
+    if frame.pts is None:
+        return None
+    return round((frame.pts - start) * time_base * rate)
+
+
+def _to_array(frame, short_side: int | None) -> np.ndarray:
+    if short_side is None:
+        return frame.to_ndarray(format="rgb24")
+    return resize_short_side(frame.to_image(), short_side)
+
+
+def _decode_seeking(container, stream, wanted: list[int], short_side: int | None) -> dict[int, np.ndarray] | None:
+    """Seek to the key frame before wanted[0] and decode on; None when timestamps can't be trusted."""
+    rate, time_base = stream.average_rate, stream.time_base
+    if not rate or not time_base:
+        return None
+    start = stream.start_time or 0
+    container.seek(start + int(Fraction(wanted[0]) / rate / time_base), stream=stream, backward=True)
+    todo, got = set(wanted), {}
+    for frame in container.decode(stream):
+        index = _frame_index(frame, start, time_base, rate)
+        if index is None or (not got and index > wanted[0]):
+            return None  # landed past the first wanted frame, or no timestamps
+        if index in todo:
+            got[index] = _to_array(frame, short_side)
+        if index >= wanted[-1]:
+            break
+    return got if len(got) == len(todo) else None
+
+
+def _decode_from_start(container, stream, wanted: list[int] | None, short_side: int | None):
+    """(wanted frames by index, number of frames decoded)."""
+    todo, got, decoded = (set(wanted) if wanted is not None else None), {}, 0
+    for index, frame in enumerate(container.decode(stream)):
+        decoded = index + 1
+        if todo is None or index in todo:
+            got[index] = _to_array(frame, short_side)
+        if wanted is not None and index >= wanted[-1]:
+            break
+    return got, decoded
+
+
+def read_frames(
+    path: str | os.PathLike, indices: Sequence[int] | None = None, short_side: int | None = None
+) -> np.ndarray:
+    """Frames `indices` (any order, repeats allowed; None = all) as uint8 (T, H, W, 3).
+
+    `short_side` resizes each frame as it is decoded (see images.resize_short_side), so a clip
+    of a 1080p video never holds full-size frames in memory.
+    """
+    wanted = None if indices is None else sorted({int(i) for i in indices})
+    if wanted is not None and (not wanted or wanted[0] < 0):
+        raise ValueError(f"frame indices must be non-negative and not empty, got {list(indices)[:8]}")
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        try:
+            got, decoded = None, 0
+            if wanted is not None and wanted[0] > SEEK_AFTER:
+                got = _decode_seeking(container, stream, wanted, short_side)
+                if got is None:
+                    container.seek(0)
+            if got is None:
+                got, decoded = _decode_from_start(container, stream, wanted, short_side)
+        except (av.FFmpegError, OSError) as error:
+            raise BadMediaError(path, "decode error", str(error).splitlines()[0][:120]) from None
+    if wanted is None:
+        if not got:
+            raise BadMediaError(path, "no frames")
+        return np.stack([got[i] for i in sorted(got)])
+    missing = [i for i in wanted if i not in got]
+    if missing:
+        if not decoded:
+            raise BadMediaError(path, "no frames")
+        raise BadMediaError(path, "truncated", f"frame {missing[0]} requested, {decoded} decodable")
+    return np.stack([got[int(i)] for i in indices])
