@@ -1,0 +1,32 @@
+"""Training objectives of the Toto transformer (paper section 3 and Table 3).
+
+Both compute the loss in fp32 whatever the autocast dtype: the logits of an 8k vocabulary in
+bf16 lose enough precision to bias the cross-entropy. They call the model itself, never its
+submodules, so they work unchanged on a DDP/FSDP-wrapped or compiled model; the token loss asks
+the model for it (`targets=`), which fuses the head with the cross-entropy.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def next_token_loss(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of predicting tokens[:, 1:] from tokens[:, :-1]; PAD targets are ignored."""
+    return model(tokens[:, :-1], targets=tokens[:, 1:], return_logits=False).loss
+
+
+def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each patch to zero mean, unit variance over its own values (MAE's norm_pix_loss target)."""
+    patches = patches.float()
+    mean, var = patches.mean(-1, keepdim=True), patches.var(-1, keepdim=True)
+    return (patches - mean) / (var + eps).sqrt()
+
+
+def next_patch_loss(model, patches: torch.Tensor) -> torch.Tensor:
+    """MSE between the prediction at each position and the next patch, normalized per patch.
+
+    "patch-patch" in the paper's Table 3: raw patches in, next normalized patch out.
+    """
+    pred = model(patches[:, :-1]).logits
+    return F.mse_loss(pred.float(), normalize_patches(patches[:, 1:]))
