@@ -1,0 +1,103 @@
+"""Training metrics: a JSONL line per logged step, TensorBoard scalars, a loss-curve PNG.
+
+    out_dir/metrics.jsonl   {"step", "loss", "lr", "grad_norm", "tokens_seen", "tokens_per_s"[, "val_loss"]}
+                            (tokens: whole sequences, all ranks; tokens_per_s: training time since
+                            the previous line, validation and checkpoint time excluded)
+    out_dir/tensorboard/    train/* and val/* scalars against the step
+    out_dir/loss_curve.png  train and validation loss against steps and against tokens seen
+
+On resume from step k the JSONL is cut back to steps <= k and TensorBoard purges later events,
+so the files read as one run even after a crash past the last checkpoint. Only rank 0 writes
+(the logger of other ranks is a no-op).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from toto_robot.io import TEMP_SUFFIX, atomic_write
+
+JSONL_NAME = "metrics.jsonl"
+PLOT_NAME = "loss_curve.png"
+TB_DIR = "tensorboard"
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Records of a metrics file; a line cut short by a kill is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class MetricsLogger:
+    def __init__(self, out_dir: str | os.PathLike, *, enabled: bool = True, resume_step: int = 0):
+        self.enabled = enabled
+        self.out_dir = Path(out_dir)
+        self.history: list[dict] = []
+        if not enabled:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl_path = self.out_dir / JSONL_NAME
+        for name in (JSONL_NAME, PLOT_NAME):  # temp files of a write killed mid-way
+            for stale in self.out_dir.glob(f".{name}.*{TEMP_SUFFIX}"):
+                stale.unlink(missing_ok=True)
+        self.history = [r for r in read_jsonl(self.jsonl_path) if r.get("step", 0) <= resume_step]
+        with atomic_write(self.jsonl_path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        self._jsonl = open(self.jsonl_path, "a")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._tb = SummaryWriter(str(self.out_dir / TB_DIR), purge_step=resume_step + 1)
+
+    def log(self, record: dict) -> None:
+        """Append one record (must hold "step"); numbers also go to TensorBoard."""
+        if not self.enabled:
+            return
+        self.history.append(record)
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                tag = f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+                self._tb.add_scalar(tag, value, record["step"])
+        self._tb.flush()
+
+    def plot(self) -> Path | None:
+        """Redraw the loss-curve PNG from the history (atomically)."""
+        if not self.enabled or not self.history:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        train = [r for r in self.history if "loss" in r]
+        val = [r for r in self.history if "val_loss" in r]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        for ax, x in zip(axes, ("step", "tokens_seen")):
+            ax.plot([r[x] for r in train], [r["loss"] for r in train], label="train", lw=1)
+            if val:
+                ax.plot([r[x] for r in val], [r["val_loss"] for r in val], "o-", label="val", ms=3)
+            ax.set_xlabel("tokens seen" if x == "tokens_seen" else "step")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("next-token loss (nats)")
+        axes[0].legend()
+        fig.tight_layout()
+        path = self.out_dir / PLOT_NAME
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        return path
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()

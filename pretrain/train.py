@@ -1,0 +1,345 @@
+"""The pre-training loop: next-token prediction on token shards (paper section 3), or next-patch
+regression on pixel shards (Table 3, "patch-patch": a model with patch_dim and a `patchify`).
+
+One call of `train` runs or resumes a job in `out_dir`, alone or under
+`torchrun --nproc_per_node=N` (DDP, or FSDP for ~1B+ models: pretrain/distributed.py).
+Recipe: AdamW (0.9, 0.95), linear warm-up then cosine to 0.1 x lr, gradient clipping at 1.0,
+bf16 autocast, ~1M tokens a step reached by accumulating micro-batches over ranks.
+
+Exactness. Batches are a pure function of (seed, step, micro-step, rank) (pretrain/batches.py)
+and the learning rate of the step (pretrain/schedule.py); weights, AdamW moments and RNG are
+checkpointed, so a run killed at any point and resumed reproduces the uninterrupted run's losses
+exactly (CPU fp32, fixed thread count). Each micro-batch loss is weighted by its share of the
+global step's targets (non-PAD tokens, or patches), so the gradient is the target mean over the
+whole global batch, however it is split into ranks and micro-steps.
+
+Weight decay applies to the matrices of Linear layers only: RMSNorm gains, biases and the token
+embedding are exempt (GPT/LLaMA practice: decaying embeddings pulls rarely seen codes to zero).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from encoder.model import Toto, TotoConfig
+from encoder.objectives import next_patch_loss, next_token_loss
+from encoder.tokens import PAD
+from pretrain import checkpoints, distributed
+from pretrain.batches import TokenBatches, is_pixels, validation_batches
+from pretrain.metrics import MetricsLogger
+from pretrain.schedule import lr_at
+from pretrain.shards import ShardSet
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10000
+    micro_batch: int = 1  # sequences per forward pass per rank
+    grad_accum: Optional[int] = None  # None: the smallest count reaching batch_tokens (rounded)
+    batch_tokens: int = 1_048_576  # tokens per optimizer step over all micro-batches and ranks
+    lr: float = 3e-4
+    betas: Tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1  # Linear matrices only (module docstring)
+    eps: float = 1e-8
+    warmup_steps: int = 2000
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping (the norm is still logged)
+    precision: str = "bf16"  # "fp32" | "bf16" (autocast; weights and optimizer stay fp32)
+    val_every: int = 500  # steps between validations (and one at the end); 0: only at the end
+    val_batches: int = 8  # micro-batches per validation set
+    ckpt_every: int = 1000  # 0: only at the end
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    resume: bool = True  # continue from out_dir's latest checkpoint if there is one
+    strategy: str = "auto"  # "auto" | "ddp" | "fsdp" (auto: fsdp from ~1B params); unwrapped without torchrun
+    compile: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        positive = ("steps", "micro_batch", "batch_tokens", "val_batches", "keep_checkpoints", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 1")
+        for name in ("warmup_steps", "val_every", "ckpt_every", "weight_decay", "lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 0")
+        if self.grad_accum is not None and self.grad_accum < 1:
+            raise ValueError(f"TrainConfig.grad_accum={self.grad_accum}: must be >= 1 or None (derived from batch_tokens)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.strategy not in distributed.STRATEGIES:
+            raise ValueError(f"TrainConfig.strategy={self.strategy!r}: use one of {', '.join(distributed.STRATEGIES)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"TrainConfig.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
+
+
+def _due(step: int, every: int, last: bool) -> bool:
+    return last or (every > 0 and step % every == 0)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay for >= 2-D weights outside embeddings, none for the rest."""
+    embedding = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)}
+    decay, plain = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 and id(p) not in embedding else plain).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def load_init_weights(model: nn.Module, weights: dict) -> None:
+    """Start from `weights` (e.g. the 16x16 model for the 32x32 fine-tune): every parameter must
+    match by name and shape; RoPE tables are buffers rebuilt from the config, so the sequence
+    length and rope_base may differ."""
+    own = model.state_dict()
+    missing, unexpected = sorted(own.keys() - weights.keys()), sorted(weights.keys() - own.keys())
+    reshaped = sorted(k for k in own.keys() & weights.keys() if tuple(own[k].shape) != tuple(weights[k].shape))
+    if missing or unexpected or reshaped:
+        raise ValueError(
+            f"init_weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"other shape {reshaped[:3]}): start from a checkpoint of the same dim/n_layers/n_heads/vocab_size"
+        )
+    model.load_state_dict(weights)
+
+
+class Objective:
+    """How micro-batches of shard rows become model inputs and losses; one per run.
+
+    Tokens (patchify None): next-token cross-entropy; a row's targets are its non-PAD tokens
+    after the first. Patches: `patchify` turns uint8 pixel rows into patch sequences on the
+    device (uint8 is what crosses the bus), scored by next_patch_loss; every patch after a row's
+    first is a target. The target counts weight the micro-batches (module docstring).
+    """
+
+    def __init__(self, patchify: Callable[[torch.Tensor], torch.Tensor] | None = None, seq_len: int | None = None):
+        self.patchify, self.seq_len = patchify, seq_len
+
+    def inputs(self, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+        rows = rows.to(device, non_blocking=True)
+        return rows if self.patchify is None else self.patchify(rows)
+
+    def loss(self, model, inputs: torch.Tensor) -> torch.Tensor:
+        return next_token_loss(model, inputs) if self.patchify is None else next_patch_loss(model, inputs)
+
+    def targets(self, rows: torch.Tensor) -> int:
+        if self.patchify is None:
+            return int((rows[:, 1:] != PAD).sum())
+        return rows.shape[0] * (self.seq_len - 1)
+
+
+def _objective(model_config: TotoConfig, probe: TokenBatches, patchify) -> Objective:
+    """The run's Objective, after checking that the model, the rows and `patchify` agree."""
+    if (model_config.patch_dim is not None) != probe.pixels:
+        if probe.pixels:
+            raise ValueError(f"the train sets hold pixel rows {probe.row_shape}: train them with a patch model (set patch_dim) and patchify")
+        raise ValueError("the model has patch_dim set but the train sets hold token rows: patch models train on pixel shards (tokenizer=patch)")
+    if not probe.pixels:
+        if patchify is not None:
+            raise ValueError("patchify is for pixel rows but the train sets hold token rows: pass patchify=None")
+        return Objective(seq_len=probe.row_shape[0])
+    if patchify is None:
+        raise ValueError("pixel rows need patchify (uint8 rows -> patch sequences), e.g. "
+                         "pretrain.batches.patch_sequences(load_tokenizer('patch'))")
+    sample = patchify(probe.micro_batch_tokens(0, 0, 0))
+    if sample.ndim != 3 or sample.shape[-1] != model_config.patch_dim:
+        raise ValueError(f"patchify gives patches of shape {tuple(sample.shape)} but the model's patch_dim is {model_config.patch_dim}")
+    return Objective(patchify, int(sample.shape[1]))
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, precision: str, pad_ranks: bool,
+             objective: Objective | None = None) -> float:
+    """Target-mean loss of `objective` (default: next-token) over fixed `batches`, split round-robin over ranks.
+
+    With FSDP every rank must run the same number of forwards (they all-gather weights), so
+    `pad_ranks` repeats batch 0 with weight 0 on ranks that ran out.
+    """
+    objective = objective or Objective()
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64)
+    rounds = math.ceil(len(batches) / info.world_size) if pad_ranks else None
+    mine = list(range(info.rank, len(batches), info.world_size))
+    for i in range(rounds if rounds is not None else len(mine)):
+        real = i < len(mine)
+        rows = batches[mine[i] if real else 0]
+        with _autocast(precision, info.device):
+            loss = objective.loss(model, objective.inputs(rows, info.device))
+        if real:
+            count = objective.targets(rows)
+            totals += torch.tensor([loss.item() * count, count], dtype=torch.float64)
+    model.train(was_training)
+    distributed.all_reduce_sum(totals, info)
+    return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
+
+
+def _global_step(forward_model, wrapped, model, optimizer, micro: list[torch.Tensor], cfg: TrainConfig, strategy: str,
+                 info: distributed.DistInfo, objective: Objective) -> tuple[float, float]:
+    """One optimizer step over this rank's micro-batches; returns (global target-mean loss, grad norm)."""
+    counts = [objective.targets(rows) for rows in micro]
+    total = int(distributed.all_reduce_sum(torch.tensor([sum(counts)], dtype=torch.int64), info).item())
+    loss_sum = torch.zeros(1, dtype=torch.float64)
+    for m, rows in enumerate(micro):
+        with distributed.gradient_sync(wrapped, strategy, sync=m == len(micro) - 1):
+            with _autocast(cfg.precision, info.device):
+                loss = objective.loss(forward_model, objective.inputs(rows, info.device))
+            # DDP/FSDP average gradients over ranks: x world_size turns that into the global token mean
+            (loss * (counts[m] * info.world_size / total)).backward()
+        loss_sum += loss.detach().double().cpu() * counts[m]
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)  # FSDP: DTensor
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(distributed.all_reduce_sum(loss_sum, info).item()) / total, grad_norm
+
+
+def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]], val_sets: Sequence[ShardSet],
+          cfg: TrainConfig, out_dir, *, init_weights: dict | None = None,
+          patchify: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
+    """Train (or resume) in `out_dir`; return a summary dict (the same on every rank).
+
+    Token shards train a token model (patch_dim None). Pixel shards train a patch model: give
+    `patchify`, uint8 pixel rows (B, T, R, R, 3) -> float (B, L, patch_dim), e.g.
+    pretrain.batches.patch_sequences(tokenizer); sequence lengths and token counts are then in
+    patches (L = T*g*g).
+
+    Summary: steps, final_train_loss, final_val_loss (NaN without val_sets), tokens_seen,
+    tokens_per_s (training throughput of this call), checkpoint_dir, wall_time_s, resumed_from,
+    and the derived layout (strategy, world_size, grad_accum, global_batch, seq_len, params).
+    """
+    info = distributed.setup()
+    try:
+        return _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info)
+    finally:
+        distributed.teardown(info)
+
+
+def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, init_weights, patchify, info) -> dict:
+    wall_start = time.perf_counter()
+    probe = TokenBatches(train_sets, seed=cfg.seed, micro_batch=1, grad_accum=1)
+    objective = _objective(model_config, probe, patchify)
+    seq_len = objective.seq_len
+    if seq_len > model_config.max_seq_len:
+        kind = "patch" if probe.pixels else "token"
+        raise ValueError(f"{kind} rows hold {seq_len} tokens but the model's max_seq_len is {model_config.max_seq_len}: "
+                         f"set max_seq_len >= {seq_len}")
+    grad_accum = cfg.grad_accum or max(1, round(cfg.batch_tokens / (cfg.micro_batch * seq_len * info.world_size)))
+    batches = TokenBatches(train_sets, seed=cfg.seed, micro_batch=cfg.micro_batch, grad_accum=grad_accum, world_size=info.world_size)
+    step_tokens = batches.global_batch * seq_len
+    val = validation_batches(val_sets, cfg.micro_batch, cfg.val_batches) if val_sets else []
+    if any(is_pixels(rows.shape[1:]) != probe.pixels for rows in val):
+        raise ValueError(f"validation sets must hold {'pixel' if probe.pixels else 'token'} rows like the train sets")
+
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank and in every rerun
+    model = Toto(model_config)
+    if init_weights is not None:
+        load_init_weights(model, init_weights)
+    model.to(info.device)
+    n_params = sum(p.numel() for p in model.parameters())
+    strategy = distributed.resolve_strategy(cfg.strategy, n_params, info.world_size)
+    wrapped = distributed.wrap(model, strategy, info)
+    forward_model = torch.compile(wrapped) if cfg.compile else wrapped
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+
+    def lr_of(step: int) -> float:
+        return lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio)
+
+    start_step, tokens_seen, loss, resumed_from = 0, 0, float("nan"), None
+    latest = checkpoints.latest_checkpoint(out_dir) if cfg.resume else None
+    if latest is not None:
+        # every rank checks the config; under FSDP only rank 0 reads the tensors and broadcasts them
+        reads = strategy != "fsdp" or info.is_main
+        model_state, state = checkpoints.load_checkpoint(latest, model_config.to_dict(), tensors=reads)
+        distributed.load_full_state(model, optimizer, model_state, state.get("optimizer", {}), strategy)
+        small = ("step", "tokens_seen", "loss", "rng")
+        state = distributed.broadcast_object({k: state[k] for k in small} if info.is_main else None, info)
+        start_step, tokens_seen, loss, resumed_from = state["step"], state["tokens_seen"], state["loss"], str(latest)
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], info.device)
+
+    def save(step: int) -> Path:
+        model_state, optim_state = distributed.full_state(model, optimizer)  # collective: all ranks
+        if info.is_main:
+            cuda_rng = torch.cuda.get_rng_state(info.device) if torch.cuda.is_available() else None
+            state = {
+                "step": step, "tokens_seen": tokens_seen, "loss": loss, "optimizer": optim_state,
+                "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng},
+                "scheduler": {"kind": "warmup_cosine", "next_lr": lr_of(step)},  # a pure function of the step
+                "train_config": dataclasses.asdict(cfg), "model_config": model_config.to_dict(),
+                "world_size": info.world_size, "global_batch": batches.global_batch,
+            }
+            checkpoints.save_checkpoint(out_dir, step, model_state, model_config.to_dict(), state, cfg.keep_checkpoints)
+        return checkpoints.checkpoints_dir(out_dir) / f"step_{step:07d}"
+
+    def validate() -> float:
+        return evaluate(model, val, info, cfg.precision, pad_ranks=strategy == "fsdp", objective=objective) if val else float("nan")
+
+    from tqdm import tqdm
+
+    logger = MetricsLogger(out_dir, enabled=info.is_main, resume_step=start_step)
+    bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
+               disable=not (cfg.progress and info.is_main))
+    val_loss, ckpt_dir = float("nan"), latest
+    train_time = window_time = 0.0
+    window_tokens = 0
+    model.train()
+    try:
+        for step in range(start_step, cfg.steps):
+            t0 = time.perf_counter()
+            lr = lr_of(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            micro = [batches.micro_batch_tokens(step, m, info.rank) for m in range(grad_accum)]
+            loss, grad_norm = _global_step(forward_model, wrapped, model, optimizer, micro, cfg, strategy, info, objective)
+            done, tokens_seen = step + 1, tokens_seen + step_tokens
+            elapsed = time.perf_counter() - t0
+            train_time, window_time, window_tokens = train_time + elapsed, window_time + elapsed, window_tokens + step_tokens
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss is {loss} at step {done}: lower lr or use precision=fp32; "
+                                         f"rerun to resume from the last checkpoint in {out_dir}")
+            last = done == cfg.steps
+            validating = bool(val) and _due(done, cfg.val_every, last)
+            if validating:
+                val_loss = validate()
+            if validating or _due(done, cfg.log_every, last):
+                record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": tokens_seen,
+                          "tokens_per_s": window_tokens / max(window_time, 1e-9)}
+                logger.log({**record, "val_loss": val_loss} if validating else record)
+                window_time, window_tokens = 0.0, 0
+            if validating or last:
+                logger.plot()
+            if _due(done, cfg.ckpt_every, last):
+                ckpt_dir = save(done)
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{step_tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
+            bar.update(1)
+        if start_step >= cfg.steps:  # nothing left to train: report the checkpoint's validation loss
+            val_loss = validate()
+    finally:
+        bar.close()
+        logger.close()
+    trained = max(0, cfg.steps - start_step) * step_tokens
+    return {
+        "steps": max(cfg.steps, start_step), "final_train_loss": loss, "final_val_loss": val_loss,
+        "tokens_seen": tokens_seen, "tokens_per_s": trained / train_time if train_time else 0.0,
+        "checkpoint_dir": str(ckpt_dir) if ckpt_dir else None, "wall_time_s": time.perf_counter() - wall_start,
+        "resumed_from": resumed_from, "strategy": strategy, "world_size": info.world_size, "grad_accum": grad_accum,
+        "global_batch": batches.global_batch, "seq_len": seq_len, "params": n_params,
+    }
