@@ -1,0 +1,11 @@
+"""Tokenizers: pixels -> tokens behind one interface (`Tokenizer`), built from a spec string.
+
+    fsq    our trainable FSQ autoencoder, 8192 codes (fsq.py; trained by pretrain/train_tokenizer.py)
+    dalle  the official DALL-E dVAE encoder, 8192 codes, encoder only (dalle.py)
+    patch  continuous 8x8x3 patches, invertible (patch.py)
+
+Token ids for the transformer (special tokens + code offset) are defined in encoder/tokens.py.
+"""
+from encoder.tokenizers.base import Tokenizer, load_tokenizer, save_tokenizer
+
+__all__ = ["Tokenizer", "load_tokenizer", "save_tokenizer"]
