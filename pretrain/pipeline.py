@@ -1,0 +1,229 @@
+"""The stages of `python pretrain/run.py`, each resumable on its own.
+
+    data       resolve the sources (the embedded corpus renders its robot videos once, cached)
+    tokenizer  train our FSQ tokenizer on frames of the corpus (or load `tokenizer.path`)
+    tokenize   write token shards to out/tokens (torchrun-sharded, finished shards kept)
+    train      pre-train the transformer in out/train (checkpoints, metrics, resume)
+    export     write the frozen encoder to out/encoder: final weights + tokenizer, what
+               `toto_robot.load_encoder(out/encoder)` reads
+
+Under torchrun, rank 0 alone prepares data and tokenizer and exports; every rank tokenizes
+its share of the chunks and trains; barriers separate the stages.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pretrain import distributed
+from pretrain.config import STAGES, RunConfig
+from pretrain.data.sources import SourceConfig
+
+TOKENIZER_DIR, TOKENS_DIR, TRAIN_DIR, ENCODER_DIR = "tokenizer", "tokens", "train", "encoder"
+
+
+def resolve_sources(cfg: RunConfig) -> list[SourceConfig]:
+    """The configured sources, or the embedded corpus when none are given."""
+    if cfg.data.sources:
+        sources = [s if isinstance(s, SourceConfig) else SourceConfig(**s) for s in cfg.data.sources]
+        for source in sources:
+            if not Path(source.path).exists():
+                raise FileNotFoundError(
+                    f"data source {source.name!r}: {source.path} does not exist; set data.sources to your data "
+                    "(see pretrain/conf/data/paper_mix.yaml) or omit it for the embedded corpus"
+                )
+        return sources
+    from pretrain.data.embedded import embedded_sources
+
+    return embedded_sources(cfg.data.cache_dir, episodes_per_task=cfg.data.episodes_per_task,
+                            image_size=cfg.tokenize.resolution, robot=cfg.data.robot,
+                            progress=cfg.tokenize.progress)
+
+
+def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool = True):
+    """The run's tokenizer; an fsq tokenizer without `path` is trained into out/tokenizer first."""
+    from encoder.tokenizers import load_tokenizer
+
+    settings = cfg.tokenizer
+    if settings.kind not in ("fsq", "dalle", "patch"):
+        raise ValueError(f"tokenizer.kind={settings.kind!r}: use fsq, dalle or patch")
+    if settings.kind == "patch":
+        return load_tokenizer(settings.path or "patch")
+    if settings.path:
+        return load_tokenizer(settings.path, allow_pickle=settings.allow_pickle)
+    if settings.kind == "dalle":
+        raise ValueError("tokenizer=dalle needs tokenizer.path=/path/to/encoder.pkl (the official dVAE encoder weights)")
+    directory = Path(cfg.out) / TOKENIZER_DIR
+    if train:
+        from pretrain.data.embedded import embedded_frames
+        from pretrain.train_tokenizer import train_tokenizer
+
+        frames = embedded_frames(cfg.data.cache_dir, settings.train_frames, settings.val_frames,
+                                 seed=settings.train.seed, resolution=cfg.tokenize.resolution,
+                                 val_fraction=cfg.tokenize.val_fraction, sources=sources)
+        train_tokenizer(*frames, settings.train, directory)
+    return load_tokenizer(directory)
+
+
+def read_index(cfg: RunConfig) -> dict:
+    path = Path(cfg.out) / TOKENS_DIR / "index.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run stage=tokenize (or stage=all) first")
+    index = json.loads(path.read_text())
+    if not index["complete"]:
+        raise ValueError(f"{path}: tokenization is unfinished ({index['chunks']['done']}/{index['chunks']['total']} "
+                         "chunks); rerun stage=tokenize to finish it")
+    return index
+
+
+def pixel_content(index: dict) -> bool:
+    """True when out/tokens holds uint8 pixel rows (a continuous tokenizer) rather than token ids."""
+    return index.get("content", "tokens") == "pixels"
+
+
+def model_config(cfg: RunConfig, index: dict):
+    """The preset with the run's overrides; the vocabulary follows the tokenizer.
+
+    Pixel shards train a patch model: patch_dim from the patch size the grid implies
+    (resolution / grid, the tokenizer's downsample), and max_seq_len = frames x grid^2 patches,
+    as patch sequences have no start/end tokens (vocab_size stays the preset's, unused).
+    """
+    from encoder.presets import preset_config
+
+    if pixel_content(index):
+        patch = index["settings"]["resolution"] // index["grid"]
+        overrides = {"patch_dim": 3 * patch**2, "max_seq_len": index["frames"] * index["grid"] ** 2}
+    else:
+        overrides = {"vocab_size": index["vocab_size"], "max_seq_len": index["seq_len"]}
+    if cfg.model.rope_base is not None:
+        overrides["rope_base"] = cfg.model.rope_base
+    return preset_config(cfg.model.preset, **overrides)
+
+
+def shard_sets(cfg: RunConfig, index: dict):
+    """(train sets with weights, val sets) from the tokenized sources that have rows."""
+    from pretrain.shards import ShardSet
+
+    root = Path(cfg.out) / TOKENS_DIR
+    train, val = [], []
+    for source in index["sources"]:
+        splits = source["splits"]
+        if source["weight"] > 0 and splits["train"]["rows"] > 0:
+            train.append((ShardSet(root / splits["train"]["dir"]), source["weight"]))
+        if splits["val"]["rows"] > 0:
+            val.append(ShardSet(root / splits["val"]["dir"]))
+    if not train:
+        raise ValueError(f"{root}: no source produced training sequences (all files skipped?); check data.sources")
+    return train, val
+
+
+def patchify(cfg: RunConfig, index: dict, tokenizer=None):
+    """What train() needs to read pixel shards: uint8 rows -> patch sequences (None for token shards).
+
+    The shards do not record the continuous tokenizer (any suits pixels), so the configured one
+    is used, checked against the shards' grid; `tokenizer` saves rebuilding it when at hand.
+    """
+    from pretrain.batches import patch_sequences
+
+    if pixel_content(index) != (cfg.tokenizer.kind == "patch"):
+        content = "pixel rows (tokenizer=patch)" if pixel_content(index) else "token ids"
+        raise ValueError(f"{Path(cfg.out) / TOKENS_DIR} holds {content} but tokenizer.kind={cfg.tokenizer.kind!r}: "
+                         "use the tokenizer the shards were made with, or another out")
+    if not pixel_content(index):
+        return None
+    tokenizer = tokenizer if tokenizer is not None else prepare_tokenizer(cfg, [], train=False)
+    resolution = index["settings"]["resolution"]
+    if resolution // tokenizer.downsample != index["grid"]:
+        raise ValueError(f"tokenizer {cfg.tokenizer.path or 'patch'!r} cuts {resolution}px frames into a "
+                         f"{resolution // tokenizer.downsample}-wide grid but the shards were made for {index['grid']}")
+    return patch_sequences(tokenizer)
+
+
+def init_weights(cfg: RunConfig) -> dict | None:
+    """Weights to start from (coarse-to-fine), from an encoder or training-checkpoint directory."""
+    if not cfg.model.init_from:
+        return None
+    from pretrain.checkpoints import latest_checkpoint
+    from toto_robot.checkpoint import load_weights
+
+    path = Path(cfg.model.init_from)
+    if (path / "checkpoints").is_dir():
+        path = latest_checkpoint(path)
+    state, _ = load_weights(path, "toto", kind="toto")
+    return state
+
+
+def export_encoder(cfg: RunConfig, tokenizer, summary: dict | None = None) -> Path:
+    """Copy the final weights and the tokenizer into out/encoder (atomic files, JSON last)."""
+    from encoder.tokenizers import save_tokenizer
+    from pretrain.checkpoints import latest_checkpoint
+    from toto_robot.checkpoint import load_weights, save_weights
+
+    train_dir = Path(cfg.out) / TRAIN_DIR
+    checkpoint = latest_checkpoint(train_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {train_dir}: run stage=train (or stage=all) first")
+    index = read_index(cfg)
+    out = Path(cfg.out) / ENCODER_DIR
+    save_tokenizer(tokenizer, out)
+    state, meta = load_weights(checkpoint, "toto", kind="toto")
+    geometry = {"frames": index["frames"], "grid": index["grid"], "seq_len": meta["config"]["max_seq_len"]}
+    save_weights(out, "toto", state, kind="toto", config=meta["config"], tokenizer="tokenizer",
+                 resolution=index["settings"]["resolution"], source_checkpoint=str(checkpoint),
+                 summary=summary or {}, **geometry)
+    return out
+
+
+def _prepare(cfg: RunConfig, stages: tuple[str, ...], train_tokenizer: bool):
+    """(sources, tokenizer) as far as `stages` need them (None otherwise)."""
+    sources = resolve_sources(cfg) if {"data", "tokenizer", "tokenize"} & set(stages) else None
+    tokenizer = None
+    if {"tokenizer", "tokenize", "export"} & set(stages):
+        tokenizer = prepare_tokenizer(cfg, sources, train=train_tokenizer and "tokenizer" in stages)
+    return sources, tokenizer
+
+
+def _barrier(info) -> None:
+    if info.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def run(cfg: RunConfig) -> dict:
+    """Run `cfg.stage` (or all stages in order); return what each stage produced."""
+    from pretrain.tokenization import tokenize_sources
+    from pretrain.train import train
+
+    if cfg.stage not in STAGES:
+        raise ValueError(f"stage={cfg.stage!r}: use one of {', '.join(STAGES)}")
+    stages = STAGES[1:] if cfg.stage == "all" else (cfg.stage,)
+    info = distributed.setup()
+    result: dict = {}
+    try:
+        if info.is_main:  # the others wait, then load what rank 0 made (the robot videos are cached)
+            sources, tokenizer = _prepare(cfg, stages, train_tokenizer=True)
+        _barrier(info)
+        if not info.is_main:
+            sources, tokenizer = _prepare(cfg, stages, train_tokenizer=False)
+        if sources is not None:
+            result["sources"] = [source.name for source in sources]
+        if tokenizer is not None:
+            result["tokenizer"] = tokenizer.kind
+        if "tokenize" in stages:
+            tokens = Path(cfg.out) / TOKENS_DIR
+            result["tokenize"] = tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, info.rank, info.world_size)
+            _barrier(info)
+            if info.world_size > 1 and info.is_main:  # every chunk is finished now: rewrite the index as complete
+                tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, 0, 1)
+            _barrier(info)
+        if "train" in stages:
+            index = read_index(cfg)
+            train_sets, val_sets = shard_sets(cfg, index)
+            result["train"] = train(model_config(cfg, index), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
+                                    init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer))
+        if "export" in stages and info.is_main:
+            result["encoder"] = str(export_encoder(cfg, tokenizer, result.get("train")))
+        return result
+    finally:
+        distributed.teardown(info)

@@ -1,0 +1,55 @@
+"""Pre-train Toto: `python pretrain/run.py` runs every stage on the embedded defaults.
+
+    python pretrain/run.py                                  # embedded corpus, FSQ tokenizer, nano, ~15 min on 2 cores
+    python pretrain/run.py stage=tokenize                   # one stage: data|tokenizer|tokenize|train|export
+    python pretrain/run.py model=base data=paper_mix data.sources.0.path=/datasets/imagenet ...
+    torchrun --nproc_per_node=8 pretrain/run.py model=large train.strategy=fsdp ...
+    python pretrain/run.py experiment=coarse_to_fine model.init_from=runs/pretrain/encoder
+
+Settings: pretrain/config.py (RunConfig) and pretrain/conf/. Outputs in `out` (runs/pretrain):
+tokenizer/, tokens/, train/ (checkpoints, metrics.jsonl, loss.png, TensorBoard) and encoder/,
+the frozen encoder later steps load. Every stage resumes where it stopped.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md 6)
+ROOT = Path(__file__).resolve().parents[1]
+if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root,
+    sys.path[0] = str(ROOT)  # not from pretrain/ (whose module names would shadow the standard library's)
+
+import hydra  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from pretrain.config import RunConfig  # noqa: E402
+from pretrain.pipeline import run  # noqa: E402
+
+
+def report(cfg: RunConfig, result: dict) -> None:
+    """What was made and how to use it."""
+    summary = result.get("train")
+    if summary:
+        print(f"trained {summary['steps']} steps, {summary['tokens_seen']:,} tokens: "
+              f"train loss {summary['final_train_loss']:.3f}, val loss {summary['final_val_loss']:.3f}")
+    if "encoder" in result:
+        path = result["encoder"]
+        print(f"frozen encoder: {path}\n"
+              f"  load it:  python -c \"from encoder.model import load_toto; print(load_toto('{path}'))\"\n"
+              f"  metrics:  {Path(cfg.out) / 'train'}/loss.png, tensorboard --logdir {Path(cfg.out) / 'train'}")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="run")
+def main(cfg) -> None:
+    try:
+        config: RunConfig = OmegaConf.to_object(cfg)
+        report(config, run(config))
+    except (ValueError, FileNotFoundError, NotImplementedError) as error:  # bad input: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

