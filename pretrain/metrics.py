@@ -37,6 +37,15 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return records
 
 
+def _smooth(values: list[float], weight: float = 0.8) -> list[float]:
+    """Bias-corrected exponential moving average (TensorBoard's smoothing): small batches are noisy."""
+    out, average = [], 0.0
+    for i, value in enumerate(values, 1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight**i))
+    return out
+
+
 class MetricsLogger:
     def __init__(self, out_dir: str | os.PathLike, *, enabled: bool = True, resume_step: int = 0):
         self.enabled = enabled
@@ -83,9 +92,10 @@ class MetricsLogger:
         val = [r for r in self.history if "val_loss" in r]
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
         for ax, x in zip(axes, ("step", "tokens_seen")):
-            ax.plot([r[x] for r in train], [r["loss"] for r in train], label="train", lw=1)
+            ax.plot([r[x] for r in train], [r["loss"] for r in train], label="train", lw=0.8, alpha=0.4, color="C0")
+            ax.plot([r[x] for r in train], _smooth([r["loss"] for r in train]), label="train (smoothed)", lw=1.5, color="C0")
             if val:
-                ax.plot([r[x] for r in val], [r["val_loss"] for r in val], "o-", label="val", ms=3)
+                ax.plot([r[x] for r in val], [r["val_loss"] for r in val], "o-", label="val", ms=3, color="C1")
             ax.set_xlabel("tokens seen" if x == "tokens_seen" else "step")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("next-token loss (nats)")

@@ -61,7 +61,11 @@ def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool =
         frames = embedded_frames(cfg.data.cache_dir, settings.train_frames, settings.val_frames,
                                  seed=settings.train.seed, resolution=cfg.tokenize.resolution,
                                  val_fraction=cfg.tokenize.val_fraction, sources=sources)
-        train_tokenizer(*frames, settings.train, directory)
+        metrics = train_tokenizer(*frames, settings.train, directory)
+        print(f"tokenizer: held-out PSNR {metrics['psnr_db']:.1f} dB (untrained {metrics['psnr_init_db']:.1f}), "
+              f"codebook usage {metrics['codebook_usage']:.1%} "
+              f"(ceiling {metrics['codebook_usage_bound']:.0%})" + (" [already trained]" if metrics["skipped"] else "")
+              + f" -> {directory}")
     return load_tokenizer(directory)
 
 

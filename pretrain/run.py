@@ -38,7 +38,7 @@ def report(cfg: RunConfig, result: dict) -> None:
         path = result["encoder"]
         print(f"frozen encoder: {path}\n"
               f"  load it:  python -c \"from encoder.model import load_toto; print(load_toto('{path}'))\"\n"
-              f"  metrics:  {Path(cfg.out) / 'train'}/loss.png, tensorboard --logdir {Path(cfg.out) / 'train'}")
+              f"  metrics:  {Path(cfg.out) / 'train'}/loss_curve.png, tensorboard --logdir {Path(cfg.out) / 'train'}")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="run")
