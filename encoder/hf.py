@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     cmd.add_argument("checkpoint_dir")
     cmd.add_argument("out_dir")
     args = parser.parse_args(argv)
-    print(f"wrote {export(args.checkpoint_dir, args.out_dir)}")
+    try:
+        print(f"wrote {export(args.checkpoint_dir, args.out_dir)}")
+    except (ValueError, FileNotFoundError) as error:  # CheckpointError is a ValueError: one line, no traceback
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

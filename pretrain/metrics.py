@@ -96,6 +96,10 @@ class MetricsLogger:
             ax.plot([r[x] for r in train], _smooth([r["loss"] for r in train]), label="train (smoothed)", lw=1.5, color="C0")
             if val:
                 ax.plot([r[x] for r in val], [r["val_loss"] for r in val], "o-", label="val", ms=3, color="C1")
+            for i, key in enumerate(sorted({k for r in val for k in r if k.startswith("val_loss/")})):
+                points = [r for r in val if key in r]
+                ax.plot([r[x] for r in points], [r[key] for r in points], "--", lw=1, color=f"C{i + 2}",
+                        label=f"val {key.split('/', 1)[1]}")
             ax.set_xlabel("tokens seen" if x == "tokens_seen" else "step")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("next-token loss (nats)")

@@ -164,6 +164,12 @@ def _autocast(precision: str, device: torch.device):
 
 
 @torch.no_grad()
+def _set_name(shard_set, i: int) -> str:
+    """tokens/<source>/<split> -> <source>; a plain directory keeps its own name."""
+    directory = shard_set.directory
+    return directory.parent.name if directory.name in ("val", "train") else directory.name or f"set{i}"
+
+
 def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, precision: str, pad_ranks: bool,
              objective: Objective | None = None) -> float:
     """Target-mean loss of `objective` (default: next-token) over fixed `batches`, split round-robin over ranks.
@@ -243,7 +249,13 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
     grad_accum = cfg.grad_accum or max(1, round(cfg.batch_tokens / (cfg.micro_batch * seq_len * info.world_size)))
     batches = TokenBatches(train_sets, seed=cfg.seed, micro_batch=cfg.micro_batch, grad_accum=grad_accum, world_size=info.world_size)
     step_tokens = batches.global_batch * seq_len
-    val = validation_batches(val_sets, cfg.micro_batch, cfg.val_batches) if val_sets else []
+    # per source (named by its shard directory, tokens/<source>/val): the overall figure mixes
+    # sources of very different difficulty, so each one is logged too
+    val_groups = {}
+    for i, val_set in enumerate(val_sets):
+        name = _set_name(val_set, i)
+        val_groups[name if name not in val_groups else f"{name}{i}"] = validation_batches([val_set], cfg.micro_batch, cfg.val_batches)
+    val = [rows for group in val_groups.values() for rows in group]
     if any(is_pixels(rows.shape[1:]) != probe.pixels for rows in val):
         raise ValueError(f"validation sets must hold {'pixel' if probe.pixels else 'token'} rows like the train sets")
 
@@ -289,8 +301,15 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
             checkpoints.save_checkpoint(out_dir, step, model_state, model_config.to_dict(), state, cfg.keep_checkpoints)
         return checkpoints.checkpoints_dir(out_dir) / f"step_{step:07d}"
 
-    def validate() -> float:
-        return evaluate(model, val, info, cfg.precision, pad_ranks=strategy == "fsdp", objective=objective) if val else float("nan")
+    def validate() -> dict:
+        """{"val_loss": target-weighted mean over all sets, "val_loss/<source>": each set's}."""
+        losses, counts = {}, {}
+        for name, group in val_groups.items():
+            losses[name] = evaluate(model, group, info, cfg.precision, pad_ranks=strategy == "fsdp", objective=objective)
+            counts[name] = sum(objective.targets(rows) for rows in group)
+        total = sum(counts.values())
+        overall = sum(losses[n] * counts[n] for n in losses) / total if total else float("nan")
+        return {"val_loss": overall, **({f"val_loss/{n}": v for n, v in losses.items()} if len(losses) > 1 else {})}
 
     from tqdm import tqdm
 
@@ -317,12 +336,12 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
                                          f"rerun to resume from the last checkpoint in {out_dir}")
             last = done == cfg.steps
             validating = bool(val) and _due(done, cfg.val_every, last)
-            if validating:
-                val_loss = validate()
+            val_record = validate() if validating else {}
+            val_loss = val_record.get("val_loss", val_loss)
             if validating or _due(done, cfg.log_every, last):
                 record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": tokens_seen,
                           "tokens_per_s": window_tokens / max(window_time, 1e-9)}
-                logger.log({**record, "val_loss": val_loss} if validating else record)
+                logger.log({**record, **val_record})
                 window_time, window_tokens = 0.0, 0
             if validating or last:
                 logger.plot()
@@ -330,8 +349,8 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
                 ckpt_dir = save(done)
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{step_tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
             bar.update(1)
-        if start_step >= cfg.steps:  # nothing left to train: report the checkpoint's validation loss
-            val_loss = validate()
+        if start_step >= cfg.steps and val:  # nothing left to train: report the checkpoint's validation loss
+            val_loss = validate()["val_loss"]
     finally:
         bar.close()
         logger.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,28 @@ def test_checkpoint_of_another_size_is_one_line(finished_run):
 def test_wrong_config_key_names_it(tmp_path):
     process = cli(f"out={tmp_path}", "train.stepz=3", cwd=tmp_path)
     assert process.returncode != 0 and "stepz" in process.stderr and "Traceback" not in process.stderr
+
+
+TINY_OVERRIDES = (
+    "data.robot=false", "tokenizer.train_frames=64", "tokenizer.val_frames=16", "tokenizer.train.steps=3",
+    "tokenizer.train.batch_size=4", "tokenizer.train.progress=false", "tokenize.clips_per_video=1", "tokenize.frames=2",
+    "tokenize.images_per_sequence=2", "tokenize.progress=false", "train.steps=2", "train.batch_tokens=1024",
+    "train.warmup_steps=1", "train.val_every=0", "train.ckpt_every=1", "train.precision=fp32", "train.progress=false",
+)
+
+
+def test_torchrun_two_ranks_runs_every_stage(tmp_path):
+    """The stage barriers under torchrun (gloo): rank 0 prepares, both tokenize and train, rank 0 exports."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as s:  # a free port, so concurrent test runs do not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               "--master_addr=127.0.0.1", f"--master_port={port}",
+               str(ROOT / "pretrain" / "run.py"), f"out={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}", *TINY_OVERRIDES]
+    process = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    _, meta = load_weights(tmp_path / "encoder", "toto", kind="toto")
+    assert meta["summary"]["world_size"] == 2 and meta["summary"]["steps"] == 2
+    index = json.loads((tmp_path / "tokens" / "index.json").read_text())
+    assert index["complete"]
