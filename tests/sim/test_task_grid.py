@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("mujoco")
+import mujoco  # noqa: F401,E402  (a declared dependency: missing it must fail, not skip)
 
 from sim.gl import RenderingUnavailable  # noqa: E402
 from sim.make_task_grid import LABEL_PAD, cell_box, main, row_label_width  # noqa: E402
