@@ -37,7 +37,8 @@ def report(cfg: RunConfig, result: dict) -> None:
     if "encoder" in result:
         path = result["encoder"]
         print(f"frozen encoder: {path}\n"
-              f"  load it:  python -c \"from encoder.model import load_toto; print(load_toto('{path}'))\"\n"
+              f"  use it:   import toto_robot; encoder = toto_robot.load_encoder('{path}', layer='mid')  # uint8 frames -> features\n"
+              f"  probe it: python encoder/probe.py encoder={path}\n"
               f"  metrics:  {Path(cfg.out) / 'train'}/loss_curve.png, tensorboard --logdir {Path(cfg.out) / 'train'}")
 
 

@@ -4,7 +4,20 @@ The public facade; heavy subpackages are imported only when a function needs the
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from encoder.frozen import TotoEncoder
+
 __version__ = "0.1.0"
+
+
+def load_encoder(path, layer="mid", pool="avg", dtype=None) -> TotoEncoder:
+    """The frozen Toto encoder exported to `path`: `load_encoder("runs/pretrain/encoder", layer="mid")`
+    gives features (B, dim) of uint8 frames (B, H, W, 3) (see encoder.frozen.TotoEncoder)."""
+    from encoder.frozen import load_encoder
+
+    return load_encoder(path, layer=layer, pool=pool, dtype=dtype)
 
 
 def make_env(task: str, **options):
