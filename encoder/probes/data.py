@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pretrain.data.clips import ClipSpec, fitting_stride, sample_clips
+from pretrain.data.embedded import record_robot_videos
 from pretrain.data.images import crop, load_image, resize_short_side
 from pretrain.data.sources import IMAGE_EXTENSIONS, BadMediaError
 from pretrain.data.video import probe_video, read_frames
@@ -254,15 +255,6 @@ def csv_video_dataset(csv_path: str | os.PathLike, spec: ClipSpec, val_csv: str 
                          "frames": spec.frames, "stride": spec.stride}, spec.frames)
 
 
-def record_robot_episodes(out: Path, episodes_per_task: int, image_size: int, seed: int, progress: bool = True) -> None:
-    """Record the four tasks' expert episodes as MP4s (both cameras); episodes already there are kept."""
-    from sim.record import RecordConfig, record  # imports MuJoCo: only when robot videos are wanted
-    from sim.tasks import CAMERAS
-
-    record(RecordConfig(task="all", episodes=episodes_per_task, out=str(out), seed=seed, image_size=image_size,
-                        cameras=list(CAMERAS), video=True, demos=False, progress=progress))
-
-
 def robot_dataset(cache_dir: str | os.PathLike, spec: ClipSpec, episodes_per_task: int = 20, seed: int = 1000,
                   val_fraction: float = 0.3, train_clips: int = 2, progress: bool = True) -> ProbeDataset:
     """Sim episodes labelled by task (4 classes), recorded once into cache_dir/<R>px_seed<seed>.
@@ -271,7 +263,7 @@ def robot_dataset(cache_dir: str | os.PathLike, spec: ClipSpec, episodes_per_tas
     records seeds 0.. (pretrain/data/embedded.py), so the probe scores unseen episodes.
     """
     out = Path(cache_dir).expanduser() / f"{spec.resolution}px_seed{seed}"
-    record_robot_episodes(out, episodes_per_task, spec.resolution, seed, progress)
+    record_robot_videos(out, episodes_per_task, spec.resolution, seed, progress)  # the pre-training corpus recorder
     paths, labels, groups = [], [], []
     for label, task in enumerate(ROBOT_TASKS):
         for path in sorted((out / task / "videos").glob("episode_*.mp4")):
