@@ -77,7 +77,7 @@ def embedded_sources(
     """The embedded corpus as sources; records the robot videos into cache_dir/robot on first use."""
     sources = []
     if robot:
-        robot_dir = Path(cache_dir) / "robot"
+        robot_dir = Path(cache_dir) / f"robot_{image_size}px"  # one cache per render size (e.g. 256 px for 32x32 tokens)
         record_robot_videos(robot_dir, episodes_per_task, image_size, seed, progress)
         sources.append(SourceConfig("robot", str(robot_dir), "video", ROBOT_WEIGHT, group=ROBOT_GROUP))
     sources.append(

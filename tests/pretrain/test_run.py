@@ -122,3 +122,12 @@ def test_torchrun_two_ranks_runs_every_stage(tmp_path):
     assert meta["summary"]["world_size"] == 2 and meta["summary"]["steps"] == 2
     index = json.loads((tmp_path / "tokens" / "index.json").read_text())
     assert index["complete"]
+
+
+def test_coarse_to_fine_experiment_composes(tmp_path):
+    """experiment=coarse_to_fine applies over the model group: 32x32 tokens (256 px), RoPE base 50,000."""
+    process = cli("experiment=coarse_to_fine", "model=base", "model.init_from=runs/pretrain/encoder", "--cfg", "job", cwd=tmp_path)
+    assert process.returncode == 0, process.stderr[-2000:]
+    job = process.stdout
+    assert "rope_base: 50000.0" in job and "resolution: 256" in job and "init_from: runs/pretrain/encoder" in job
+    assert "preset: base" in job and "warmup_steps: 200" in job  # the experiment wins over model=base's 2000
