@@ -108,6 +108,12 @@ def gradient_sync(wrapped: nn.Module, strategy: str, sync: bool) -> Iterator[Non
         yield
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process): separates pipeline stages under torchrun."""
+    if info.world_size > 1:
+        dist.barrier()
+
+
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.world_size > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)

@@ -187,13 +187,6 @@ def _prepare(cfg: RunConfig, stages: tuple[str, ...], train_tokenizer: bool):
     return sources, tokenizer
 
 
-def _barrier(info) -> None:
-    if info.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
 def run(cfg: RunConfig) -> dict:
     """Run `cfg.stage` (or all stages in order); return what each stage produced."""
     from pretrain.tokenization import tokenize_sources
@@ -207,7 +200,7 @@ def run(cfg: RunConfig) -> dict:
     try:
         if info.is_main:  # the others wait, then load what rank 0 made (the robot videos are cached)
             sources, tokenizer = _prepare(cfg, stages, train_tokenizer=True)
-        _barrier(info)
+        distributed.barrier(info)
         if not info.is_main:
             sources, tokenizer = _prepare(cfg, stages, train_tokenizer=False)
         if sources is not None:
@@ -217,10 +210,10 @@ def run(cfg: RunConfig) -> dict:
         if "tokenize" in stages:
             tokens = Path(cfg.out) / TOKENS_DIR
             result["tokenize"] = tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, info.rank, info.world_size)
-            _barrier(info)
+            distributed.barrier(info)
             if info.world_size > 1 and info.is_main:  # every chunk is finished now: rewrite the index as complete
                 tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, 0, 1)
-            _barrier(info)
+            distributed.barrier(info)
         if "train" in stages:
             index = read_index(cfg)
             train_sets, val_sets = shard_sets(cfg, index)
