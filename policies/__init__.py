@@ -1,0 +1,15 @@
+"""Policies on frozen features (DESIGN.md sections 2 and 5): MVP's actor, feature providers,
+the aggregated buffer, DAgger and behaviour cloning.
+
+    from policies import Actor, DaggerConfig, StateFeatures, TotoFeatures, train_dagger
+    actor, stats = train_dagger(env, TotoFeatures(encoder), expert, DaggerConfig(rounds=5), out_dir="runs/dagger")
+
+This package never imports sim or real: envs arrive as gymnasium envs, experts as callables.
+"""
+from policies.actor import Actor
+from policies.buffer import AggregatedBuffer
+from policies.dagger import DaggerConfig, evaluate, rollout, train_actor, train_dagger
+from policies.features import FeatureProvider, RandomTotoFeatures, StateFeatures, TotoFeatures, random_encoder
+
+__all__ = ["Actor", "AggregatedBuffer", "DaggerConfig", "FeatureProvider", "RandomTotoFeatures", "StateFeatures",
+           "TotoFeatures", "evaluate", "random_encoder", "rollout", "train_actor", "train_dagger"]

@@ -1,0 +1,102 @@
+"""Policy networks on frozen features, as in MVP (DESIGN.md section 5).
+
+MVP's actor: image embedding -> Linear(->128), proprioception -> Linear(->128), concatenated,
+then an MLP (256, 128, 64) with SELU to the action. Only these layers train; the encoder that
+made the image embedding stays frozen and never sees a gradient (features arrive as plain
+arrays, computed once when a sample was stored: policies/features.py).
+
+`Actor.for_state(state_dim, action_dim)` is the privileged upper bound: the task's true state
+vector replaces (image feature, proprio) as one input, projected straight to the MLP's 256-wide
+input. It bounds what any image encoder could reach with the same head and budget.
+
+Feature scale: the input features are standardized by per-dimension statistics held in the actor
+(buffers `feat_mean`, `feat_std`, saved with its weights), set once from the first round's data
+(`set_feature_stats`). Frozen Toto mid-layer features are far from unit scale (the nano
+checkpoint's avg-pooled features have norm ~0.09 and vary by ~0.003 across images), so an
+unnormalized Linear would see near-constant inputs. The statistics are not re-estimated later:
+a warm-started actor must keep seeing its inputs on the same scale.
+
+Bounding actions to the env's [-1, 1]:
+- bound="tanh" (default): the output goes through tanh, so the actor never emits an action the env
+  would clip, wherever it is deployed (sim, real robot node, PPO). MSE to an expert action of
+  exactly +-1 (the experts saturate) pulls the pre-activation up without end but with a vanishing
+  gradient, which costs nothing in practice (the output ends within ~0.05 of the bound).
+- bound="clip": a linear output during training (plain regression, full gradient on saturated
+  targets); `act()` clips it to [-1, 1] for execution.
+"""
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import torch
+from torch import nn
+
+BOUNDS = ("tanh", "clip")
+
+
+def mlp(sizes: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """Linear+SELU for each consecutive pair of `sizes`, then a linear output layer."""
+    layers: list[nn.Module] = []
+    for a, b in pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.SELU()]
+    layers.append(nn.Linear(sizes[-1], out_dim))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """(features (B, feat_dim), proprio (B, proprio_dim)) -> action (B, action_dim).
+
+    proprio_dim=0 builds the one-input variant (`for_state`): `features` alone -> Linear(->256).
+    """
+
+    def __init__(self, feat_dim: int, proprio_dim: int, action_dim: int, embed_dim: int = 128,
+                 hidden: tuple[int, ...] = (256, 128, 64), bound: str = "tanh"):
+        super().__init__()
+        if bound not in BOUNDS:
+            raise ValueError(f"bound={bound!r}: use one of {BOUNDS}")
+        if min(feat_dim, action_dim) < 1 or proprio_dim < 0:
+            raise ValueError(f"feat_dim={feat_dim}, action_dim={action_dim} must be >= 1 and proprio_dim={proprio_dim} >= 0")
+        self.feat_dim, self.proprio_dim, self.action_dim, self.bound = feat_dim, proprio_dim, action_dim, bound
+        self.config = {"feat_dim": feat_dim, "proprio_dim": proprio_dim, "action_dim": action_dim,
+                       "embed_dim": embed_dim, "hidden": list(hidden), "bound": bound}  # rebuilds it: Actor(**config)
+        if proprio_dim:
+            self.feat_proj = nn.Linear(feat_dim, embed_dim)
+            self.proprio_proj = nn.Linear(proprio_dim, embed_dim)
+            in_dim = 2 * embed_dim
+        else:
+            self.feat_proj, self.proprio_proj, in_dim = nn.Linear(feat_dim, hidden[0]), None, hidden[0]
+        self.mlp = mlp((in_dim, *hidden), action_dim)
+        self.register_buffer("feat_mean", torch.zeros(feat_dim))
+        self.register_buffer("feat_std", torch.ones(feat_dim))
+
+    @torch.no_grad()
+    def set_feature_stats(self, features, eps: float = 1e-6) -> None:
+        """Standardize inputs by the mean/std of `features` (N, feat_dim); constant dims get std 1."""
+        f = torch.as_tensor(np.asarray(features, dtype=np.float32)).to(self.feat_mean.device)
+        std = f.std(0) if len(f) > 1 else torch.ones_like(self.feat_std)
+        self.feat_mean.copy_(f.mean(0))
+        self.feat_std.copy_(torch.where(std > eps, std, torch.ones_like(std)))
+
+    @classmethod
+    def for_state(cls, state_dim: int, action_dim: int, **kwargs) -> Actor:
+        """The privileged-state variant: the state vector is the only input (upper bound)."""
+        return cls(state_dim, 0, action_dim, **kwargs)
+
+    def forward(self, features: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw training output: tanh-bounded for bound="tanh", unbounded for bound="clip"."""
+        x = self.feat_proj((features - self.feat_mean) / self.feat_std)
+        if self.proprio_proj is not None:
+            if proprio is None:
+                raise ValueError("this actor reads proprioception: pass proprio (B, proprio_dim)")
+            x = torch.cat([x, self.proprio_proj(proprio)], dim=-1)
+        out = self.mlp(x)
+        return torch.tanh(out) if self.bound == "tanh" else out
+
+    @torch.no_grad()
+    def act(self, features, proprio=None) -> np.ndarray:
+        """Actions to execute, float32 numpy (B, action_dim) in [-1, 1], from numpy or torch inputs."""
+        device = next(self.parameters()).device
+        f = torch.as_tensor(np.asarray(features, dtype=np.float32), device=device)
+        p = None if proprio is None else torch.as_tensor(np.asarray(proprio, dtype=np.float32), device=device)
+        return self(f, p).clamp(-1.0, 1.0).cpu().numpy()

@@ -1,0 +1,275 @@
+"""DAgger and behaviour cloning of a privileged expert, on frozen features (MVP's sim protocol).
+
+Each round k:
+1. roll out the mixture policy in the env: the executed action is
+   beta_k * expert + (1 - beta_k) * student, beta_0 = 1 (round 0 is pure expert), decaying;
+2. relabel every visited state with the expert's action (the expert is a memoryless feedback
+   policy on obs["state"], so it can label states only the student reaches: that is DAgger's
+   point, the student learns to recover from its own mistakes);
+3. aggregate the rows (features computed once, policies/features.py) into the buffer;
+4. train the actor by MSE on the whole buffer (AdamW, warm-started from the previous round).
+`algo="bc"` is round 0 alone: expert rollouts, one fit.
+
+Nothing here imports sim: the env is any gymnasium env (single or vector, Dict observations
+with `state`, plus what the feature provider reads, and `info["success"]`), and the expert is
+a callable `expert(state (S,)) -> action (A,)` passed in by the caller (sim/train_policy.py).
+
+Resuming: with `out_dir`, the buffer (.npz) and then the actor (safetensors + JSON with the
+rounds done and the stats) are written atomically after every round. A rerun with the same
+`out_dir` continues at the next round; rows of a round whose actor was never saved are dropped
+and that round is redone (rollouts are seeded by round, so it is redone identically).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from policies.actor import Actor
+from policies.buffer import AggregatedBuffer
+from policies.features import FeatureProvider, StateFeatures
+
+ALGOS = ("dagger", "bc")
+SCHEDULES = ("exponential", "linear", "constant")
+
+
+@dataclass
+class DaggerConfig:
+    """Options of `train_dagger` (the `algo=dagger|bc` group of sim/train_policy.py)."""
+
+    algo: str = "dagger"
+    rounds: int = 10  # forced to 1 for algo=bc
+    steps_per_round: int = 4096  # env steps collected per round (all envs together)
+    beta0: float = 1.0
+    beta_schedule: str = "exponential"  # beta_k = beta0 * beta_decay**k | max(0, beta0 - k * beta_decay) | beta0
+    beta_decay: float = 0.5
+    epochs: int = 10  # passes over the whole buffer per round
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    eval_episodes: int = 0  # >0: also run the pure student (beta=0) for this many episodes each round
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo={self.algo!r}: use one of {ALGOS}")
+        if self.beta_schedule not in SCHEDULES:
+            raise ValueError(f"beta_schedule={self.beta_schedule!r}: use one of {SCHEDULES}")
+        if min(self.rounds, self.steps_per_round, self.epochs, self.batch_size) < 1:
+            raise ValueError("rounds, steps_per_round, epochs and batch_size must be >= 1")
+
+    def beta(self, k: int) -> float:
+        """The expert's share of the executed action in round k (1 for BC)."""
+        if self.algo == "bc":
+            return 1.0
+        if self.beta_schedule == "exponential":
+            b = self.beta0 * self.beta_decay**k
+        elif self.beta_schedule == "linear":
+            b = self.beta0 - k * self.beta_decay
+        else:
+            b = self.beta0
+        return float(min(1.0, max(0.0, b)))
+
+
+def as_vector_env(env) -> gym.vector.VectorEnv:
+    """A vector env as is; a single env wrapped as a 1-env SyncVectorEnv (one rollout code path)."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env
+    return gym.vector.SyncVectorEnv([lambda: env])
+
+
+def _autoreset_mode(env) -> str:
+    mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+    mode = getattr(mode, "value", mode)
+    if mode not in ("NextStep", "SameStep"):
+        raise ValueError(f"vector env autoreset mode {mode!r}: use NEXT_STEP or SAME_STEP")
+    return mode
+
+
+def _successes(info: dict, done: np.ndarray, mode: str) -> int:
+    """How many of the episodes ending this step (mask `done`) succeeded."""
+    if mode == "SameStep" and "final_info" in info:
+        info = info["final_info"]
+    if "success" not in info:
+        return 0
+    success = np.asarray(info["success"], dtype=bool) & np.asarray(info.get("_success", True), dtype=bool)
+    return int((success & done).sum())
+
+
+def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Actor | None, beta: float, *,
+            seed: int, steps: int | None = None, episodes: int | None = None,
+            buffer: AggregatedBuffer | None = None, round_index: int = 0) -> dict:
+    """Step `env` (vector) from a seeded reset until `steps` transitions or `episodes` finished episodes.
+
+    Executes beta * expert + (1 - beta) * student; stores (features, proprio, expert action) of every
+    state acted in into `buffer` if given. Episodes still running at the end are not counted.
+    Returns {steps, episodes, successes, success_rate, student_mse} (student_mse: mean squared
+    gap between student and expert actions on the visited states). Undefined rates are None, not
+    nan, so stats stay plain JSON and compare equal across a resume.
+    """
+    if (steps is None) == (episodes is None):
+        raise ValueError("give exactly one of steps or episodes")
+    mode = _autoreset_mode(env)
+    obs, _ = env.reset(seed=seed)
+    n = env.num_envs
+    skip = np.zeros(n, dtype=bool)  # NEXT_STEP: this row shows a finished episode; its action is ignored
+    taken = finished = succeeded = 0
+    gap_sum, gap_count = 0.0, 0
+    while (steps is not None and taken < steps) or (episodes is not None and finished < episodes):
+        features = provider(obs)
+        proprio = np.asarray(obs["proprio"], dtype=np.float32) if "proprio" in obs else np.zeros((n, 0), np.float32)
+        labels = None if expert is None else np.stack([np.asarray(expert(s), dtype=np.float32) for s in obs["state"]])
+        student = None if actor is None else actor.act(features, proprio if actor.proprio_dim else None)
+        if beta >= 1.0 or student is None:
+            if labels is None:
+                raise ValueError("nothing to act with: pass an expert (beta > 0) or an actor")
+            action = labels
+        elif beta <= 0.0 or labels is None:
+            action = student
+        else:
+            action = beta * labels + (1.0 - beta) * student
+        valid = ~skip
+        if buffer is not None and labels is not None and valid.any():
+            buffer.add(features[valid], proprio[valid], labels[valid], round_index)
+        if student is not None and labels is not None and valid.any():
+            gap_sum += float(((student[valid] - labels[valid]) ** 2).mean(1).sum())
+            gap_count += int(valid.sum())
+        taken += int(valid.sum())
+        obs, _, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0).astype(np.float32))
+        done = (np.asarray(terminated) | np.asarray(truncated)) & valid
+        finished += int(done.sum())
+        succeeded += _successes(info, done, mode)
+        skip = done if mode == "NextStep" else np.zeros(n, dtype=bool)
+    return {"steps": taken, "episodes": finished, "successes": succeeded,
+            "success_rate": succeeded / finished if finished else None,
+            "student_mse": gap_sum / gap_count if gap_count else None}
+
+
+def train_actor(actor: Actor, buffer: AggregatedBuffer, epochs: int, batch_size: int, lr: float,
+                weight_decay: float, seed: int) -> float:
+    """MSE regression of the actor onto the buffer's expert actions; returns the last epoch's mean loss.
+
+    A fresh AdamW each round: the optimizer holds no state across rounds, so a resumed run trains
+    exactly like an uninterrupted one without saving optimizer moments.
+    """
+    data = {k: torch.from_numpy(v) for k, v in buffer.arrays().items()}
+    features, proprio, actions = data["features"], data["proprio"], data["actions"]
+    optimizer = torch.optim.AdamW(actor.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    actor.train()
+    loss_sum = 0.0
+    for _ in range(epochs):
+        loss_sum, order = 0.0, torch.randperm(len(actions), generator=generator)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            pred = actor(features[idx], proprio[idx] if actor.proprio_dim else None)
+            loss = torch.nn.functional.mse_loss(pred, actions[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(idx)
+    actor.eval()
+    return loss_sum / len(actions)
+
+
+def make_actor(provider: FeatureProvider, features: np.ndarray, proprio_dim: int, action_dim: int, seed: int, **kwargs) -> Actor:
+    """MVP's actor, or the one-input state actor when the provider gives the privileged state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if isinstance(provider, StateFeatures):
+            return Actor.for_state(features.shape[1], action_dim, **kwargs)
+        return Actor(features.shape[1], proprio_dim, action_dim, **kwargs)
+
+
+RESUMABLE = ("rounds", "eval_episodes")  # options a resumed run may change; the rest must match the saved run
+
+
+def _resume(out: Path, cfg: DaggerConfig) -> tuple[Actor | None, AggregatedBuffer, list[dict]]:
+    """(actor, buffer, stats) saved in `out` by a previous run, or (None, empty, []) to start fresh.
+
+    Raises ValueError if the saved run used other options (other than `RESUMABLE`): mixing rounds
+    collected or trained differently would silently make a run no one asked for."""
+    from toto_robot.checkpoint import load_weights
+
+    buffer = AggregatedBuffer.load(out / "buffer.npz") if (out / "buffer.npz").is_file() else AggregatedBuffer()
+    if not (out / "actor.json").is_file():
+        buffer.keep_rounds(-1)
+        return None, buffer, []
+    state, meta = load_weights(out, "actor", kind="dagger_actor")
+    saved, now = meta.get("dagger", {}), asdict(cfg)
+    changed = sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
+    if changed:
+        raise ValueError(f"{out} holds a run with other options ({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}): "
+                         "rerun with those, or use a new out_dir")
+    actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
+    actor.load_state_dict(state)
+    actor.eval()
+    stats = meta["stats"]
+    buffer.keep_rounds(len(stats) - 1)
+    return actor, buffer, stats
+
+
+def train_dagger(env, provider: FeatureProvider, expert: Callable, config: DaggerConfig | None = None,
+                 actor: Actor | None = None, out_dir=None, callback: Callable[[dict], None] | None = None,
+                 **actor_kwargs) -> tuple[Actor, list[dict]]:
+    """Run DAgger (or BC) in `env`; return (trained actor, per-round stats).
+
+    Stats per round: round, beta, env_steps (so far), episodes, success_rate (of the round's
+    rollouts), student_mse (student vs expert on the round's states, before training), buffer
+    (rows), train_loss, and eval_success_rate if config.eval_episodes > 0. `callback(stats)`
+    is called after each round (logging, progress). `actor_kwargs` go to `Actor` (e.g. bound).
+    With `out_dir` holding a previous run's rounds, that run continues: its saved actor replaces
+    `actor`, and `config.rounds` may be raised to train further. Round 0 sets the actor's feature
+    standardization from its data (`Actor.set_feature_stats`), also for an `actor` passed in.
+    """
+    from toto_robot.checkpoint import save_weights
+
+    cfg = config or DaggerConfig()
+    venv = as_vector_env(env)
+    rounds = 1 if cfg.algo == "bc" else cfg.rounds
+    out = None if out_dir is None else Path(out_dir)
+    buffer, stats = AggregatedBuffer(), []
+    if out is not None:
+        saved_actor, buffer, stats = _resume(out, cfg)
+        actor = saved_actor or actor
+    env_steps = stats[-1]["env_steps"] if stats else 0
+    for k in range(len(stats), rounds):
+        beta = cfg.beta(k)
+        if actor is None:  # sized from one observation's features
+            obs, _ = venv.reset(seed=cfg.seed)
+            proprio_dim = int(np.prod(obs["proprio"].shape[1:])) if "proprio" in obs else 0
+            action_dim = int(np.prod(venv.single_action_space.shape))
+            actor = make_actor(provider, provider(obs), proprio_dim, action_dim, cfg.seed, **actor_kwargs)
+        actor.eval()
+        roll = rollout(venv, provider, expert, actor, beta, seed=cfg.seed + 1000 * (k + 1), steps=cfg.steps_per_round,
+                       buffer=buffer, round_index=k)
+        env_steps += roll["steps"]
+        if k == 0:
+            actor.set_feature_stats(buffer.arrays()["features"])
+        loss = train_actor(actor, buffer, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.seed + k)
+        row = {"round": k, "beta": beta, "env_steps": env_steps, "episodes": roll["episodes"],
+               "success_rate": roll["success_rate"], "student_mse": roll["student_mse"],
+               "buffer": len(buffer), "train_loss": loss}
+        if cfg.eval_episodes:
+            row["eval_success_rate"] = evaluate(venv, provider, actor, cfg.eval_episodes, seed=cfg.seed + 10**6 + k)["success_rate"]
+        stats.append(row)
+        if out is not None:
+            buffer.save(out / "buffer.npz")  # before the actor: its JSON is what marks the round done
+            save_weights(out, "actor", actor.state_dict(), kind="dagger_actor", config=actor.config,
+                         stats=stats, dagger=asdict(cfg))
+        if callback is not None:
+            callback(row)
+    return actor, stats
+
+
+def evaluate(env, provider: FeatureProvider, actor: Actor, episodes: int, seed: int = 0) -> dict:
+    """Success rate of the pure student (beta=0) over `episodes` finished episodes.
+
+    With a multi-env vector env the first `episodes` to finish are counted, which slightly favours
+    short episodes; use a single env (or num_envs dividing episodes, small) for unbiased numbers.
+    """
+    return rollout(as_vector_env(env), provider, None, actor, 0.0, seed=seed, episodes=episodes)

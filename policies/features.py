@@ -1,0 +1,123 @@
+"""Feature providers: an observation batch -> the float32 vectors a policy reads.
+
+One interface, `provider(obs_batch) -> np.ndarray float32 (B, provider.dim)`, so DAgger, BC and
+evaluation are the same code whether the policy sees frozen Toto features, features of an
+untrained Toto of the same architecture (the "does pre-training matter" baseline) or the
+privileged state (the upper bound). `obs_batch` is a gymnasium Dict observation with a leading
+batch axis (a vector env's observation, or a single env's with `[None]` added).
+
+Features are computed once, when a sample is stored (policies/buffer.py), and never recomputed:
+the encoder is frozen, so recomputing would only cost time (MVP cached them the same way). The
+encoder therefore never sees a gradient: it runs under no_grad and returns plain numpy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["FeatureProvider", "RandomTotoFeatures", "StateFeatures", "TotoFeatures", "random_encoder"]
+
+
+class FeatureProvider:
+    """Base class: `key` is the observation key read; `dim` the feature size (None until known)."""
+
+    key: str = ""
+    dim: int | None = None
+
+    def __call__(self, obs: dict) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _read(self, obs: dict) -> np.ndarray:
+        if self.key not in obs:
+            raise KeyError(f"{type(self).__name__} reads obs[{self.key!r}], the env gives {sorted(obs)}: add it to obs_mode")
+        return np.asarray(obs[self.key])
+
+
+class StateFeatures(FeatureProvider):
+    """The privileged state vector obs["state"] as it is (the upper-bound policy input)."""
+
+    key = "state"
+
+    def __call__(self, obs: dict) -> np.ndarray:
+        state = self._read(obs).astype(np.float32)
+        if state.ndim != 2:
+            raise ValueError(f"expected a batch of states (B, state_dim), got shape {state.shape}")
+        self.dim = state.shape[1]
+        return state
+
+
+class TotoFeatures(FeatureProvider):
+    """Frozen Toto features of obs["pixels"] (uint8 (B, H, W, 3)) through a `TotoEncoder`.
+
+    batch_size bounds how many frames go through the encoder at once (memory, not results).
+    """
+
+    key = "pixels"
+
+    def __init__(self, encoder, batch_size: int = 64):
+        self.encoder, self.batch_size = encoder, int(batch_size)
+        self.dim = int(encoder.dim)
+
+    def __call__(self, obs: dict) -> np.ndarray:
+        pixels = self._read(obs)
+        if pixels.ndim != 4:
+            raise ValueError(f"expected a batch of frames (B, H, W, 3), got shape {pixels.shape}")
+        with torch.no_grad():
+            out = [self.encoder(pixels[i:i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
+        return torch.cat(out).float().cpu().numpy()
+
+
+class RandomTotoFeatures(TotoFeatures):
+    """Features of an *untrained* Toto with the architecture of the encoder in `encoder_dir`.
+
+    The control for "does video pre-training help the policy": same tokenizer config, transformer
+    config, layer, pooling and feature size, seeded random weights (`random_encoder`).
+    """
+
+    def __init__(self, encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype=None, batch_size: int = 64):
+        super().__init__(random_encoder(encoder_dir, seed=seed, layer=layer, pool=pool, dtype=dtype), batch_size)
+
+
+@torch.no_grad()
+def _spread_codes(tokenizer, resolution: int, seed: int) -> None:
+    """Standardize a fresh FSQ encoder's latents on noise images (scale and shift its last conv).
+
+    Freshly initialised, the latents are tiny and every patch rounds to the same code (measured:
+    one code for all of four sim frames at the nano config), so every image would give the same
+    features and the baseline would be "no image" rather than "random features". Standardized,
+    the codes follow the image content, as a random-weights network's features do.
+    """
+    from encoder.tokenizers.base import frames_to_float
+
+    noise = torch.randint(0, 256, (16, resolution, resolution, 3), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(seed))
+    z = tokenizer.encoder(frames_to_float(noise))
+    mean, std = z.mean((0, 2, 3)), z.std((0, 2, 3)).clamp_min(1e-8)
+    last = tokenizer.encoder.net[-1]
+    last.weight.div_(std[:, None, None, None])
+    last.bias.sub_(mean).div_(std)
+
+
+def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype=None):
+    """A frozen `TotoEncoder` with the configs of `encoder_dir` (toto.json + tokenizer.json) and
+    seeded random weights (no trained weights are read). The global torch RNG is left as it was.
+    Only FSQ tokenizers are supported (the pipeline's own); others raise ValueError."""
+    from encoder.frozen import TotoEncoder
+    from encoder.model import Toto, TotoConfig
+    from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
+    from toto_robot.checkpoint import read_meta
+
+    directory = Path(encoder_dir).expanduser()
+    meta = read_meta(directory, "toto", kind="toto")
+    tok_meta = read_meta(directory, meta.get("tokenizer", "tokenizer"))
+    if tok_meta.get("kind") != "fsq_tokenizer":
+        raise ValueError(f"{directory}: random baseline needs an FSQ tokenizer config, found {tok_meta.get('kind')!r}")
+    resolution = int(meta["resolution"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Toto(TotoConfig.from_dict(meta["config"]))
+        tokenizer = FSQTokenizer(FSQConfig(**tok_meta["config"])).eval()
+        _spread_codes(tokenizer, resolution, seed)
+    return TotoEncoder(model, tokenizer, resolution=resolution, frames=meta.get("frames"), layer=layer, pool=pool, dtype=dtype)
