@@ -1,0 +1,130 @@
+"""Evaluate a trained policy: success rate over N seeded episodes with a 95% Wilson interval.
+
+    python sim/eval_policy.py run=runs/policy/franka_pick_toto_dagger episodes=50
+    python sim/eval_policy.py run=... episodes=20 videos=3 camera=third_person
+
+Rebuilds the run's env and features from its policy.json (train_policy.py), loads its actor and
+runs the pure student (no expert) in a single env, episode i reset with seed `seed + i`, so the
+numbers are reproducible and not biased toward short episodes as a vector env's first-to-finish
+count would be. Writes <run>/eval.json and, with videos=N, <run>/videos/eval_<i>.mp4.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md 6)
+ROOT = Path(__file__).resolve().parents[1]
+if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root
+    sys.path[0] = str(ROOT)
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+
+import hydra  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from sim.policy_config import AlgoSettings, EncoderSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial rate: unlike p +- z*se it stays inside [0, 1] and is
+    not degenerate at 0/n or n/n, which small robot evaluations hit often."""
+    if n < 1:
+        raise ValueError("no episodes")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def load_run(run: Path) -> tuple[TrainPolicyConfig, object]:
+    """(the run's settings, its actor) from a train_policy.py run directory."""
+    from policies import Actor
+    from toto_robot.checkpoint import load_weights
+
+    if not (run / "policy.json").is_file():
+        raise ValueError(f"{run} holds no policy.json: pass run=<a directory written by python sim/train_policy.py>")
+    saved = json.loads((run / "policy.json").read_text())
+    cfg = TrainPolicyConfig(**{**saved, "algo": AlgoSettings(**saved["algo"]), "encoder": EncoderSettings(**saved["encoder"])})
+    state, meta = load_weights(run, "actor", kind="dagger_actor")
+    actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
+    actor.load_state_dict(state)
+    return cfg, actor.eval()
+
+
+def episode(env, provider, actor, seed: int, camera: str | None) -> tuple[bool, list]:
+    """One pure-student episode: (success, frames of `camera` if asked)."""
+    obs, _ = env.reset(seed=seed)
+    frames, done, info = [], False, {}
+    while not done:
+        if camera:
+            frames.append(env.unwrapped.render_camera(camera))
+        batch = {k: np.asarray(v)[None] for k, v in obs.items()}
+        proprio = batch["proprio"] if actor.proprio_dim else None
+        action = actor.act(provider(batch), proprio)[0]
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    if camera:
+        frames.append(env.unwrapped.render_camera(camera))
+    return bool(info.get("success", False)), frames
+
+
+def evaluate_run(cfg: EvalPolicyConfig) -> dict:
+    """Evaluate the run in cfg.run; writes and returns the eval.json dict."""
+    from tqdm import tqdm
+
+    import sim
+    from toto_robot.io import atomic_write
+    from toto_robot.video import write_mp4
+
+    if not cfg.run:
+        raise ValueError("pass run=<run dir> (a directory written by python sim/train_policy.py)")
+    if cfg.episodes < 1 or cfg.videos < 0:
+        raise ValueError(f"episodes={cfg.episodes} must be >= 1 and videos={cfg.videos} >= 0")
+    run = Path(cfg.run)
+    train_cfg, actor = load_run(run)
+    provider, resolution = make_provider(train_cfg.encoder, cfg.encoder_path)
+    env = sim.make_env(train_cfg.task, **env_options(train_cfg, resolution))
+    results, videos = [], []
+    bar = tqdm(range(cfg.episodes), desc=f"eval {run.name}", unit="ep", disable=not cfg.progress)
+    try:
+        for i in bar:
+            success, frames = episode(env, provider, actor, cfg.seed + i, cfg.camera if i < cfg.videos else None)
+            results.append(success)
+            if frames:
+                videos.append(str(run / "videos" / f"eval_{i}.mp4"))
+                write_mp4(videos[-1], frames, fps=env.unwrapped.config.control_hz)
+            bar.set_postfix(success=f"{np.mean(results):.0%}")
+    finally:
+        bar.close()
+        env.close()
+    k, n = sum(results), len(results)
+    low, high = wilson_interval(k, n)
+    summary = {"task": train_cfg.task, "encoder": train_cfg.encoder.name, "algo": train_cfg.algo.name,
+               "episodes": n, "successes": k, "success_rate": k / n, "ci95": [low, high], "ci_method": "wilson",
+               "seed": cfg.seed, "per_episode": results, "videos": videos}
+    with atomic_write(run / "eval.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval_policy")
+def main(cfg) -> None:
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
+    try:
+        s = evaluate_run(OmegaConf.to_object(cfg))
+    except (ValueError, FileNotFoundError) as error:  # bad input: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    low, high = s["ci95"]
+    print(f"{s['task']} {s['encoder']} {s['algo']}: success {s['successes']}/{s['episodes']} = {s['success_rate']:.0%} "
+          f"(95% CI {low:.0%}-{high:.0%}) -> {Path(cfg.run) / 'eval.json'}")
+
+
+if __name__ == "__main__":
+    main()

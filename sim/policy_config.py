@@ -1,0 +1,140 @@
+"""Settings of `python sim/train_policy.py` and `python sim/eval_policy.py`, and what they build.
+
+One structured config per entry point, so a misspelt key or a wrongly typed value is a hydra
+error. `algo=dagger|bc|ppo` and `encoder=toto|random|state` are config groups (sim/conf/) that
+only set values of this schema. The names are also checked on the raw command line
+(`check_choices`) before hydra runs: hydra's own message for an unknown group option is several
+lines plus a hint, the project's convention is one `error:` line naming the valid values.
+
+`make_provider` and `env_options` are shared by training and evaluation, so `eval_policy.py`
+rebuilds exactly the env and features a run was trained with from its `policy.json`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from sim.tasks import TASKS
+
+ENCODERS = ("toto", "random", "state")
+ALGOS = ("dagger", "bc", "ppo")
+VECTORIZATION = ("sync", "async")
+PRETRAIN_HINT = "run `python pretrain/run.py` first or pass encoder.path=<encoder dir>"
+
+
+@dataclass
+class EncoderSettings:
+    name: str = "toto"  # toto: frozen pre-trained Toto | random: same architecture, random weights | state: privileged state
+    path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py` (toto and random read it)
+    layer: Any = "mid"  # "mid", a fraction in (0, 1] or a block index (encoder.frozen.resolve_layer)
+    pool: str = "avg"
+    dtype: Optional[str] = "bf16"  # the transformer's compute dtype; features are fp32
+    batch_size: int = 64  # frames per encoder call (memory, not results)
+    seed: int = 0  # weights of the random encoder
+
+
+@dataclass
+class AlgoSettings:
+    """policies.DaggerConfig's options (bc = one round of expert rollouts and one fit)."""
+
+    name: str = "dagger"
+    rounds: int = 10
+    steps_per_round: int = 4096  # env steps per round, all envs together
+    beta0: float = 1.0
+    beta_schedule: str = "exponential"  # exponential | linear | constant
+    beta_decay: float = 0.5
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    bound: str = "tanh"  # policies.Actor: tanh | clip
+
+
+@dataclass
+class TrainPolicyConfig:
+    task: str = "franka_pick"
+    algo: AlgoSettings = field(default_factory=AlgoSettings)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    num_envs: int = 1
+    vectorization: str = "sync"  # sync | async (spawned workers: render in parallel)
+    image_size: Optional[int] = None  # None: the encoder's resolution (128 for encoder=state)
+    camera: str = "wrist"
+    eval_episodes: int = 10  # pure-student episodes after every round: the success curve
+    seed: int = 0
+    out: str = "runs/policy/${task}_${encoder.name}_${algo.name}"
+    progress: bool = True
+
+
+@dataclass
+class EvalPolicyConfig:
+    run: str = ""  # a run directory of train_policy.py (holds policy.json and actor.*)
+    episodes: int = 50
+    seed: int = 100_000  # episode i resets with seed + i (far from the training seeds)
+    videos: int = 0  # MP4s of the first N episodes in <run>/videos/
+    camera: str = "wrist"  # camera of the videos
+    encoder_path: Optional[str] = None  # override the encoder path saved in the run (moved checkpoint)
+    progress: bool = True
+
+
+ConfigStore.instance().store(name="train_policy_schema", node=TrainPolicyConfig)
+ConfigStore.instance().store(name="eval_policy_schema", node=EvalPolicyConfig)
+
+
+def check_choices(argv: list[str]) -> None:
+    """ValueError (one line) for `task=`, `encoder=` or `algo=` overrides that name no valid choice."""
+    valid = {"task": tuple(TASKS), "encoder": ENCODERS, "algo": ALGOS}
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if sep and key in valid and value not in valid[key]:
+            raise ValueError(f"unknown {key} {value!r}; valid: {', '.join(valid[key])}")
+
+
+def check(cfg: TrainPolicyConfig) -> None:
+    """Settings errors that need no env or checkpoint, as one-line ValueErrors."""
+    check_choices([f"task={cfg.task}", f"encoder={cfg.encoder.name}", f"algo={cfg.algo.name}"])
+    if cfg.algo.name == "ppo":
+        raise ValueError("algo=ppo is not implemented yet on this branch; use algo=dagger or algo=bc")
+    if cfg.vectorization not in VECTORIZATION:
+        raise ValueError(f"vectorization={cfg.vectorization!r}: use one of {VECTORIZATION}")
+    if cfg.num_envs < 1 or cfg.eval_episodes < 0:
+        raise ValueError(f"num_envs={cfg.num_envs} must be >= 1 and eval_episodes={cfg.eval_episodes} >= 0")
+
+
+def make_provider(encoder: EncoderSettings, path: str | None = None):
+    """(feature provider, resolution the provider needs or None) for the encoder settings.
+
+    A missing or invalid checkpoint is one ValueError line that says how to make one.
+    """
+    from policies import RandomTotoFeatures, StateFeatures, TotoFeatures
+    from toto_robot import load_encoder
+    from toto_robot.checkpoint import CheckpointError
+
+    if encoder.name == "state":
+        return StateFeatures(), None
+    path = path or encoder.path
+    if not (Path(path).expanduser() / "toto.json").is_file():
+        raise ValueError(f"no encoder checkpoint at {path}: {PRETRAIN_HINT}")
+    try:
+        if encoder.name == "random":
+            provider = RandomTotoFeatures(path, seed=encoder.seed, layer=encoder.layer, pool=encoder.pool,
+                                          dtype=encoder.dtype, batch_size=encoder.batch_size)
+        else:
+            model = load_encoder(path, layer=encoder.layer, pool=encoder.pool, dtype=encoder.dtype)
+            provider = TotoFeatures(model, batch_size=encoder.batch_size)
+    except CheckpointError as error:
+        raise ValueError(f"{error} ({PRETRAIN_HINT})") from None
+    return provider, provider.encoder.resolution
+
+
+def env_options(cfg: TrainPolicyConfig, resolution: int | None) -> dict:
+    """EnvConfig options of the run's env: no rendering for state features; image size = the encoder's."""
+    if resolution is None:
+        return {"obs_mode": "proprio+state", "image_size": cfg.image_size or 128, "camera": cfg.camera}
+    size = cfg.image_size or resolution
+    if size != resolution:
+        raise ValueError(f"image_size={size} but the encoder at {cfg.encoder.path} reads {resolution}x{resolution} frames: "
+                         f"set image_size={resolution} (or leave it unset)")
+    return {"obs_mode": "pixels+proprio+state", "image_size": size, "camera": cfg.camera}

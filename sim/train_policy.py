@@ -1,0 +1,183 @@
+"""Train a policy on frozen features in a sim task: DAgger or BC from the task's scripted expert.
+
+    python sim/train_policy.py task=franka_pick                          # frozen Toto, DAgger
+    python sim/train_policy.py task=kuka_cabinet encoder=state algo=bc   # privileged-state upper bound
+    python sim/train_policy.py encoder=random algo.rounds=20 num_envs=2 vectorization=async
+    python sim/train_policy.py --help                                    # every option (TrainPolicyConfig)
+
+Writes to `out` (default runs/policy/<task>_<encoder>_<algo>): policy.json (the settings, what
+eval_policy.py rebuilds the run from), actor.safetensors/.json and buffer.npz (policies.train_dagger's
+checkpoint), metrics.jsonl (one row per round) and success_curve.png (student success vs env steps,
+as the paper's Fig. 6). A rerun with the same `out` continues after the last finished round; raise
+algo.rounds to train further. This script owns the sim side (env, expert); the learning is in
+policies/, which never imports sim.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md 6)
+ROOT = Path(__file__).resolve().parents[1]
+if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root
+    sys.path[0] = str(ROOT)
+
+import json  # noqa: E402
+import logging  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from sim.policy_config import TrainPolicyConfig, check, check_choices, env_options, make_provider  # noqa: E402
+
+# Settings a resumed run may change; any other difference from the saved policy.json is refused,
+# since it would mix rounds collected under different envs or features in one buffer.
+RESUMABLE = ("algo.rounds", "eval_episodes", "progress", "vectorization", "encoder.batch_size")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def claim(out: Path, settings: dict) -> None:
+    """Write policy.json, or check a previous run in `out` used the same settings."""
+    from toto_robot.io import atomic_write
+
+    path = out / "policy.json"
+    if path.is_file():
+        old, new = _flat(json.loads(path.read_text())), _flat(settings)
+        changed = sorted(k for k in old.keys() | new.keys() if k not in RESUMABLE and old.get(k) != new.get(k))
+        if changed:
+            raise ValueError(f"{out} holds a run with other {', '.join(f'{k}={old.get(k)!r}' for k in changed)}: "
+                             "rerun with those, or pass another out=")
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=1))
+
+
+def write_metrics(out: Path, stats: list[dict]) -> None:
+    """metrics.jsonl (rewritten whole from the checkpoint's stats, so it always matches the actor) and the curve."""
+    from toto_robot.io import atomic_write
+
+    with atomic_write(out / "metrics.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in stats))  # sorted: resumed rows come back sorted
+    plot_success(out / "success_curve.png", stats, title=out.name)
+
+
+def plot_success(path: Path, stats: list[dict], title: str) -> None:
+    """Success rate vs env steps: the pure student's (eval_success_rate) when evaluated, and the
+    executed beta-mixture's rollouts (success_rate), which round 0 shows as the expert's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from toto_robot.io import atomic_write
+
+    steps = [row["env_steps"] for row in stats]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key, label, style in (("eval_success_rate", "student (beta=0)", "o-"), ("success_rate", "rollouts (beta mixture)", "x--")):
+        points = [(s, row[key]) for s, row in zip(steps, stats) if row.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), style, label=label)
+    ax.set(xlabel="env steps", ylabel="success rate", ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(loc="best")
+    fig.tight_layout()
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def _previous_stats(out: Path) -> list[dict]:
+    path = out / "actor.json"
+    return json.loads(path.read_text()).get("stats", []) if path.is_file() else []
+
+
+def make_env(cfg: TrainPolicyConfig, options: dict):
+    """The training env: one env, or `num_envs` in a gymnasium vector env."""
+    import sim
+
+    if cfg.num_envs == 1:
+        return sim.make_env(cfg.task, **options)
+    return sim.make_vec(cfg.task, cfg.num_envs, vectorization_mode=cfg.vectorization, **options)
+
+
+def train(cfg: TrainPolicyConfig) -> dict:
+    """Train (or continue) the run in cfg.out; returns a summary. Bad settings raise one-line ValueErrors."""
+    from tqdm import tqdm
+
+    from policies import DaggerConfig, train_dagger
+    from sim.experts import make_expert
+    from sim.tasks import EnvConfig
+
+    check(cfg)
+    out = Path(cfg.out)
+    provider, resolution = make_provider(cfg.encoder)
+    options = env_options(cfg, resolution)
+    out.mkdir(parents=True, exist_ok=True)
+    claim(out, asdict(cfg))
+    a = cfg.algo
+    dagger = DaggerConfig(algo=a.name, rounds=a.rounds, steps_per_round=a.steps_per_round, beta0=a.beta0,
+                          beta_schedule=a.beta_schedule, beta_decay=a.beta_decay, epochs=a.epochs,
+                          batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
+                          eval_episodes=cfg.eval_episodes, seed=cfg.seed)
+    rounds = 1 if a.name == "bc" else a.rounds
+    previous = _previous_stats(out)
+    expert = make_expert(cfg.task, EnvConfig.from_kwargs(**options))  # the env's own config
+    env = make_env(cfg, options)
+    bar = tqdm(total=rounds, initial=min(len(previous), rounds), desc=f"{cfg.task} {cfg.encoder.name} {a.name}",
+               unit="round", disable=not cfg.progress)
+    rows = list(previous)
+
+    def on_round(row: dict) -> None:
+        rows.append(row)
+        write_metrics(out, rows)
+        success = row.get("eval_success_rate", row["success_rate"])
+        bar.set_postfix(steps=row["env_steps"], loss=f"{row['train_loss']:.4f}",
+                        success="-" if success is None else f"{success:.0%}")
+        bar.update(1)
+
+    try:
+        _, stats = train_dagger(env, provider, expert, dagger, out_dir=out, callback=on_round, bound=a.bound)
+    finally:
+        bar.close()
+        env.close()
+    write_metrics(out, stats)  # also when nothing was left to do (a finished run rerun)
+    last = stats[-1]
+    return {"out": str(out), "rounds": len(stats), "resumed_rounds": min(len(previous), len(stats)),
+            "env_steps": last["env_steps"], "eval_success_rate": last.get("eval_success_rate")}
+
+
+def report(summary: dict) -> None:
+    success = summary["eval_success_rate"]
+    rate = "" if success is None else f", student success {success:.0%}"
+    print(f"{summary['rounds']} rounds ({summary['resumed_rounds']} resumed), {summary['env_steps']} env steps{rate} "
+          f"-> {summary['out']}\n  evaluate: python sim/eval_policy.py run={summary['out']} episodes=50")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train_policy")
+def main(cfg) -> None:
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # hydra's INFO logging would print PyOpenGL's notices
+    try:
+        report(train(OmegaConf.to_object(cfg)))
+    except (ValueError, FileNotFoundError) as error:  # bad input: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    try:
+        check_choices(sys.argv[1:])  # before hydra, whose unknown-group message is several lines
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    main()

@@ -1,0 +1,128 @@
+"""sim/train_policy.py and sim/eval_policy.py through their hydra CLIs: a tiny state-feature DAgger
+run writes metrics, the success curve and the actor, resumes, evaluates with a Wilson CI, and bad
+choices are one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.eval_policy import wilson_interval
+from sim.policy_config import EncoderSettings, TrainPolicyConfig
+from sim.train_policy import train
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ("encoder=state", "algo.steps_per_round=150", "algo.epochs=2", "algo.batch_size=64", "eval_episodes=1",
+        "progress=false")
+
+
+def cli(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.run([sys.executable, f"sim/{script}.py", *overrides], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def one_line_error(process: subprocess.CompletedProcess) -> str:
+    assert process.returncode == 2, process.stderr[-2000:]
+    lines = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-2000:]
+    return lines[0]
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A 1-round run, then the same run resumed to 2 rounds (both through the CLI)."""
+    run = tmp_path_factory.mktemp("policy") / "run"
+    first = cli("train_policy", *TINY, "algo.rounds=1", f"out={run}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    one = read_metrics(run)
+    second = cli("train_policy", *TINY, "algo.rounds=2", f"out={run}")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "2 rounds (1 resumed)" in second.stdout
+    return run, one
+
+
+def test_train_writes_run_and_resumes(run_dir):
+    run, one = run_dir
+    for name in ("metrics.jsonl", "success_curve.png", "actor.safetensors", "actor.json", "buffer.npz", "policy.json"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert (run / "success_curve.png").read_bytes()[:4] == b"\x89PNG"
+    rows = read_metrics(run)
+    assert [r["round"] for r in rows] == [0, 1] and rows[0] == one[0]  # round 0 kept, not redone
+    assert [r["env_steps"] for r in rows] == [150, 300] and rows[1]["buffer"] == 300
+    assert all(0 <= r["eval_success_rate"] <= 1 for r in rows)
+    assert json.loads((run / "actor.json").read_text())["stats"] == rows
+    assert json.loads((run / "policy.json").read_text())["encoder"]["name"] == "state"
+
+
+def test_resume_with_other_settings_is_refused(run_dir):
+    run, _ = run_dir
+    line = one_line_error(cli("train_policy", *TINY, "algo.rounds=3", "algo.lr=0.01", f"out={run}"))
+    assert "algo.lr=0.001" in line and len(read_metrics(run)) == 2
+
+
+def test_eval_writes_json_with_ci_and_video(run_dir):
+    run, _ = run_dir
+    done = cli("eval_policy", f"run={run}", "episodes=2", "videos=1", "progress=false")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((run / "eval.json").read_text())
+    assert result["episodes"] == 2 and len(result["per_episode"]) == 2
+    low, high = result["ci95"]
+    assert 0 <= low <= result["success_rate"] <= high <= 1 and result["ci_method"] == "wilson"
+    assert [Path(v).name for v in result["videos"]] == ["eval_0.mp4"] and (run / "videos" / "eval_0.mp4").stat().st_size > 0
+    assert "95% CI" in done.stdout
+    assert (run / ".hydra").is_dir() and not (run / ".hydra" / "eval_policy.log").exists()
+
+
+def test_wilson_interval():
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("task=franka_pik", "unknown task 'franka_pik'; valid: franka_pick, franka_cabinet, kuka_pick, kuka_cabinet"),
+    ("encoder=dino", "unknown encoder 'dino'; valid: toto, random, state"),
+    ("algo=sac", "unknown algo 'sac'; valid: dagger, bc, ppo"),
+    ("algo=ppo", "algo=ppo is not implemented yet"),
+])
+def test_bad_choices_are_one_line(tmp_path, override, expected):
+    assert expected in one_line_error(cli("train_policy", override, f"out={tmp_path / 'x'}"))
+
+
+def test_missing_encoder_says_to_pretrain(tmp_path):
+    line = one_line_error(cli("train_policy", "encoder=toto", f"encoder.path={tmp_path / 'none'}", f"out={tmp_path / 'x'}"))
+    assert "python pretrain/run.py" in line and "encoder.path" in line
+
+
+def test_image_size_must_match_the_encoder(tmp_path):
+    from tests.encoder.conftest import make_encoder_dir
+
+    path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
+    settings = EncoderSettings(name="toto", path=str(path), dtype=None)
+    with pytest.raises(ValueError, match="image_size=64 but the encoder .* reads 32x32 frames: set image_size=32"):
+        train(TrainPolicyConfig(encoder=settings, image_size=64, out=str(tmp_path / "run"), progress=False))
+
+
+@pytest.mark.parametrize("name", ["toto", "random"])
+def test_pixel_encoders_train_in_process(tmp_path, name):
+    """encoder=toto|random: wrist pixels rendered at the encoder's size (image_size unset), BC on its features."""
+    from tests.encoder.conftest import make_encoder_dir
+
+    path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
+    cfg = TrainPolicyConfig(encoder=EncoderSettings(name=name, path=str(path), dtype=None), eval_episodes=0,
+                            out=str(tmp_path / "run"), progress=False)
+    cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 40, 1
+    summary = train(cfg)
+    assert summary["rounds"] == 1 and summary["env_steps"] == 40 and summary["eval_success_rate"] is None
+    actor = json.loads((tmp_path / "run" / "actor.json").read_text())["config"]
+    assert actor["feat_dim"] == 32 and actor["proprio_dim"] == 18
+    assert len(read_metrics(tmp_path / "run")) == 1 and (tmp_path / "run" / "success_curve.png").is_file()
