@@ -38,7 +38,8 @@ class EncoderSettings:
 
 @dataclass
 class AlgoSettings:
-    """policies.DaggerConfig's options (bc = one round of expert rollouts and one fit)."""
+    """policies.DaggerConfig's options (bc = one round of expert rollouts and one fit), and
+    policies.ppo.PPOConfig's (algo=ppo: epochs and lr are shared; n_envs is num_envs)."""
 
     name: str = "dagger"
     rounds: int = 10
@@ -51,6 +52,18 @@ class AlgoSettings:
     lr: float = 1e-3
     weight_decay: float = 0.01
     bound: str = "tanh"  # policies.Actor: tanh | clip
+    # algo=ppo only (MVP: 256 envs x 32 steps, 10 epochs, 4 minibatches, lr 1e-3 Franka / 5e-4 Kuka, cosine)
+    total_timesteps: int = 100_000  # env steps in all (MVP: 16.4M pick, 8.2M cabinet)
+    n_steps: int = 32  # per env per rollout
+    minibatches: int = 4
+    clip: float = 0.1
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    schedule: str = "cosine"  # cosine | constant
+    ent_coef: float = 0.0
+    log_std_init: float = 0.0
+    target_kl: Optional[float] = None  # SB3's early stop of an update's epochs (MVP: none)
+    stats_steps: int = 32  # random-action steps per env that set the feature standardization
 
 
 @dataclass
@@ -95,8 +108,8 @@ def check_choices(argv: list[str]) -> None:
 def check(cfg: TrainPolicyConfig) -> None:
     """Settings errors that need no env or checkpoint, as one-line ValueErrors."""
     check_choices([f"task={cfg.task}", f"encoder={cfg.encoder.name}", f"algo={cfg.algo.name}"])
-    if cfg.algo.name == "ppo":
-        raise ValueError("algo=ppo is not implemented yet on this branch; use algo=dagger or algo=bc")
+    if cfg.algo.name == "ppo" and cfg.vectorization != "sync":
+        raise ValueError("algo=ppo runs its envs in one process (vectorization=sync): the feature provider is per env")
     if cfg.vectorization not in VECTORIZATION:
         raise ValueError(f"vectorization={cfg.vectorization!r}: use one of {VECTORIZATION}")
     if cfg.num_envs < 1 or cfg.eval_episodes < 0:

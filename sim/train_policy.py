@@ -1,15 +1,17 @@
-"""Train a policy on frozen features in a sim task: DAgger or BC from the task's scripted expert.
+"""Train a policy on frozen features in a sim task: DAgger or BC from the task's scripted expert, or PPO.
 
     python sim/train_policy.py task=franka_pick                          # frozen Toto, DAgger
     python sim/train_policy.py task=kuka_cabinet encoder=state algo=bc   # privileged-state upper bound
     python sim/train_policy.py encoder=random algo.rounds=20 num_envs=2 vectorization=async
+    python sim/train_policy.py algo=ppo encoder=state num_envs=16 algo.total_timesteps=1000000   # MVP's PPO (SB3)
     python sim/train_policy.py --help                                    # every option (TrainPolicyConfig)
 
 Writes to `out` (default runs/policy/<task>_<encoder>_<algo>): policy.json (the settings, what
 eval_policy.py rebuilds the run from), actor.safetensors/.json and buffer.npz (policies.train_dagger's
 checkpoint), metrics.jsonl (one row per round) and success_curve.png (student success vs env steps,
 as the paper's Fig. 6). A rerun with the same `out` continues after the last finished round; raise
-algo.rounds to train further. This script owns the sim side (env, expert); the learning is in
+algo.rounds to train further. algo=ppo (train_ppo_run) writes ppo.zip instead of buffer.npz, one
+metrics row per PPO update, and continues up to algo.total_timesteps. This script owns the sim side (env, expert); the learning is in
 policies/, which never imports sim.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sim.policy_config import TrainPolicyConfig, check, check_choices, env_optio
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
 # since it would mix rounds collected under different envs or features in one buffer.
-RESUMABLE = ("algo.rounds", "eval_episodes", "progress", "vectorization", "encoder.batch_size")
+RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress", "vectorization", "encoder.batch_size")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -125,6 +127,8 @@ def train(cfg: TrainPolicyConfig) -> dict:
     options = env_options(cfg, resolution)
     out.mkdir(parents=True, exist_ok=True)
     claim(out, asdict(cfg))
+    if cfg.algo.name == "ppo":
+        return train_ppo_run(cfg, out, provider, options)
     a = cfg.algo
     dagger = DaggerConfig(algo=a.name, rounds=a.rounds, steps_per_round=a.steps_per_round, beta0=a.beta0,
                           beta_schedule=a.beta_schedule, beta_decay=a.beta_decay, epochs=a.epochs,
@@ -157,10 +161,51 @@ def train(cfg: TrainPolicyConfig) -> dict:
             "env_steps": last["env_steps"], "eval_success_rate": last.get("eval_success_rate")}
 
 
+def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) -> dict:
+    """algo=ppo: policies.ppo.train_ppo on num_envs copies of the task's env (dense reward, is_success).
+
+    Writes ppo.zip (SB3, for resuming; loading it runs torch.load), actor.safetensors/.json (the
+    policy mean as a policies.Actor: what eval_policy.py loads), metrics.jsonl (one row per PPO
+    update; success_rate is over the last 100 finished training episodes, stochastic actions)
+    and success_curve.png. A rerun continues up to algo.total_timesteps.
+    """
+    from tqdm import tqdm
+
+    import sim
+    from policies import StateFeatures
+    from policies.ppo import PPOConfig, train_ppo
+
+    a = cfg.algo
+    config = PPOConfig(n_envs=cfg.num_envs, n_steps=a.n_steps, epochs=a.epochs, minibatches=a.minibatches, clip=a.clip,
+                       gamma=a.gamma, gae_lambda=a.gae_lambda, lr=a.lr, schedule=a.schedule, ent_coef=a.ent_coef,
+                       log_std_init=a.log_std_init, target_kl=a.target_kl, stats_steps=a.stats_steps, seed=cfg.seed)
+    previous = _previous_stats(out)
+    rows = list(previous)
+    bar = tqdm(total=a.total_timesteps, initial=min(rows[-1]["env_steps"] if rows else 0, a.total_timesteps),
+               desc=f"{cfg.task} {cfg.encoder.name} ppo", unit="step", disable=not cfg.progress)
+
+    def on_update(row: dict) -> None:
+        rows.append(row)
+        write_metrics(out, rows)
+        success = row["success_rate"]
+        bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}", success="-" if success is None else f"{success:.0%}")
+        bar.update(row["env_steps"] - bar.n)
+
+    try:
+        _, stats = train_ppo(lambda: sim.make_env(cfg.task, **options), provider, config, a.total_timesteps, out_dir=out,
+                             proprio_key=None if isinstance(provider, StateFeatures) else "proprio", callback=on_update)
+    finally:
+        bar.close()
+    write_metrics(out, stats)
+    last = stats[-1] if stats else {"env_steps": 0}
+    return {"out": str(out), "rounds": len(stats), "resumed_rounds": min(len(previous), len(stats)),
+            "env_steps": last["env_steps"], "eval_success_rate": last.get("success_rate"), "unit": "updates"}
+
+
 def report(summary: dict) -> None:
     success = summary["eval_success_rate"]
     rate = "" if success is None else f", student success {success:.0%}"
-    print(f"{summary['rounds']} rounds ({summary['resumed_rounds']} resumed), {summary['env_steps']} env steps{rate} "
+    print(f"{summary['rounds']} {summary.get('unit', 'rounds')} ({summary['resumed_rounds']} resumed), {summary['env_steps']} env steps{rate} "
           f"-> {summary['out']}\n  evaluate: python sim/eval_policy.py run={summary['out']} episodes=50")
 
 

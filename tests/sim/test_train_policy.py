@@ -92,10 +92,14 @@ def test_wilson_interval():
     ("task=franka_pik", "unknown task 'franka_pik'; valid: franka_pick, franka_cabinet, kuka_pick, kuka_cabinet"),
     ("encoder=dino", "unknown encoder 'dino'; valid: toto, random, state"),
     ("algo=sac", "unknown algo 'sac'; valid: dagger, bc, ppo"),
-    ("algo=ppo", "algo=ppo is not implemented yet"),
 ])
 def test_bad_choices_are_one_line(tmp_path, override, expected):
     assert expected in one_line_error(cli("train_policy", override, f"out={tmp_path / 'x'}"))
+
+
+def test_ppo_refuses_async_envs(tmp_path):
+    line = one_line_error(cli("train_policy", "algo=ppo", "encoder=state", "vectorization=async", f"out={tmp_path / 'x'}"))
+    assert "vectorization=sync" in line
 
 
 def test_missing_encoder_says_to_pretrain(tmp_path):
@@ -126,3 +130,18 @@ def test_pixel_encoders_train_in_process(tmp_path, name):
     actor = json.loads((tmp_path / "run" / "actor.json").read_text())["config"]
     assert actor["feat_dim"] == 32 and actor["proprio_dim"] == 18
     assert len(read_metrics(tmp_path / "run")) == 1 and (tmp_path / "run" / "success_curve.png").is_file()
+
+
+def test_ppo_trains_in_process(tmp_path):
+    """algo=ppo with state features: 2 envs x 64 steps x 2 updates; metrics, zip and the actor eval_policy loads."""
+    from sim.eval_policy import load_run
+
+    cfg = TrainPolicyConfig(encoder=EncoderSettings(name="state"), num_envs=2, out=str(tmp_path / "run"), progress=False)
+    cfg.algo.name, cfg.algo.total_timesteps, cfg.algo.n_steps, cfg.algo.epochs, cfg.algo.stats_steps = "ppo", 256, 64, 2, 8
+    summary = train(cfg)
+    assert summary["rounds"] == 2 and summary["env_steps"] == 256
+    rows = read_metrics(tmp_path / "run")
+    assert [r["env_steps"] for r in rows] == [128, 256] and "success_rate" in rows[0]
+    assert (tmp_path / "run" / "ppo.zip").is_file() and (tmp_path / "run" / "success_curve.png").is_file()
+    _, actor = load_run(tmp_path / "run")
+    assert actor.feat_dim == 29 and actor.proprio_dim == 0 and actor.bound == "clip"

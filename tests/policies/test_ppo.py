@@ -1,0 +1,116 @@
+"""policies/ppo.py: PPO on frozen features through stable-baselines3 (MVP's actor and hyper-parameters)."""
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from policies import Actor, FeatureProvider, StateFeatures
+from policies.ppo import FeatureObservation, PPOConfig, export_actor, make_ppo, make_vec_env
+
+
+class CountingFeatures(FeatureProvider):
+    """obs["pixels"] (B, 4) -> (B, 3) features; counts calls (features must be computed once per step)."""
+
+    key, dim = "pixels", 3
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, obs):
+        self.calls += 1
+        return self._read(obs)[:, :3].astype(np.float32) * 2.0
+
+
+class DictEnv(gym.Env):
+    """A tiny Dict-observation env (pixels, proprio) with a 2-d action and is_success in info."""
+
+    observation_space = gym.spaces.Dict({"pixels": gym.spaces.Box(-1, 1, (4,), np.float32),
+                                         "proprio": gym.spaces.Box(-1, 1, (5,), np.float32)})
+    action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return {k: self.np_random.uniform(-1, 1, s.shape).astype(np.float32) for k, s in self.observation_space.items()}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), -float(np.sum(np.square(action))), False, self.t >= 8, {"is_success": self.t >= 8}
+
+
+def test_config_is_mvps_and_schedules_cosine():
+    cfg = PPOConfig()
+    assert (cfg.n_envs, cfg.n_steps, cfg.epochs, cfg.minibatches, cfg.clip, cfg.gamma, cfg.gae_lambda, cfg.lr) == \
+        (256, 32, 10, 4, 0.1, 0.99, 0.95, 1e-3)
+    assert cfg.batch_size == 256 * 32 // 4
+    schedule = cfg.learning_rate()
+    assert schedule(1.0) == pytest.approx(1e-3) and schedule(0.5) == pytest.approx(5e-4) and schedule(0.0) == pytest.approx(0)
+    assert PPOConfig(schedule="constant", lr=5e-4).learning_rate() == 5e-4
+    with pytest.raises(ValueError, match="schedule"):
+        PPOConfig(schedule="linear")
+    with pytest.raises(ValueError, match="minibatches"):
+        PPOConfig(n_envs=1, n_steps=2, minibatches=4)
+
+
+def test_wrapper_computes_features_once_per_step():
+    provider = CountingFeatures()
+    env = FeatureObservation(DictEnv(), provider)
+    assert set(env.observation_space.spaces) == {"features", "proprio"} and env.observation_space["features"].shape == (3,)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs, *_ = env.step(env.action_space.sample())
+    assert provider.calls == 6 and obs["features"].shape == (3,) and obs["proprio"].shape == (5,)
+    no_proprio = FeatureObservation(DictEnv(), CountingFeatures(), proprio_key=None)
+    assert set(no_proprio.observation_space.spaces) == {"features"}
+
+
+def test_policy_is_mvps_actor_and_exports_exactly():
+    """Extractor (feature->128, proprio->128) + 256-128-64 SELU; the exported Actor is the policy's mean."""
+    provider = CountingFeatures()
+    model = make_ppo(make_vec_env([DictEnv, DictEnv], provider), PPOConfig(n_envs=2, n_steps=16, epochs=1))
+    model.learn(32)
+    assert provider.calls == 2 + 32 + 4  # 2 first resets + one per env step + 2 autoresets per env (8-step episodes)
+    ext = model.policy.pi_features_extractor
+    assert ext.feat_proj.out_features == ext.proprio_proj.out_features == 128
+    net = [m.out_features for m in model.policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+    assert net == [256, 128, 64] and isinstance(model.policy.mlp_extractor.policy_net[1], torch.nn.SELU)
+    actor = export_actor(model)
+    assert isinstance(actor, Actor) and actor.bound == "clip" and actor.proprio_dim == 5
+    obs = {"features": torch.randn(6, 3) * 3, "proprio": torch.rand(6, 5) * 2 - 1}
+    with torch.no_grad():
+        mean = model.policy.get_distribution(obs).distribution.mean.numpy()
+    np.testing.assert_allclose(actor.act(obs["features"], obs["proprio"]), np.clip(mean, -1, 1), atol=1e-6)
+
+
+def test_smoke_franka_pick_state(tmp_path):
+    """2 envs, 256 env steps on franka_pick with the privileged state: finishes, writes zip + actor + stats."""
+    import sim
+    from policies.ppo import train_ppo
+    from toto_robot.checkpoint import load_weights
+
+    rows = []
+    cfg = PPOConfig(n_envs=2, n_steps=64, epochs=2, stats_steps=8)
+    model, stats = train_ppo(lambda: sim.make_env("franka_pick", obs_mode="proprio+state"), StateFeatures(), cfg, 256,
+                             out_dir=tmp_path, proprio_key=None, callback=rows.append)
+    assert [r["env_steps"] for r in stats] == [128, 256] and rows == stats
+    assert all(np.isfinite(r["loss"]) for r in stats)
+    for name in ("ppo.zip", "actor.safetensors", "actor.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    ext = model.policy.pi_features_extractor
+    assert ext.proprio_proj is None and ext.feat_proj.out_features == 256  # the state actor (Actor.for_state)
+    assert not torch.all(ext.feat_std == 1)  # standardization set from the random-action warm-up
+    state, meta = load_weights(tmp_path, "actor", kind="dagger_actor")
+    actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
+    actor.load_state_dict(state)
+    assert actor.feat_dim == 29 and actor.proprio_dim == 0 and json.loads((tmp_path / "actor.json").read_text())["stats"] == stats
+    # resuming continues up to the new total
+    _, more = train_ppo(lambda: sim.make_env("franka_pick", obs_mode="proprio+state"), StateFeatures(), cfg, 384,
+                        out_dir=tmp_path, proprio_key=None)
+    assert [r["env_steps"] for r in more] == [128, 256, 384] and [r["iteration"] for r in more] == [0, 1, 2]
