@@ -107,6 +107,9 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Acto
 
     Executes beta * expert + (1 - beta) * student; stores (features, proprio, expert action) of every
     state acted in into `buffer` if given. Episodes still running at the end are not counted.
+    With `episodes`, env i runs a quota fixed in advance (episodes // n, one more for the first
+    episodes % n envs) and its later episodes are ignored: counting the first episodes to finish
+    would favour short ones (successes end early), a bias that grows with the number of envs.
     Returns {steps, episodes, successes, success_rate, student_mse} (student_mse: mean squared
     gap between student and expert actions on the visited states). Undefined rates are None, not
     nan, so stats stay plain JSON and compare equal across a resume.
@@ -117,9 +120,11 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Acto
     obs, _ = env.reset(seed=seed)
     n = env.num_envs
     skip = np.zeros(n, dtype=bool)  # NEXT_STEP: this row shows a finished episode; its action is ignored
+    quota = None if episodes is None else episodes // n + (np.arange(n) < episodes % n)
+    done_per_env = np.zeros(n, dtype=int)
     taken = finished = succeeded = 0
     gap_sum, gap_count = 0.0, 0
-    while (steps is not None and taken < steps) or (episodes is not None and finished < episodes):
+    while (steps is not None and taken < steps) or (quota is not None and (done_per_env < quota).any()):
         features = provider(obs)
         proprio = np.asarray(obs["proprio"], dtype=np.float32) if "proprio" in obs else np.zeros((n, 0), np.float32)
         labels = None if expert is None else np.stack([np.asarray(expert(s), dtype=np.float32) for s in obs["state"]])
@@ -132,7 +137,7 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Acto
             action = student
         else:
             action = beta * labels + (1.0 - beta) * student
-        valid = ~skip
+        valid = ~skip if quota is None else ~skip & (done_per_env < quota)
         if buffer is not None and labels is not None and valid.any():
             buffer.add(features[valid], proprio[valid], labels[valid], round_index)
         if student is not None and labels is not None and valid.any():
@@ -141,6 +146,7 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Acto
         taken += int(valid.sum())
         obs, _, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0).astype(np.float32))
         done = (np.asarray(terminated) | np.asarray(truncated)) & valid
+        done_per_env += done
         finished += int(done.sum())
         succeeded += _successes(info, done, mode)
         skip = done if mode == "NextStep" else np.zeros(n, dtype=bool)
@@ -267,9 +273,5 @@ def train_dagger(env, provider: FeatureProvider, expert: Callable, config: Dagge
 
 
 def evaluate(env, provider: FeatureProvider, actor: Actor, episodes: int, seed: int = 0) -> dict:
-    """Success rate of the pure student (beta=0) over `episodes` finished episodes.
-
-    With a multi-env vector env the first `episodes` to finish are counted, which slightly favours
-    short episodes; use a single env (or num_envs dividing episodes, small) for unbiased numbers.
-    """
+    """Success rate of the pure student (beta=0) over `episodes` episodes (split over the envs in advance)."""
     return rollout(as_vector_env(env), provider, None, actor, 0.0, seed=seed, episodes=episodes)

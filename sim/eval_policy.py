@@ -42,6 +42,26 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def check_cameras(camera: str) -> None:
+    from sim.tasks import CAMERAS
+
+    if not camera or any(name not in CAMERAS for name in camera.split("+")):
+        raise ValueError(f"camera={camera!r}: use '+'-joined names from {CAMERAS}")
+
+
+def record_videos(run: Path, provider, env, count: int, camera: str = "wrist+third_person", seed: int = 10**7) -> list[str]:
+    """MP4s of `count` pure-student episodes of the run's saved actor in <run>/videos/student_<i>.mp4."""
+    from toto_robot.video import write_mp4
+
+    _, actor = load_run(run)
+    paths = []
+    for i in range(count):
+        _, frames = episode(env, provider, actor, seed + i, camera)
+        paths.append(str(run / "videos" / f"student_{i}.mp4"))
+        write_mp4(paths[-1], frames, fps=env.unwrapped.config.control_hz)
+    return paths
+
+
 def load_run(run: Path) -> tuple[TrainPolicyConfig, object]:
     """(the run's settings, its actor) from a train_policy.py run directory."""
     from policies import Actor
@@ -57,20 +77,25 @@ def load_run(run: Path) -> tuple[TrainPolicyConfig, object]:
     return cfg, actor.eval()
 
 
+def view(env, camera: str) -> np.ndarray:
+    """One video frame: the '+'-joined cameras side by side (e.g. "wrist+third_person")."""
+    return np.concatenate([env.unwrapped.render_camera(name) for name in camera.split("+")], axis=1)
+
+
 def episode(env, provider, actor, seed: int, camera: str | None) -> tuple[bool, list]:
-    """One pure-student episode: (success, frames of `camera` if asked)."""
+    """One pure-student episode: (success, frames of `camera` if asked, see `view`)."""
     obs, _ = env.reset(seed=seed)
     frames, done, info = [], False, {}
     while not done:
         if camera:
-            frames.append(env.unwrapped.render_camera(camera))
+            frames.append(view(env, camera))
         batch = {k: np.asarray(v)[None] for k, v in obs.items()}
         proprio = batch["proprio"] if actor.proprio_dim else None
         action = actor.act(provider(batch), proprio)[0]
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
     if camera:
-        frames.append(env.unwrapped.render_camera(camera))
+        frames.append(view(env, camera))
     return bool(info.get("success", False)), frames
 
 
@@ -86,6 +111,7 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
         raise ValueError("pass run=<run dir> (a directory written by python sim/train_policy.py)")
     if cfg.episodes < 1 or cfg.videos < 0:
         raise ValueError(f"episodes={cfg.episodes} must be >= 1 and videos={cfg.videos} >= 0")
+    check_cameras(cfg.camera)
     run = Path(cfg.run)
     train_cfg, actor = load_run(run)
     provider, resolution = make_provider(train_cfg.encoder, cfg.encoder_path)

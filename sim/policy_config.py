@@ -76,6 +76,7 @@ class TrainPolicyConfig:
     image_size: Optional[int] = None  # None: the encoder's resolution (128 for encoder=state)
     camera: str = "wrist"
     eval_episodes: int = 10  # pure-student episodes after every round: the success curve
+    videos: int = 2  # MP4s of pure-student episodes of the final policy in <out>/videos (wrist + third-person)
     seed: int = 0
     out: str = "runs/policy/${task}_${encoder.name}_${algo.name}"
     progress: bool = True
@@ -87,7 +88,7 @@ class EvalPolicyConfig:
     episodes: int = 50
     seed: int = 100_000  # episode i resets with seed + i (far from the training seeds)
     videos: int = 0  # MP4s of the first N episodes in <run>/videos/
-    camera: str = "wrist"  # camera of the videos
+    camera: str = "wrist+third_person"  # camera(s) of the videos, '+'-joined side by side
     encoder_path: Optional[str] = None  # override the encoder path saved in the run (moved checkpoint)
     progress: bool = True
 
@@ -112,8 +113,8 @@ def check(cfg: TrainPolicyConfig) -> None:
         raise ValueError("algo=ppo runs its envs in one process (vectorization=sync): the feature provider is per env")
     if cfg.vectorization not in VECTORIZATION:
         raise ValueError(f"vectorization={cfg.vectorization!r}: use one of {VECTORIZATION}")
-    if cfg.num_envs < 1 or cfg.eval_episodes < 0:
-        raise ValueError(f"num_envs={cfg.num_envs} must be >= 1 and eval_episodes={cfg.eval_episodes} >= 0")
+    if cfg.num_envs < 1 or cfg.eval_episodes < 0 or cfg.videos < 0:
+        raise ValueError(f"num_envs={cfg.num_envs} must be >= 1, eval_episodes={cfg.eval_episodes} and videos={cfg.videos} >= 0")
 
 
 def make_provider(encoder: EncoderSettings, path: str | None = None):

@@ -36,7 +36,7 @@ from sim.policy_config import TrainPolicyConfig, check, check_choices, env_optio
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
 # since it would mix rounds collected under different envs or features in one buffer.
-RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress", "vectorization", "encoder.batch_size")
+RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress", "vectorization", "encoder.batch_size", "videos")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -99,6 +99,29 @@ def plot_success(path: Path, stats: list[dict], title: str) -> None:
     plt.close(fig)
 
 
+class RunLog:
+    """A run's metrics as rounds (or PPO updates) finish: metrics.jsonl and success_curve.png
+    rewritten whole, numeric values as TensorBoard scalars (tensorboard/, step = env steps).
+    A resumed run purges TensorBoard events past its last saved row, so the logs read as one run."""
+
+    def __init__(self, out: Path, previous: list[dict]):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.out, self.rows = out, list(previous)
+        self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=previous[-1]["env_steps"] + 1 if previous else None)
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        write_metrics(self.out, self.rows)
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "env_steps":
+                self.writer.add_scalar(f"policy/{key}", value, row["env_steps"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def _previous_stats(out: Path) -> list[dict]:
     path = out / "actor.json"
     return json.loads(path.read_text()).get("stats", []) if path.is_file() else []
@@ -115,20 +138,33 @@ def make_env(cfg: TrainPolicyConfig, options: dict):
 
 def train(cfg: TrainPolicyConfig) -> dict:
     """Train (or continue) the run in cfg.out; returns a summary. Bad settings raise one-line ValueErrors."""
-    from tqdm import tqdm
-
-    from policies import DaggerConfig, train_dagger
-    from sim.experts import make_expert
-    from sim.tasks import EnvConfig
-
     check(cfg)
     out = Path(cfg.out)
     provider, resolution = make_provider(cfg.encoder)
     options = env_options(cfg, resolution)
     out.mkdir(parents=True, exist_ok=True)
     claim(out, asdict(cfg))
-    if cfg.algo.name == "ppo":
-        return train_ppo_run(cfg, out, provider, options)
+    summary = train_ppo_run(cfg, out, provider, options) if cfg.algo.name == "ppo" else train_dagger_run(cfg, out, provider, options)
+    if cfg.videos:
+        import sim
+        from sim.eval_policy import record_videos
+
+        env = sim.make_env(cfg.task, **options)
+        try:
+            summary["videos"] = record_videos(out, provider, env, cfg.videos)
+        finally:
+            env.close()
+    return summary
+
+
+def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) -> dict:
+    """algo=dagger|bc: policies.train_dagger with the task's scripted expert relabelling every visited state."""
+    from tqdm import tqdm
+
+    from policies import DaggerConfig, train_dagger
+    from sim.experts import make_expert
+    from sim.tasks import EnvConfig
+
     a = cfg.algo
     dagger = DaggerConfig(algo=a.name, rounds=a.rounds, steps_per_round=a.steps_per_round, beta0=a.beta0,
                           beta_schedule=a.beta_schedule, beta_decay=a.beta_decay, epochs=a.epochs,
@@ -140,11 +176,10 @@ def train(cfg: TrainPolicyConfig) -> dict:
     env = make_env(cfg, options)
     bar = tqdm(total=rounds, initial=min(len(previous), rounds), desc=f"{cfg.task} {cfg.encoder.name} {a.name}",
                unit="round", disable=not cfg.progress)
-    rows = list(previous)
+    log = RunLog(out, previous)
 
     def on_round(row: dict) -> None:
-        rows.append(row)
-        write_metrics(out, rows)
+        log.append(row)
         success = row.get("eval_success_rate", row["success_rate"])
         bar.set_postfix(steps=row["env_steps"], loss=f"{row['train_loss']:.4f}",
                         success="-" if success is None else f"{success:.0%}")
@@ -154,6 +189,7 @@ def train(cfg: TrainPolicyConfig) -> dict:
         _, stats = train_dagger(env, provider, expert, dagger, out_dir=out, callback=on_round, bound=a.bound)
     finally:
         bar.close()
+        log.close()
         env.close()
     write_metrics(out, stats)  # also when nothing was left to do (a finished run rerun)
     last = stats[-1]
@@ -180,13 +216,12 @@ def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) ->
                        gamma=a.gamma, gae_lambda=a.gae_lambda, lr=a.lr, schedule=a.schedule, ent_coef=a.ent_coef,
                        log_std_init=a.log_std_init, target_kl=a.target_kl, stats_steps=a.stats_steps, seed=cfg.seed)
     previous = _previous_stats(out)
-    rows = list(previous)
-    bar = tqdm(total=a.total_timesteps, initial=min(rows[-1]["env_steps"] if rows else 0, a.total_timesteps),
+    log = RunLog(out, previous)
+    bar = tqdm(total=a.total_timesteps, initial=min(previous[-1]["env_steps"] if previous else 0, a.total_timesteps),
                desc=f"{cfg.task} {cfg.encoder.name} ppo", unit="step", disable=not cfg.progress)
 
     def on_update(row: dict) -> None:
-        rows.append(row)
-        write_metrics(out, rows)
+        log.append(row)
         success = row["success_rate"]
         bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}", success="-" if success is None else f"{success:.0%}")
         bar.update(row["env_steps"] - bar.n)
@@ -196,6 +231,7 @@ def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) ->
                              proprio_key=None if isinstance(provider, StateFeatures) else "proprio", callback=on_update)
     finally:
         bar.close()
+        log.close()
     write_metrics(out, stats)
     last = stats[-1] if stats else {"env_steps": 0}
     return {"out": str(out), "rounds": len(stats), "resumed_rounds": min(len(previous), len(stats)),

@@ -150,3 +150,36 @@ def test_bc_on_pixels_through_a_frozen_encoder(tmp_path):
     assert data["features"].shape == (60, encoder.dim) and data["proprio"].shape == (60, 18)
     assert stats[0]["env_steps"] == 60 and np.isfinite(stats[0]["train_loss"])
     assert all(p.grad is None for p in encoder.parameters())
+
+
+class FixedOutcomeEnv(gym.Env):
+    """Env `index`: every episode succeeds in 2 steps if index is even, fails after 20 steps if odd."""
+
+    observation_space = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (1,), np.float32)})
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def __init__(self, index):
+        self.index, self.t = index, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return {"state": np.zeros(1, np.float32)}, {}
+
+    def step(self, action):
+        self.t += 1
+        win = self.index % 2 == 0
+        done = self.t >= (2 if win else 20)
+        return {"state": np.zeros(1, np.float32)}, 0.0, done and win, done and not win, {"success": done and win}
+
+
+@pytest.mark.parametrize("mode", [gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP])
+def test_episode_counts_do_not_favour_short_episodes(mode):
+    # Counting the first 8 episodes to finish would count only the fast successes (rate 1.0);
+    # a quota per env fixed in advance counts each env's first episode: 4 of 8.
+    venv = gym.vector.SyncVectorEnv([lambda i=i: FixedOutcomeEnv(i) for i in range(8)], autoreset_mode=mode)
+    actor = Actor.for_state(1, 1)
+    result = rollout(venv, StateFeatures(), None, actor, 0.0, seed=0, episodes=8)
+    assert (result["episodes"], result["successes"]) == (8, 4)
+    result = rollout(venv, StateFeatures(), None, actor, 0.0, seed=0, episodes=12)  # quotas 2,2,2,2,1,1,1,1: envs 0, 2 win twice, 4, 6 once
+    assert (result["episodes"], result["successes"]) == (12, 6)

@@ -17,7 +17,7 @@ from sim.train_policy import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("encoder=state", "algo.steps_per_round=150", "algo.epochs=2", "algo.batch_size=64", "eval_episodes=1",
-        "progress=false")
+        "videos=1", "progress=false")
 
 
 def cli(script: str, *overrides: str) -> subprocess.CompletedProcess:
@@ -61,6 +61,17 @@ def test_train_writes_run_and_resumes(run_dir):
     assert all(0 <= r["eval_success_rate"] <= 1 for r in rows)
     assert json.loads((run / "actor.json").read_text())["stats"] == rows
     assert json.loads((run / "policy.json").read_text())["encoder"]["name"] == "state"
+    assert (run / "videos" / "student_0.mp4").stat().st_size > 0 and not (run / "videos" / "student_1.mp4").exists()
+
+
+def test_tensorboard_holds_each_round_once(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run, _ = run_dir
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    losses = events.Scalars("policy/train_loss")
+    assert [e.step for e in losses] == [150, 300]  # the resumed run appended round 1, nothing twice
+    assert [e.value for e in losses] == pytest.approx([r["train_loss"] for r in read_metrics(run)])
 
 
 def test_resume_with_other_settings_is_refused(run_dir):
@@ -122,7 +133,7 @@ def test_pixel_encoders_train_in_process(tmp_path, name):
     from tests.encoder.conftest import make_encoder_dir
 
     path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
-    cfg = TrainPolicyConfig(encoder=EncoderSettings(name=name, path=str(path), dtype=None), eval_episodes=0,
+    cfg = TrainPolicyConfig(encoder=EncoderSettings(name=name, path=str(path), dtype=None), eval_episodes=0, videos=0,
                             out=str(tmp_path / "run"), progress=False)
     cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 40, 1
     summary = train(cfg)
@@ -136,7 +147,7 @@ def test_ppo_trains_in_process(tmp_path):
     """algo=ppo with state features: 2 envs x 64 steps x 2 updates; metrics, zip and the actor eval_policy loads."""
     from sim.eval_policy import load_run
 
-    cfg = TrainPolicyConfig(encoder=EncoderSettings(name="state"), num_envs=2, out=str(tmp_path / "run"), progress=False)
+    cfg = TrainPolicyConfig(encoder=EncoderSettings(name="state"), num_envs=2, videos=0, out=str(tmp_path / "run"), progress=False)
     cfg.algo.name, cfg.algo.total_timesteps, cfg.algo.n_steps, cfg.algo.epochs, cfg.algo.stats_steps = "ppo", 256, 64, 2, 8
     summary = train(cfg)
     assert summary["rounds"] == 2 and summary["env_steps"] == 256
