@@ -34,7 +34,6 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from sim.policy_config import ENCODERS, check_choices  # noqa: E402
-from sim.tasks import TASKS  # noqa: E402
 
 
 @dataclass
