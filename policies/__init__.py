@@ -9,7 +9,8 @@ This package never imports sim or real: envs arrive as gymnasium envs, experts a
 from policies.actor import Actor
 from policies.buffer import AggregatedBuffer
 from policies.dagger import DaggerConfig, evaluate, rollout, train_actor, train_dagger
+from policies.demos import demo_buffer
 from policies.features import FeatureProvider, RandomTotoFeatures, StateFeatures, TotoFeatures, random_encoder
 
 __all__ = ["Actor", "AggregatedBuffer", "DaggerConfig", "FeatureProvider", "RandomTotoFeatures", "StateFeatures",
-           "TotoFeatures", "evaluate", "random_encoder", "rollout", "train_actor", "train_dagger"]
+           "TotoFeatures", "demo_buffer", "evaluate", "random_encoder", "rollout", "train_actor", "train_dagger"]

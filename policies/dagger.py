@@ -221,7 +221,7 @@ def _resume(out: Path, cfg: DaggerConfig) -> tuple[Actor | None, AggregatedBuffe
 
 def train_dagger(env, provider: FeatureProvider, expert: Callable, config: DaggerConfig | None = None,
                  actor: Actor | None = None, out_dir=None, callback: Callable[[dict], None] | None = None,
-                 **actor_kwargs) -> tuple[Actor, list[dict]]:
+                 demos: AggregatedBuffer | None = None, **actor_kwargs) -> tuple[Actor, list[dict]]:
     """Run DAgger (or BC) in `env`; return (trained actor, per-round stats).
 
     Stats per round: round, beta, env_steps (so far), episodes, success_rate (of the round's
@@ -231,6 +231,8 @@ def train_dagger(env, provider: FeatureProvider, expert: Callable, config: Dagge
     With `out_dir` holding a previous run's rounds, that run continues: its saved actor replaces
     `actor`, and `config.rounds` may be raised to train further. Round 0 sets the actor's feature
     standardization from its data (`Actor.set_feature_stats`), also for an `actor` passed in.
+    `demos` (rows of recorded demonstrations, policies.demos.demo_buffer) replace round 0's expert
+    rollouts: BC from a file, or DAgger started from it (round 0 then costs no env steps).
     """
     from toto_robot.checkpoint import save_weights
 
@@ -251,8 +253,16 @@ def train_dagger(env, provider: FeatureProvider, expert: Callable, config: Dagge
             action_dim = int(np.prod(venv.single_action_space.shape))
             actor = make_actor(provider, provider(obs), proprio_dim, action_dim, cfg.seed, **actor_kwargs)
         actor.eval()
-        roll = rollout(venv, provider, expert, actor, beta, seed=cfg.seed + 1000 * (k + 1), steps=cfg.steps_per_round,
-                       buffer=buffer, round_index=k)
+        if k == 0 and demos is not None:
+            rows = demos.arrays()
+            if rows["features"].shape[1] != actor.feat_dim or rows["actions"].shape[1] != actor.action_dim:
+                raise ValueError(f"demo rows have {rows['features'].shape[1]} features and {rows['actions'].shape[1]} action "
+                                 f"values, the policy {actor.feat_dim} and {actor.action_dim}: record them in this task and encoder")
+            buffer.add(rows["features"], rows["proprio"], rows["actions"], 0)
+            roll = {"steps": 0, "episodes": 0, "success_rate": None, "student_mse": None}
+        else:
+            roll = rollout(venv, provider, expert, actor, beta, seed=cfg.seed + 1000 * (k + 1), steps=cfg.steps_per_round,
+                           buffer=buffer, round_index=k)
         env_steps += roll["steps"]
         if k == 0:
             actor.set_feature_stats(buffer.arrays()["features"])

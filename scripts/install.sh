@@ -15,3 +15,8 @@ fi
 
 python -m pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" numpy
 python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[sim,pretrain,dev]"
+# robomimic, whose SequenceDataset reads our demo files (a test checks it), without its declared
+# dependencies: they resolve to torchvision 0.28.0, a build that fails to import next to torch
+# 2.13.0 ("operator torchvision::nms does not exist"); the dataset code needs only termcolor.
+python -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps "robomimic==0.3.0"
+python -m pip install -q --disable-pip-version-check -c constraints.txt termcolor

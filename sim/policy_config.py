@@ -52,6 +52,7 @@ class AlgoSettings:
     lr: float = 1e-3
     weight_decay: float = 0.01
     bound: str = "tanh"  # policies.Actor: tanh | clip
+    demos: Optional[str] = None  # robomimic-schema HDF5 of the task (python sim/record.py): replaces round 0's expert rollouts
     # algo=ppo only (MVP: 256 envs x 32 steps, 10 epochs, 4 minibatches, lr 1e-3 Franka / 5e-4 Kuka, cosine)
     total_timesteps: int = 100_000  # env steps in all (MVP: 16.4M pick, 8.2M cabinet)
     n_steps: int = 32  # per env per rollout

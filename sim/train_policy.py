@@ -185,8 +185,9 @@ def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict)
                         success="-" if success is None else f"{success:.0%}")
         bar.update(1)
 
+    demos = None if a.demos is None or previous else read_demos(a.demos, cfg.task, provider)
     try:
-        _, stats = train_dagger(env, provider, expert, dagger, out_dir=out, callback=on_round, bound=a.bound)
+        _, stats = train_dagger(env, provider, expert, dagger, out_dir=out, callback=on_round, demos=demos, bound=a.bound)
     finally:
         bar.close()
         log.close()
@@ -195,6 +196,19 @@ def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict)
     last = stats[-1]
     return {"out": str(out), "rounds": len(stats), "resumed_rounds": min(len(previous), len(stats)),
             "env_steps": last["env_steps"], "eval_success_rate": last.get("eval_success_rate")}
+
+
+def read_demos(path: str, task: str, provider):
+    """The demo file's rows through the run's features; a file of another task is one ValueError line."""
+    from policies.demos import demo_buffer
+    from sim.tasks import get_task
+
+    if not Path(path).is_file():
+        raise ValueError(f"algo.demos={path}: no such file (record demos with python sim/record.py task={task})")
+    buffer, env_args = demo_buffer(path, provider)
+    if env_args["env_name"] != get_task(task).env_id:
+        raise ValueError(f"algo.demos={path} holds {env_args['env_name']} demos, this run trains {task} ({get_task(task).env_id})")
+    return buffer
 
 
 def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) -> dict:
