@@ -35,7 +35,7 @@ from torch import nn
 from encoder import tokens as token_ids
 from encoder.layers import KVCache, apply_rope
 from encoder.model import Toto
-from encoder.pooling import make_pool
+from encoder.pooling import make_pool, pool_width
 
 __all__ = ["FrameStream", "TotoEncoder", "load_encoder", "resolve_layer"]
 
@@ -84,7 +84,8 @@ def _mismatch(model: Toto, tokenizer, resolution: int) -> str | None:
 class TotoEncoder(nn.Module):
     """Frozen Toto features of frames or clips, stopping at block `layer` (see the module docstring).
 
-    pool="avg" averages the tokens. pool="attn" holds an *untrained* `AttentionPool` (frozen like
+    pool="avg" averages the tokens; pool="grid<k>" averages k x k regions of the frame and concatenates them
+    (`feature_dim` = k*k*dim: keeps where things are). pool="attn" holds an *untrained* `AttentionPool` (frozen like
     everything else here): a probe trains its own `AttentionPool(encoder.dim)` on
     `token_features`, then deploys it with `encoder.pool_module.load_state_dict(trained.state_dict())`
     (a one-head pool; one with more heads replaces it: `encoder.pool_module = trained.requires_grad_(False)`).
@@ -101,6 +102,7 @@ class TotoEncoder(nn.Module):
         self.layer = resolve_layer(layer, c.n_layers)
         self.pool = pool
         self.pool_module = make_pool(pool, c.dim)
+        self.feature_dim = pool_width(pool, c.dim)  # what forward returns per frame (dim, or cells^2 * dim for grid<k>)
         self.dtype = _dtype(dtype)
         self.model = model.to(self.dtype)
         self.tokenizer = tokenizer  # stays fp32: FSQ rounds latents to codes, bf16 would flip codes
@@ -205,7 +207,7 @@ class TotoEncoder(nn.Module):
         clips = self.check(clips, ndim=(5,))
         B, T = clips.shape[:2]
         tokens = self.token_features(clips)[self.layer]
-        return self.pool_module(tokens.reshape(B * T, self.tokens_per_frame, self.dim)).view(B, T, self.dim)
+        return self.pool_module(tokens.reshape(B * T, self.tokens_per_frame, self.dim)).view(B, T, self.feature_dim)
 
     def stream(self, context_frames: int = 15) -> FrameStream:
         """A `FrameStream`: per-frame features of a live video, attending to the last `context_frames` frames."""
@@ -324,7 +326,7 @@ class FrameStream:
 
 def load_encoder(path, layer="mid", pool: str = "avg", dtype: torch.dtype | str | None = None) -> TotoEncoder:
     """The frozen encoder in `path`, an encoder directory (toto.safetensors/.json + tokenizer.*,
-    written by the pre-training export stage). layer: see `resolve_layer`; pool: "avg" or "attn"
+    written by the pre-training export stage). layer: see `resolve_layer`; pool: "avg", "attn" or "grid<k>"
     (untrained, see `TotoEncoder`); dtype: None/"fp32" or "bf16" (bf16 transformer weights, which
     on this CPU run ~2x faster than fp32 and faster than autocast; the tokenizer stays fp32).
 

@@ -1,9 +1,16 @@
-"""Token features (B, N, dim) -> one vector (B, dim): average or attention pooling (paper Table 5).
+"""Token features (B, N, dim) -> one vector: average, attention or spatial-grid pooling.
 
 Average pooling is what the robotics protocol uses (MVP: tokens of an intermediate layer, average
 pooled, then a learned linear layer). Attention pooling, a learned query attending over the
 tokens through learned key and value maps, beat it by 7.9 points in the paper's probes; it has
 weights, so something (a probe) must train it first.
+
+Grid pooling ("grid<k>") averages the frame's token grid over k x k cells and concatenates the
+cells (k*k*dim values). Why it exists: Toto has RoPE and no absolute position embedding, so a
+token's hidden state says little about *where* in the frame it is, and the plain average is close
+to a bag of visual words. A policy needs the object's position in the wrist view; the grid keeps
+it (measured on franka_pick wrist frames, nano mid layer, ridge R^2 of the cube-to-gripper x/y
+offset: avg 0.62/0.40, grid4 0.77/0.70).
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-POOLS = ("avg", "attn")
+POOLS = ("avg", "attn", "grid<k>")
 
 
 def average_pool(tokens: torch.Tensor) -> torch.Tensor:
@@ -62,10 +69,39 @@ class AttentionPool(nn.Module):
         return f"dim={self.dim}, n_heads={self.n_heads}"
 
 
+class GridPool(nn.Module):
+    """(B, N, dim) tokens of square frames in raster order -> (B, cells**2 * dim): the mean of each
+    of cells x cells regions, cell-major (row by row), so position in the frame survives pooling."""
+
+    def __init__(self, cells: int):
+        super().__init__()
+        if cells < 1:
+            raise ValueError(f"GridPool: cells={cells} must be >= 1")
+        self.cells = cells
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        B, N, D = tokens.shape
+        side = int(round(N**0.5))
+        if side * side != N or side % self.cells:
+            raise ValueError(f"grid{self.cells} pooling needs a square token grid divisible by {self.cells}, got {N} tokens")
+        grid = tokens.view(B, side, side, D).permute(0, 3, 1, 2)
+        return F.avg_pool2d(grid, side // self.cells).permute(0, 2, 3, 1).reshape(B, -1)
+
+    def extra_repr(self) -> str:
+        return f"cells={self.cells}"
+
+
+def pool_width(pool: str, dim: int) -> int:
+    """Size of the pooled feature vector for tokens of width `dim`."""
+    return dim * make_pool(pool, dim).cells ** 2 if pool.startswith("grid") else dim
+
+
 def make_pool(pool: str, dim: int, n_heads: int = 1) -> nn.Module:
-    """`AvgPool()` for "avg", an untrained `AttentionPool(dim, n_heads)` for "attn"."""
+    """`AvgPool()` for "avg", an untrained `AttentionPool(dim, n_heads)` for "attn", `GridPool(k)` for "grid<k>"."""
     if pool == "avg":
         return AvgPool()
     if pool == "attn":
         return AttentionPool(dim, n_heads)
-    raise ValueError(f"pool={pool!r}: use one of {', '.join(POOLS)}")
+    if pool.startswith("grid") and pool[4:].isdigit() and int(pool[4:]) >= 1:
+        return GridPool(int(pool[4:]))
+    raise ValueError(f"pool={pool!r}: use one of {', '.join(POOLS)} (e.g. grid4)")

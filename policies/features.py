@@ -58,7 +58,7 @@ class TotoFeatures(FeatureProvider):
 
     def __init__(self, encoder, batch_size: int = 64):
         self.encoder, self.batch_size = encoder, int(batch_size)
-        self.dim = int(encoder.dim)
+        self.dim = int(encoder.feature_dim)
 
     def __call__(self, obs: dict) -> np.ndarray:
         pixels = self._read(obs)

@@ -30,7 +30,7 @@ class EncoderSettings:
     name: str = "toto"  # toto: frozen pre-trained Toto | random: same architecture, random weights | state: privileged state
     path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py` (toto and random read it)
     layer: Any = "mid"  # "mid", a fraction in (0, 1] or a block index (encoder.frozen.resolve_layer)
-    pool: str = "avg"
+    pool: str = "avg"  # avg (the paper's protocol) | grid<k>: k x k regional averages, keeps where the object is (encoder/pooling.py)
     dtype: Optional[str] = "bf16"  # the transformer's compute dtype; features are fp32
     batch_size: int = 64  # frames per encoder call (memory, not results)
     seed: int = 0  # weights of the random encoder

@@ -103,6 +103,25 @@ def test_pooling_shapes(encoder_dir, pool):
         torch.testing.assert_close(encoder(frames(2, 3)), average_pool(tokens))
 
 
+def test_grid_pool_keeps_where_tokens_are(encoder_dir):
+    from encoder.pooling import GridPool
+
+    tokens = torch.zeros(1, 16, 2)  # a 4x4 token grid, raster order
+    tokens[0, 3, 0] = 4.0  # row 0, column 3: the top-right 2x2 cell
+    tokens[0, 12, 1] = 8.0  # row 3, column 0: the bottom-left cell
+    cells = GridPool(2)(tokens).view(2, 2, 2)  # (row, column, dim)
+    assert cells[0, 1].tolist() == [1.0, 0.0] and cells[1, 0].tolist() == [0.0, 2.0] and cells[0, 0].abs().sum() == 0
+    torch.testing.assert_close(GridPool(2)(tokens).view(4, 2).mean(0, keepdim=True), average_pool(tokens))
+    encoder = load_encoder(encoder_dir, pool="grid2")  # 32 px frames: 4x4 tokens
+    assert encoder.feature_dim == 4 * 32 and encoder(frames(3)).shape == (3, 128)
+    assert encoder.frame_features(frames(2, 3)).shape == (2, 3, 128)
+    for bad in ("grid0", "grid", "gridx", "max"):
+        with pytest.raises(ValueError, match="pool="):
+            load_encoder(encoder_dir, pool=bad)
+    with pytest.raises(ValueError, match="divisible by 3"):
+        GridPool(3)(tokens)
+
+
 def test_attention_pool_trains_and_loads_into_the_encoder(encoder_dir):
     pool = AttentionPool(32, n_heads=2)
     tokens = torch.randn(5, 7, 32)
