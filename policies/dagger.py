@@ -21,6 +21,7 @@ and that round is redone (rollouts are seeded by round, so it is redone identica
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,11 +161,15 @@ def train_actor(actor: Actor, buffer: AggregatedBuffer, epochs: int, batch_size:
     """MSE regression of the actor onto the buffer's expert actions; returns the last epoch's mean loss.
 
     A fresh AdamW each round: the optimizer holds no state across rounds, so a resumed run trains
-    exactly like an uninterrupted one without saving optimizer moments.
+    exactly like an uninterrupted one without saving optimizer moments. The learning rate decays
+    to zero over the round (cosine): the policy deployed next is a settled one, not a snapshot
+    of the last noisy step, which made closed-loop success swing from round to round.
     """
     data = {k: torch.from_numpy(v) for k, v in buffer.arrays().items()}
     features, proprio, actions = data["features"], data["proprio"], data["actions"]
     optimizer = torch.optim.AdamW(actor.parameters(), lr=lr, weight_decay=weight_decay)
+    total = epochs * -(-len(actions) // batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
     generator = torch.Generator().manual_seed(seed)
     actor.train()
     loss_sum = 0.0
@@ -177,6 +182,7 @@ def train_actor(actor: Actor, buffer: AggregatedBuffer, epochs: int, batch_size:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             loss_sum += loss.item() * len(idx)
     actor.eval()
     return loss_sum / len(actions)

@@ -32,9 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="runs/main", help="where the policy run, evaluation and REPORT.md go")
     parser.add_argument("--pretrain-out", default="runs/pretrain", help="pretrain/run.py's out (its encoder/ is used)")
     parser.add_argument("--task", default="franka_pick", help="sim task of the policy")
+    parser.add_argument("--pool", default="grid4",
+                        help="pooling of the mid-layer tokens: avg is the paper's protocol; grid4 (4x4 regional averages) "
+                             "keeps where the cube is, which avg loses with a RoPE-only model (see README, Policies)")
     parser.add_argument("--rounds", type=int, default=6, help="DAgger rounds")
-    parser.add_argument("--steps-per-round", type=int, default=16384, help="env steps per DAgger round")
-    parser.add_argument("--num-envs", type=int, default=8, help="envs stepped together (batched encoder calls)")
+    parser.add_argument("--steps-per-round", type=int, default=8192, help="env steps per DAgger round")
+    parser.add_argument("--num-envs", type=int, default=16, help="envs stepped together (batched encoder calls)")
     parser.add_argument("--eval-episodes", type=int, default=50, help="final evaluation episodes")
     parser.add_argument("--videos", type=int, default=4, help="MP4s of the first evaluation episodes")
     parser.add_argument("--pretrain-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -70,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     times = {}
     times["pretrain"] = stage(1, "pre-training Toto nano on rendered robot video, clips and photos",
                               [str(ROOT / "pretrain" / "run.py"), f"out={pretrain}", *args.pretrain_arg])
-    times["dagger"] = stage(2, f"DAgger on {args.task} with the frozen encoder's mid-layer features",
+    times["dagger"] = stage(2, f"DAgger on {args.task} with the frozen encoder's mid-layer features ({args.pool} pooled)",
                             [str(ROOT / "sim" / "train_policy.py"), f"task={args.task}", "encoder=toto",
-                             f"encoder.path={pretrain / 'encoder'}", f"algo.rounds={args.rounds}",
+                             f"encoder.path={pretrain / 'encoder'}", f"encoder.pool={args.pool}", f"algo.rounds={args.rounds}",
                              f"algo.steps_per_round={args.steps_per_round}", f"num_envs={args.num_envs}",
                              f"out={run}", *args.policy_arg])
     times["eval"] = stage(3, f"evaluating the policy on {args.eval_episodes} held-out episodes",
