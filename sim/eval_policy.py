@@ -27,6 +27,7 @@ import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from sim.tasks import EnvOptions  # noqa: E402
 from sim.policy_config import AlgoSettings, EncoderSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
 
 
@@ -70,7 +71,8 @@ def load_run(run: Path) -> tuple[TrainPolicyConfig, object]:
     if not (run / "policy.json").is_file():
         raise ValueError(f"{run} holds no policy.json: pass run=<a directory written by python sim/train_policy.py>")
     saved = json.loads((run / "policy.json").read_text())
-    cfg = TrainPolicyConfig(**{**saved, "algo": AlgoSettings(**saved["algo"]), "encoder": EncoderSettings(**saved["encoder"])})
+    cfg = TrainPolicyConfig(**{**saved, "algo": AlgoSettings(**saved["algo"]), "encoder": EncoderSettings(**saved["encoder"]),
+                               "env": EnvOptions(**saved.get("env", {}))})
     state, meta = load_weights(run, "actor", kind="dagger_actor")
     actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
     actor.load_state_dict(state)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from sim.tasks import TASKS
+from sim.tasks import TASKS, EnvOptions
 
 ENCODERS = ("toto", "random", "state")
 ALGOS = ("dagger", "bc", "ppo")
@@ -80,6 +80,7 @@ class TrainPolicyConfig:
     videos: int = 2  # MP4s of pure-student episodes of the final policy in <out>/videos (wrist + third-person)
     seed: int = 0
     out: str = "runs/policy/${task}_${encoder.name}_${algo.name}"
+    env: EnvOptions = field(default_factory=EnvOptions)  # every other env option (sim/tasks.py EnvConfig), e.g. env.episode_seconds=10
     progress: bool = True
 
 
@@ -146,10 +147,13 @@ def make_provider(encoder: EncoderSettings, path: str | None = None):
 
 def env_options(cfg: TrainPolicyConfig, resolution: int | None) -> dict:
     """EnvConfig options of the run's env: no rendering for state features; image size = the encoder's."""
+    from dataclasses import asdict
+
+    env = asdict(cfg.env) if not isinstance(cfg.env, dict) else dict(cfg.env)
     if resolution is None:
-        return {"obs_mode": "proprio+state", "image_size": cfg.image_size or 128, "camera": cfg.camera}
+        return {**env, "obs_mode": "proprio+state", "image_size": cfg.image_size or 128, "camera": cfg.camera}
     size = cfg.image_size or resolution
     if size != resolution:
         raise ValueError(f"image_size={size} but the encoder at {cfg.encoder.path} reads {resolution}x{resolution} frames: "
                          f"set image_size={resolution} (or leave it unset)")
-    return {"obs_mode": "pixels+proprio+state", "image_size": size, "camera": cfg.camera}
+    return {**env, "obs_mode": "pixels+proprio+state", "image_size": size, "camera": cfg.camera}

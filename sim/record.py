@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # run as a script: `python sim/record.py`
 
 import json  # noqa: E402
 import typing  # noqa: E402
-from dataclasses import asdict, dataclass, field, fields, make_dataclass  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
 
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
@@ -34,18 +34,11 @@ from tqdm import tqdm  # noqa: E402
 
 from sim.env import TotoTaskEnv  # noqa: E402
 from sim.experts import make_expert  # noqa: E402
-from sim.tasks import CAMERAS, TASKS, EnvConfig, get_task  # noqa: E402
+from sim.tasks import CAMERAS, TASKS, EnvConfig, EnvOptions, get_task  # noqa: E402
 from toto_robot.demos import Demo, env_args, merge_demo_files, write_demo_file  # noqa: E402
 from toto_robot.io import atomic_write, remove_stale_temps  # noqa: E402
 from toto_robot.video import write_mp4  # noqa: E402
 
-RECORDER_OWNED = ("obs_mode", "image_size", "camera")  # set by the recorder, not by `env.*`
-_hints = typing.get_type_hints(EnvConfig)
-# Every other EnvConfig option as a typed `env.<option>=` override, so typos are hydra errors.
-EnvOptions = make_dataclass(
-    "EnvOptions",
-    [(f.name, _hints[f.name], field(default=f.default)) for f in fields(EnvConfig) if f.name not in RECORDER_OWNED],
-)
 
 
 @dataclass

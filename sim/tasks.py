@@ -5,7 +5,8 @@ with the same observation/action spaces and success semantics (MVP's, DESIGN.md 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 
 PICK = "pick"
 CABINET = "cabinet"
@@ -112,3 +113,12 @@ def state_layout(kind: str, joint_count: int) -> dict[str, slice]:
         layout[name] = slice(start, start + size)
         start += size
     return layout
+
+
+CALLER_OWNED = ("obs_mode", "image_size", "camera")  # set by the entry point itself, not by `env.*`
+# Every other EnvConfig option as a typed `env.<option>=` override of an entry point's hydra
+# config (sim/record.py, sim/train_policy.py), so a misspelt option is a hydra error.
+_hints = typing.get_type_hints(EnvConfig)
+EnvOptions = make_dataclass(
+    "EnvOptions", [(f.name, _hints[f.name], field(default=f.default)) for f in fields(EnvConfig) if f.name not in CALLER_OWNED]
+)

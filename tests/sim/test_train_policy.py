@@ -156,3 +156,22 @@ def test_ppo_trains_in_process(tmp_path):
     assert (tmp_path / "run" / "ppo.zip").is_file() and (tmp_path / "run" / "success_curve.png").is_file()
     _, actor = load_run(tmp_path / "run")
     assert actor.feat_dim == 29 and actor.proprio_dim == 0 and actor.bound == "clip"
+
+
+def test_env_options_pass_through_to_training_and_evaluation(tmp_path):
+    """env.<option>= reaches the env: 1 s episodes at 20 Hz end within 20 steps, in training and in eval_policy."""
+    from sim.eval_policy import evaluate_run
+    from sim.policy_config import EvalPolicyConfig
+
+    cfg = TrainPolicyConfig(encoder=EncoderSettings(name="state"), eval_episodes=0, videos=0, out=str(tmp_path / "run"),
+                            progress=False)
+    cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 100, 1
+    cfg.env.episode_seconds = 1.0
+    cfg.env.terminate_on_success = False
+    assert train(cfg)["env_steps"] == 100
+    assert read_metrics(tmp_path / "run")[0]["episodes"] >= 100 // 20
+    assert json.loads((tmp_path / "run" / "policy.json").read_text())["env"]["episode_seconds"] == 1.0
+    result = evaluate_run(EvalPolicyConfig(run=str(tmp_path / "run"), episodes=2, progress=False))
+    assert result["episodes"] == 2
+    process = cli("train_policy", "env.episode_secs=2", f"out={tmp_path / 'x'}")
+    assert process.returncode != 0 and "episode_secs" in process.stderr
