@@ -104,6 +104,7 @@ def write_report(out: Path, pretrain: Path, run: Path, times: dict) -> Path:
     train_rows = _read_jsonl(pretrain / "train" / "metrics.jsonl")
     val = [r for r in train_rows if "val_loss" in r]
     rounds = _read_jsonl(run / "metrics.jsonl")
+    encoder = json.loads((run / "policy.json").read_text())["encoder"]
     result = json.loads((run / "eval.json").read_text())
     low, high = result["ci95"]
     last = rounds[-1]
@@ -123,7 +124,13 @@ def write_report(out: Path, pretrain: Path, run: Path, times: dict) -> Path:
         "",
         "![pre-training loss](loss_curve.png)" if (out / "loss_curve.png").is_file() else "",
         "",
+        "![tokenizer reconstructions](tokenizer_reconstructions.png)" if (out / "tokenizer_reconstructions.png").is_file() else "",
+        "",
         "## 2. DAgger on frozen mid-layer features (`python sim/train_policy.py`)",
+        "",
+        f"Features: layer {encoder['layer']!r} of the frozen encoder, pool `{encoder['pool']}` "
+        "(avg: the paper's protocol; grid4: 4x4 regional averages, which keep where the cube is), "
+        "with MVP's actor; the scripted expert relabels every visited state.",
         "",
         "| round | beta | env steps | buffer | train loss | student success |",
         "|---|---|---|---|---|---|",
