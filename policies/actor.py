@@ -71,12 +71,19 @@ class Actor(nn.Module):
         self.register_buffer("feat_std", torch.ones(feat_dim))
 
     @torch.no_grad()
-    def set_feature_stats(self, features, eps: float = 1e-6) -> None:
-        """Standardize inputs by the mean/std of `features` (N, feat_dim); constant dims get std 1."""
+    def set_feature_stats(self, features, eps: float = 1e-6, floor: float = 0.1) -> None:
+        """Standardize inputs by the mean/std of `features` (N, feat_dim).
+
+        Each std is floored at `floor` x the median std (1 if every dim is constant). Why: the stats
+        come from the expert's round, and a dim that barely moved there (a hand joint the pick
+        expert never opens: std 1e-5) blows up once the student visits states where it does move
+        (measured on kuka_pick's state: 160,000x its round-0 std, and the state policy failed).
+        """
         f = torch.as_tensor(np.asarray(features, dtype=np.float32)).to(self.feat_mean.device)
         std = f.std(0) if len(f) > 1 else torch.ones_like(self.feat_std)
+        median = std.median()
         self.feat_mean.copy_(f.mean(0))
-        self.feat_std.copy_(torch.where(std > eps, std, torch.ones_like(std)))
+        self.feat_std.copy_(std.clamp_min(floor * median) if median > eps else torch.ones_like(std))
 
     @classmethod
     def for_state(cls, state_dim: int, action_dim: int, **kwargs) -> Actor:

@@ -41,6 +41,20 @@ def test_feature_stats_standardize_inputs():
     assert "feat_mean" in actor.state_dict()  # saved with the weights
 
 
+def test_feature_stats_floor_nearly_constant_dims():
+    """A dim the expert barely moved gets std 0.1 x the median, so later states cannot blow it up."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(0, 1, (500, 5)).astype(np.float32)
+    features[:, 4] = 0.3 + rng.normal(0, 1e-5, 500)  # nearly constant in round 0
+    actor = Actor(5, 0, 2)
+    actor.set_feature_stats(features)
+    median = float(np.median(features.std(0, ddof=1)))
+    assert actor.feat_std[4].item() == pytest.approx(0.1 * median, rel=0.05)
+    assert actor.feat_std[:4].numpy() == pytest.approx(features[:, :4].std(0, ddof=1), rel=1e-4)  # others untouched
+    actor.set_feature_stats(np.ones((3, 5), np.float32))  # every dim constant: unit scale
+    assert torch.all(actor.feat_std == 1)
+
+
 def test_encoder_gets_no_gradient(tmp_path):
     """A training step through TotoFeatures updates the actor and leaves every encoder .grad None."""
     encoder = load_encoder(make_encoder_dir(tmp_path / "enc"))
