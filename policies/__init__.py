@@ -1,5 +1,5 @@
 """Policies on frozen features (DESIGN.md sections 2 and 5): MVP's actor, feature providers,
-the aggregated buffer, DAgger and behaviour cloning.
+the aggregated buffer, DAgger and behaviour cloning, PPO, demo files, success statistics and curves.
 
     from policies import Actor, DaggerConfig, StateFeatures, TotoFeatures, train_dagger
     actor, stats = train_dagger(env, TotoFeatures(encoder), expert, DaggerConfig(rounds=5), out_dir="runs/dagger")

@@ -33,6 +33,7 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from policies.curves import plot_comparison  # noqa: E402
 from sim.policy_config import ENCODERS, check_choices  # noqa: E402
 
 
@@ -108,13 +109,13 @@ def compare(cfg: CompareConfig) -> dict:
         result = evaluated(run, cfg.episodes)
         print(f"[{i}/{len(jobs)}] success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)", flush=True)
     summary = summarize(out, jobs)
-    plot_comparison(out / "compare.png", out, cfg)
+    plot_comparison(out / "compare.png", curves(out, cfg))
     return summary
 
 
 def summarize(out: Path, jobs: list[tuple[str, str, int]]) -> dict:
     """Pool every (task, encoder)'s evaluations over seeds; write summary.json and summary.md."""
-    from sim.eval_policy import wilson_interval
+    from policies.curves import wilson_interval
     from toto_robot.io import atomic_write
 
     rows = {}
@@ -143,39 +144,16 @@ def summarize(out: Path, jobs: list[tuple[str, str, int]]) -> dict:
     return summary
 
 
-def plot_comparison(path: Path, out: Path, cfg: CompareConfig) -> None:
-    """Student success vs env steps: a panel per task, a line per encoder (mean over seeds, band min..max)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from toto_robot.io import atomic_write
-
-    fig, axes = plt.subplots(1, len(cfg.tasks), figsize=(4.2 * len(cfg.tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], cfg.tasks):
+def curves(out: Path, cfg: CompareConfig) -> dict:
+    """{task: {encoder: [per-seed [(env_steps, student success), ...]]}} from the runs' metrics.jsonl."""
+    panels = {}
+    for task in cfg.tasks:
         for encoder in cfg.encoders:
-            curves = []
             for seed in cfg.seeds:
                 rows = [json.loads(line) for line in (out / f"{task}_{encoder}_s{seed}" / "metrics.jsonl").read_text().splitlines()]
-                curves.append([(r["env_steps"], r["eval_success_rate"]) for r in rows if r.get("eval_success_rate") is not None])
-            length = min(len(c) for c in curves)
-            if not length:
-                continue
-            steps = np.array([x for x, _ in curves[0][:length]])
-            rates = np.array([[y for _, y in c[:length]] for c in curves])
-            (line,) = ax.plot(steps, rates.mean(0), "o-", label=encoder, markersize=3)
-            if len(curves) > 1:
-                ax.fill_between(steps, rates.min(0), rates.max(0), color=line.get_color(), alpha=0.2)
-        ax.set(title=task, xlabel="env steps", ylim=(-0.02, 1.02))
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("student success rate")
-    axes[0][0].legend(loc="best")
-    fig.tight_layout()
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
+                curve = [(r["env_steps"], r["eval_success_rate"]) for r in rows if r.get("eval_success_rate") is not None]
+                panels.setdefault(task, {}).setdefault(encoder, []).append(curve)
+    return panels
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="compare")

@@ -21,26 +21,14 @@ if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: impo
 
 import json  # noqa: E402
 import logging  # noqa: E402
-import math  # noqa: E402
 
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from policies.curves import wilson_interval  # noqa: E402
 from sim.tasks import EnvOptions  # noqa: E402
 from sim.policy_config import AlgoSettings, EncoderSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a binomial rate: unlike p +- z*se it stays inside [0, 1] and is
-    not degenerate at 0/n or n/n, which small robot evaluations hit often."""
-    if n < 1:
-        raise ValueError("no episodes")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def check_cameras(camera: str) -> None:

@@ -70,33 +70,9 @@ def write_metrics(out: Path, stats: list[dict]) -> None:
 
     with atomic_write(out / "metrics.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in stats))  # sorted: resumed rows come back sorted
+    from policies.curves import plot_success
+
     plot_success(out / "success_curve.png", stats, title=out.name)
-
-
-def plot_success(path: Path, stats: list[dict], title: str) -> None:
-    """Success rate vs env steps: the pure student's (eval_success_rate) when evaluated, and the
-    executed beta-mixture's rollouts (success_rate), which round 0 shows as the expert's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from toto_robot.io import atomic_write
-
-    steps = [row["env_steps"] for row in stats]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for key, label, style in (("eval_success_rate", "student (beta=0)", "o-"), ("success_rate", "rollouts (beta mixture)", "x--")):
-        points = [(s, row[key]) for s, row in zip(steps, stats) if row.get(key) is not None]
-        if points:
-            ax.plot(*zip(*points), style, label=label)
-    ax.set(xlabel="env steps", ylabel="success rate", ylim=(-0.02, 1.02), title=title)
-    ax.grid(alpha=0.3)
-    if ax.get_lines():
-        ax.legend(loc="best")
-    fig.tight_layout()
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
 
 
 class RunLog:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.eval_policy import wilson_interval
+from policies.curves import wilson_interval
 from sim.policy_config import EncoderSettings, TrainPolicyConfig
 from sim.train_policy import train
 

@@ -1,0 +1,84 @@
+"""Success statistics and curves of policy runs: Wilson intervals and success-vs-env-steps plots.
+
+Evaluation numbers are small binomial samples (16-50 robot episodes), so every rate is reported
+with a Wilson 95% interval; the curves are the paper's Fig. 6 (success vs env steps). Pure
+functions of the numbers: the entry points in sim/ (and later real/) read their run files and
+call these.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial rate: unlike p +- z*se it stays inside [0, 1] and is
+    not degenerate at 0/n or n/n, which small robot evaluations hit often."""
+    if n < 1:
+        raise ValueError("no episodes")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from toto_robot.io import atomic_write
+
+    fig.tight_layout()
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_success(path: Path, stats: list[dict], title: str) -> None:
+    """Success rate vs env steps: the pure student's (eval_success_rate) when evaluated, and the
+    executed beta-mixture's rollouts (success_rate), which round 0 shows as the expert's."""
+    plt = _pyplot()
+    steps = [row["env_steps"] for row in stats]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key, label, style in (("eval_success_rate", "student (beta=0)", "o-"), ("success_rate", "rollouts (beta mixture)", "x--")):
+        points = [(s, row[key]) for s, row in zip(steps, stats) if row.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), style, label=label)
+    ax.set(xlabel="env steps", ylabel="success rate", ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(loc="best")
+    _save(fig, path)
+
+
+def plot_comparison(path: Path, panels: dict[str, dict[str, list[list[tuple[int, float]]]]]) -> None:
+    """Student success vs env steps: a panel per task, a line per encoder; `panels[task][encoder]` holds one
+    curve [(env_steps, success), ...] per seed, drawn as the mean over seeds with a min..max band."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (task, lines) in zip(axes[0], panels.items()):
+        for encoder, curves in lines.items():
+            length = min(len(c) for c in curves)
+            if not length:
+                continue
+            steps = np.array([x for x, _ in curves[0][:length]])
+            rates = np.array([[y for _, y in c[:length]] for c in curves])
+            (line,) = ax.plot(steps, rates.mean(0), "o-", label=encoder, markersize=3)
+            if len(curves) > 1:
+                ax.fill_between(steps, rates.min(0), rates.max(0), color=line.get_color(), alpha=0.2)
+        ax.set(title=task, xlabel="env steps", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("student success rate")
+    axes[0][0].legend(loc="best")
+    _save(fig, path)
