@@ -8,8 +8,9 @@
 
 Writes to `out` (default runs/policy/<task>_<encoder>_<algo>): policy.json (the settings, what
 eval_policy.py rebuilds the run from), actor.safetensors/.json and buffer.npz (policies.train_dagger's
-checkpoint), metrics.jsonl (one row per round) and success_curve.png (student success vs env steps,
-as the paper's Fig. 6). A rerun with the same `out` continues after the last finished round; raise
+checkpoint), metrics.jsonl (one row per round), success_curve.png (student success vs env steps,
+as the paper's Fig. 6), tensorboard/ and videos/student_<i>.mp4 (`videos=N` episodes of the final
+policy). `env.<option>=` sets any other env option. A rerun with the same `out` continues after the last finished round; raise
 algo.rounds to train further. algo=ppo (train_ppo_run) writes ppo.zip instead of buffer.npz, one
 metrics row per PPO update, and continues up to algo.total_timesteps. This script owns the sim side (env, expert); the learning is in
 policies/, which never imports sim.
@@ -66,12 +67,11 @@ def claim(out: Path, settings: dict) -> None:
 
 def write_metrics(out: Path, stats: list[dict]) -> None:
     """metrics.jsonl (rewritten whole from the checkpoint's stats, so it always matches the actor) and the curve."""
+    from policies.curves import plot_success
     from toto_robot.io import atomic_write
 
     with atomic_write(out / "metrics.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in stats))  # sorted: resumed rows come back sorted
-    from policies.curves import plot_success
-
     plot_success(out / "success_curve.png", stats, title=out.name)
 
 
