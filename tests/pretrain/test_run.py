@@ -15,6 +15,7 @@ from pretrain.pipeline import run
 from pretrain.tokenization import TokenizeConfig
 from pretrain.train import TrainConfig
 from pretrain.train_tokenizer import TokenizerTrainConfig
+from tests.cli_errors import one_line_error
 from toto_robot.checkpoint import load_weights
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,13 +68,6 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(ROOT / "pretrain" / "run.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(process: subprocess.CompletedProcess) -> str:
-    assert process.returncode == 2, process.stderr[-2000:]
-    lines = [line for line in process.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-2000:]
-    return lines[0]
 
 
 def test_missing_data_path_is_one_line(tmp_path):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli_errors import one_line_error
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -50,6 +52,4 @@ def test_bad_settings_are_one_line(tmp_path):
     for override, expected in (("tasks=[franka_pik]", "unknown task 'franka_pik'"),
                                ("encoders=[dino]", "unknown encoder 'dino'"),
                                ('extra=["seed=3"]', "seed is set by the comparison")):
-        done = cli(override, f"out={tmp_path / 'x'}")
-        lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-        assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], done.stderr[-2000:]
+        assert expected in one_line_error(cli(override, f"out={tmp_path / 'x'}"))

@@ -14,6 +14,7 @@ import pytest
 from policies.curves import wilson_interval
 from sim.policy_config import EncoderSettings, TrainPolicyConfig
 from sim.train_policy import train
+from tests.cli_errors import one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("encoder=state", "algo.steps_per_round=150", "algo.epochs=2", "algo.batch_size=64", "eval_episodes=1",
@@ -24,13 +25,6 @@ def cli(script: str, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.run([sys.executable, f"sim/{script}.py", *overrides], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
-
-
-def one_line_error(process: subprocess.CompletedProcess) -> str:
-    assert process.returncode == 2, process.stderr[-2000:]
-    lines = [line for line in process.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-2000:]
-    return lines[0]
 
 
 def read_metrics(run: Path) -> list[dict]:
