@@ -149,7 +149,7 @@ def env_options(cfg: TrainPolicyConfig, resolution: int | None) -> dict:
     """EnvConfig options of the run's env: no rendering for state features; image size = the encoder's."""
     from dataclasses import asdict
 
-    env = asdict(cfg.env) if not isinstance(cfg.env, dict) else dict(cfg.env)
+    env = asdict(cfg.env)  # EnvOptions: hydra builds it, load_run rebuilds it from policy.json
     if resolution is None:
         return {**env, "obs_mode": "proprio+state", "image_size": cfg.image_size or 128, "camera": cfg.camera}
     size = cfg.image_size or resolution
