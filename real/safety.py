@@ -1,0 +1,159 @@
+"""The safety envelope the franka node applies to every action, whatever the policy sends.
+
+Pure numpy (no ROS, no franky), so it is fuzzed in the tests. An action is 7 joint-position deltas,
+optionally followed by a gripper command in [0, 1]. The deltas are added to the last *commanded*
+target (the measured joints lag a streaming motion), then: each joint's step is limited, the target
+is clamped into the joint limits shrunk by a margin, and the step is scaled back until the hand
+(flange and fingertip centre, so the whole hand axis: the box is convex) is inside the workspace
+box. Malformed actions, an e-stop or a stale policy hold position: the target stays the last one.
+franky checks none of this (an out-of-limit JointMotion target is accepted and driven into the stop).
+"""
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from real.config import SafetyConfig
+from sim.robots import FRANKA, dh_forward_kinematics
+
+# Franka Research 3, published by Franka ("Limits for Franka Research 3", FCI control parameters);
+# franky-sim simulates an FR3. Same DH kinematics as the Panda (sim.robots.FRANKA.dh).
+FR3_LIMITS = (
+    (-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159),
+    (2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159),
+)
+HOLD_REASONS = ("not_numeric", "wrong_length", "not_finite", "outside_workspace", "estop", "stale")
+_BISECTIONS = 12  # step fraction resolution 1/4096
+
+
+def panda_limits() -> tuple[np.ndarray, np.ndarray]:
+    """Panda joint limits from the sim's MJCF, the project's source of truth (Franka's published values)."""
+    joints = {j.get("name"): j.get("range") for j in ET.parse(FRANKA.mjcf).iter("joint")}
+    ranges = np.array([[float(v) for v in joints[name].split()] for name in FRANKA.arm_joints])
+    return ranges[:, 0], ranges[:, 1]
+
+
+def joint_limits(robot_model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) in rad for 'fr3' or 'panda' (FrankaConfig.robot_model)."""
+    if robot_model == "fr3":
+        return np.array(FR3_LIMITS[0]), np.array(FR3_LIMITS[1])
+    if robot_model == "panda":
+        return panda_limits()
+    raise ValueError(f"robot_model={robot_model!r}: use fr3 or panda")
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the envelope did to one action (the node logs and counts it)."""
+
+    held: bool
+    reason: str | None = None  # one of HOLD_REASONS when held
+    step_limited: bool = False
+    joint_limited: bool = False
+    workspace_fraction: float = 1.0  # share of the step kept to stay in the box
+    gripper: float | None = None  # command in [0, 1], None: leave the gripper alone
+
+
+class SafetyEnvelope:
+    """`clamp(current_q, last_target, action) -> (target_q, report)`; counts by reason in `counts`."""
+
+    def __init__(self, config: SafetyConfig, joint_lower, joint_upper):
+        lower, upper = np.asarray(joint_lower, np.float64), np.asarray(joint_upper, np.float64)
+        if lower.shape != (7,) or upper.shape != (7,) or np.any(lower + 2 * config.joint_margin >= upper):
+            raise ValueError("joint limits must be 7 (lower, upper) pairs wider than twice joint_margin")
+        self.config = config
+        self.lower, self.upper = lower + config.joint_margin, upper - config.joint_margin
+        self.box_min, self.box_max = np.array(config.workspace_min), np.array(config.workspace_max)
+        self.counts: Counter[str] = Counter()
+        self.estopped = False
+
+    def hand_points(self, q: np.ndarray) -> np.ndarray:
+        """(2, 3): flange and fingertip centre in the base frame."""
+        pose = dh_forward_kinematics(FRANKA.dh, q)
+        return np.stack([pose[:3, 3], pose[:3, 3] + self.config.hand_tcp_offset * pose[:3, 2]])
+
+    def in_workspace(self, q: np.ndarray) -> bool:
+        points = self.hand_points(q)
+        return bool(np.all(points >= self.box_min) and np.all(points <= self.box_max))
+
+    def hold(self, current_q, last_target, reason: str) -> tuple[np.ndarray, Report]:
+        """Keep the last commanded target (the measured joints if nothing was commanded yet)."""
+        self.counts[reason] += 1
+        return _start(current_q, last_target), Report(held=True, reason=reason)
+
+    def clamp(self, current_q, last_target, action) -> tuple[np.ndarray, Report]:
+        start = _start(current_q, last_target)
+        if self.estopped:
+            return self.hold(current_q, last_target, "estop")
+        try:
+            a = np.asarray(action)
+        except (TypeError, ValueError):  # ragged nesting
+            return self.hold(current_q, last_target, "not_numeric")
+        if a.dtype.kind not in "iuf":  # strings, objects, complex, bool
+            return self.hold(current_q, last_target, "not_numeric")
+        a = a.astype(np.float64)
+        if a.ndim != 1 or a.shape[0] not in (7, 8):
+            return self.hold(current_q, last_target, "wrong_length")
+        if not np.all(np.isfinite(a)):
+            return self.hold(current_q, last_target, "not_finite")
+        if not self.in_workspace(start):
+            return self.hold(current_q, last_target, "outside_workspace")
+        limit = self.config.max_joint_step
+        step = np.clip(a[:7], -limit, limit)
+        # A joint already outside the shrunk limits (robot started there) may only move inwards.
+        wanted = start + step
+        target = np.clip(wanted, np.minimum(self.lower, start), np.maximum(self.upper, start))
+        joint_limited, fraction = bool(np.any(target != wanted)), 1.0
+        if not self.in_workspace(target):
+            inside, outside = 0.0, 1.0  # start is inside: bisect the largest safe share of the step
+            for _ in range(_BISECTIONS):
+                mid = (inside + outside) / 2
+                inside, outside = (mid, outside) if self.in_workspace(start + mid * (target - start)) else (inside, mid)
+            fraction = inside
+            target = start + fraction * (target - start)
+        report = Report(
+            held=False,
+            step_limited=bool(np.any(step != a[:7])),
+            joint_limited=joint_limited,
+            workspace_fraction=fraction,
+            gripper=float(np.clip(a[7], 0.0, 1.0)) if a.shape[0] == 8 else None,
+        )
+        for name in ("step_limited", "joint_limited"):
+            self.counts[name] += getattr(report, name)
+        self.counts["workspace_scaled"] += fraction < 1.0
+        return target, report
+
+
+def _start(current_q, last_target) -> np.ndarray:
+    start = np.asarray(current_q if last_target is None else last_target, dtype=np.float64)
+    if start.shape != (7,) or not np.all(np.isfinite(start)):
+        raise ValueError(f"joint positions must be 7 finite values, got {start.tolist()}")
+    return start.copy()
+
+
+class Watchdog:
+    """Stale-input rule: `fresh(now)` while the last `feed` is at most `timeout_s` old.
+
+    Never fed counts as expired, so the robot holds until the first fresh action. `clock` is
+    injectable for tests; the node passes ROS or monotonic time.
+    """
+
+    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic):
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s={timeout_s} must be > 0")
+        self.timeout_s, self.clock, self.last = timeout_s, clock, None
+
+    def feed(self, now: float | None = None) -> None:
+        self.last = self.clock() if now is None else now
+
+    def fresh(self, now: float | None = None) -> bool:
+        now = self.clock() if now is None else now
+        return self.last is not None and now - self.last <= self.timeout_s
+
+    def expired(self, now: float | None = None) -> bool:
+        return not self.fresh(now)
