@@ -157,13 +157,15 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Acto
 
 
 def train_actor(actor: Actor, buffer: AggregatedBuffer, epochs: int, batch_size: int, lr: float,
-                weight_decay: float, seed: int) -> float:
+                weight_decay: float, seed: int, on_epoch: Callable[[int, float], None] | None = None) -> float:
     """MSE regression of the actor onto the buffer's expert actions; returns the last epoch's mean loss.
 
     A fresh AdamW each round: the optimizer holds no state across rounds, so a resumed run trains
     exactly like an uninterrupted one without saving optimizer moments. The learning rate decays
     to zero over the round (cosine): the policy deployed next is a settled one, not a snapshot
     of the last noisy step, which made closed-loop success swing from round to round.
+    `on_epoch(epoch, mean_loss)` (epoch counted from 1) runs after every epoch, e.g. for validation
+    inside one cosine schedule (real/bc.py); it must leave the actor's weights alone.
     """
     data = {k: torch.from_numpy(v) for k, v in buffer.arrays().items()}
     features, proprio, actions = data["features"], data["proprio"], data["actions"]
@@ -173,7 +175,7 @@ def train_actor(actor: Actor, buffer: AggregatedBuffer, epochs: int, batch_size:
     generator = torch.Generator().manual_seed(seed)
     actor.train()
     loss_sum = 0.0
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         loss_sum, order = 0.0, torch.randperm(len(actions), generator=generator)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
@@ -184,6 +186,9 @@ def train_actor(actor: Actor, buffer: AggregatedBuffer, epochs: int, batch_size:
             optimizer.step()
             schedule.step()
             loss_sum += loss.item() * len(idx)
+        if on_epoch is not None:
+            on_epoch(epoch, loss_sum / len(actions))
+            actor.train()
     actor.eval()
     return loss_sum / len(actions)
 

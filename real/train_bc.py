@@ -1,0 +1,179 @@
+"""Behaviour cloning of real-robot demos on frozen Toto features (MVP's real protocol, real/bc.py).
+
+    python real/train_bc.py data=runs/rpt/demos.hdf5                        # encoder runs/pretrain/encoder, mid layer
+    python real/train_bc.py data=demos.hdf5 encoder.path=... encoder.pool=grid4 epochs=200 out=runs/real_bc_grid4
+    python real/train_bc.py --help                                         # every option (TrainBCConfig)
+
+`data` is a robomimic-schema HDF5 of real demos (python -m real.rpt_import, or the demo recorder).
+Writes to `out`: actor.safetensors + actor.json (the policy: `real.bc.load_bc_policy(out)`),
+metrics.jsonl (train loss and validation MSE every `val_every` epochs, row 0 = untrained),
+loss_curve.png, and features.npz/.json (the frozen features, reused by a rerun on the same data and
+encoder: only the small MLP fit is repeated). Every file is written atomically and the policy
+last, so an interrupted run leaves the previous policy whole.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md 6)
+ROOT = Path(__file__).resolve().parents[1]
+if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root
+    sys.path[0] = str(ROOT)
+
+import json  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from typing import Any, Optional  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.config_store import ConfigStore  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+PRETRAIN_HINT = "run `python pretrain/run.py` first or pass encoder.path=<encoder dir>"
+IMPORT_HINT = "import demos with python -m real.rpt_import <episodes dir> <demos.hdf5>"
+
+
+@dataclass
+class EncoderSettings:
+    path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py`
+    layer: Any = "mid"  # "mid", a fraction of depth or a block index (encoder.frozen.resolve_layer)
+    pool: str = "avg"  # avg (the paper's protocol) | grid<k> (keeps where things are) | attn
+    dtype: Optional[str] = "bf16"  # the transformer's compute dtype; features are fp32
+    batch_size: int = 64  # frames per encoder call (memory, not results)
+
+
+@dataclass
+class TrainBCConfig:
+    data: str = ""  # robomimic-schema HDF5 of real demos
+    out: str = "runs/real_bc"
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    epochs: int = 100
+    batch_size: int = 128  # MVP's real BC
+    lr: float = 1e-3  # AdamW, cosine decay to 0 over all epochs
+    weight_decay: float = 0.01
+    val_fraction: float = 0.1  # share of episodes held out (at least one when there are two)
+    val_every: int = 5  # epochs between validation rows
+    successful_only: bool = True  # skip demos marked failed
+    seed: int = 0
+    progress: bool = True
+
+
+ConfigStore.instance().store(name="train_bc_schema", node=TrainBCConfig)
+
+
+def load_inputs(cfg: TrainBCConfig):
+    """(demo path, layout, lengths of the kept demos, encoder); every bad input is one ValueError line."""
+    from real.demo_layout import read_layout
+    from toto_robot import load_encoder
+    from toto_robot.checkpoint import CheckpointError
+
+    if not cfg.data:
+        raise ValueError(f"pass data=<demos.hdf5> ({IMPORT_HINT})")
+    if min(cfg.epochs, cfg.batch_size, cfg.val_every) < 1 or not 0 <= cfg.val_fraction < 1:
+        raise ValueError("epochs, batch_size and val_every must be >= 1 and val_fraction in [0, 1)")
+    data = Path(cfg.data).expanduser()
+    if not data.is_file():
+        raise ValueError(f"data={cfg.data}: no such file ({IMPORT_HINT})")
+    try:
+        layout, lengths, success = read_layout(data)
+    except OSError as error:
+        raise ValueError(f"data={cfg.data} is not a readable HDF5 file ({str(error).splitlines()[0]})") from None
+    kept = [n for n, ok in zip(lengths, success) if ok or not cfg.successful_only]
+    if not kept:
+        raise ValueError(f"data={cfg.data}: no {'successful ' if cfg.successful_only else ''}demos ({len(lengths)} in the file)")
+    if not (Path(cfg.encoder.path).expanduser() / "toto.json").is_file():
+        raise ValueError(f"no encoder checkpoint at {cfg.encoder.path}: {PRETRAIN_HINT}")
+    try:
+        encoder = load_encoder(cfg.encoder.path, layer=cfg.encoder.layer, pool=cfg.encoder.pool, dtype=cfg.encoder.dtype)
+    except CheckpointError as error:
+        raise ValueError(f"{error} ({PRETRAIN_HINT})") from None
+    if encoder.resolution != layout.resolution:
+        raise ValueError(f"data={cfg.data} holds {layout.resolution} px frames, the encoder reads {encoder.resolution} px: "
+                         f"re-import with --resolution {encoder.resolution}")
+    return data, layout, kept, encoder
+
+
+def train(cfg: TrainBCConfig) -> dict:
+    """Train the policy into cfg.out; returns a summary."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from real.bc import demo_features, episode_rows, fit_bc, save_bc_policy, split_episodes
+
+    data, layout, lengths, encoder = load_inputs(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = demo_features(data, encoder, cfg.encoder, cfg.successful_only, cache=out / "features").arrays()
+    bounds = np.cumsum([0, *lengths])
+    if bounds[-1] != len(rows["actions"]):  # cannot happen unless the cache was edited by hand
+        raise ValueError(f"{out}/features.npz holds {len(rows['actions'])} rows, {data} {bounds[-1]}: delete features.*")
+    episodes = [episode_rows(*(rows[k][a:b] for k in ("features", "proprio", "actions")), layout)
+                for a, b in zip(bounds[:-1], bounds[1:])]
+    train_ids, val_ids = split_episodes(len(episodes), cfg.val_fraction, cfg.seed)
+    if sum(len(episodes[i]["actions"]) for i in train_ids) == 0:
+        raise ValueError(f"data={cfg.data}: the training episodes hold no samples with an action")
+    bar = tqdm(total=cfg.epochs, desc="bc", unit="epoch", disable=not cfg.progress)
+
+    def on_row(row: dict) -> None:
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val="-" if row["val_mse"] is None else f"{row['val_mse']:.4f}")
+        bar.update(row["epoch"] - bar.n)
+
+    try:
+        actor, norm, stats = fit_bc(episodes, train_ids, val_ids, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                    weight_decay=cfg.weight_decay, val_every=cfg.val_every, seed=cfg.seed, callback=on_row)
+    finally:
+        bar.close()
+    write_metrics(out, stats)
+    split = {"path": str(data.resolve()), "train_episodes": train_ids, "val_episodes": val_ids,
+             "train_samples": int(sum(len(episodes[i]["actions"]) for i in train_ids))}
+    save_bc_policy(out, actor, norm, layout, encoder, cfg.encoder, stats=stats, data=split, bc=asdict(cfg))
+    return {"out": str(out), "episodes": len(episodes), "val_episodes": len(val_ids), "samples": split["train_samples"],
+            "untrained_val_mse": stats[0]["val_mse"], "val_mse": stats[-1]["val_mse"], "train_loss": stats[-1]["train_loss"]}
+
+
+def write_metrics(out: Path, stats: list[dict]) -> None:
+    """metrics.jsonl and loss_curve.png (train loss and validation MSE vs epoch), both atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from toto_robot.io import atomic_write
+
+    with atomic_write(out / "metrics.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in stats))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key, label, style in (("train_loss", "train loss", "x--"), ("val_mse", "validation MSE", "o-")):
+        points = [(row["epoch"], row[key]) for row in stats if row[key] is not None]
+        if points:
+            ax.plot(*zip(*points), style, label=label)
+    ax.set(xlabel="epoch", ylabel="MSE (standardized actions)", yscale="log", title=f"BC {out.name}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    with atomic_write(out / "loss_curve.png") as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def report(summary: dict) -> None:
+    def fmt(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    print(f"BC on {summary['episodes']} episodes ({summary['val_episodes']} held out, {summary['samples']} training samples): "
+          f"val MSE {fmt(summary['untrained_val_mse'])} untrained -> {fmt(summary['val_mse'])} -> {summary['out']}\n"
+          f"  deploy: real.bc.load_bc_policy({summary['out']!r}).act(frame, joint_positions, gripper_width)")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train_bc")
+def main(cfg) -> None:
+    try:
+        report(train(OmegaConf.to_object(cfg)))
+    except (ValueError, FileNotFoundError) as error:  # bad input: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
