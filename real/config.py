@@ -19,6 +19,8 @@ from typing import Mapping
 
 import yaml
 
+from toto_robot.kinematics import FRANKA_TCP_OFFSET
+
 XYZ = tuple[float, float, float]
 _TOPIC = re.compile(r"^[~/]?[A-Za-z_]\w*(/[A-Za-z_]\w*)*$")  # ROS name tokens joined by '/'
 
@@ -50,7 +52,7 @@ class SafetyConfig:
     max_joint_step: float = _num(0.05, 0.0, 0.2, lo_open=True)  # rad per action, each joint
     workspace_min: XYZ = _xyz((0.2, -0.4, 0.02))  # hand box in the robot base frame (m)
     workspace_max: XYZ = _xyz((0.75, 0.4, 0.7))
-    hand_tcp_offset: float = _num(0.1034, 0.0, 0.3)  # flange to fingertip centre along flange z (m)
+    hand_tcp_offset: float = _num(FRANKA_TCP_OFFSET, 0.0, 0.3)  # flange to fingertip centre along flange z (m)
 
     def __post_init__(self):
         if not all(lo < hi for lo, hi in zip(self.workspace_min, self.workspace_max)):

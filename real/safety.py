@@ -11,7 +11,6 @@ franky checks none of this (an out-of-limit JointMotion target is accepted and d
 from __future__ import annotations
 
 import time
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
@@ -19,23 +18,16 @@ from typing import Callable
 import numpy as np
 
 from real.config import SafetyConfig
-from sim.robots import FRANKA, dh_forward_kinematics
+from toto_robot.kinematics import FR3_JOINT_LIMITS, FRANKA_DH, PANDA_JOINT_LIMITS, dh_forward_kinematics
 
-# Franka Research 3, published by Franka ("Limits for Franka Research 3", FCI control parameters);
-# franky-sim simulates an FR3. Same DH kinematics as the Panda (sim.robots.FRANKA.dh).
-FR3_LIMITS = (
-    (-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159),
-    (2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159),
-)
+FR3_LIMITS = FR3_JOINT_LIMITS  # franky-sim simulates an FR3
 HOLD_REASONS = ("not_numeric", "wrong_length", "not_finite", "outside_workspace", "estop", "stale")
 _BISECTIONS = 12  # step fraction resolution 1/4096
 
 
 def panda_limits() -> tuple[np.ndarray, np.ndarray]:
-    """Panda joint limits from the sim's MJCF, the project's source of truth (Franka's published values)."""
-    joints = {j.get("name"): j.get("range") for j in ET.parse(FRANKA.mjcf).iter("joint")}
-    ranges = np.array([[float(v) for v in joints[name].split()] for name in FRANKA.arm_joints])
-    return ranges[:, 0], ranges[:, 1]
+    """Panda joint limits as Franka publishes them (the sim's MJCF is tested against the same table)."""
+    return np.array(PANDA_JOINT_LIMITS[0]), np.array(PANDA_JOINT_LIMITS[1])
 
 
 def joint_limits(robot_model: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +66,7 @@ class SafetyEnvelope:
 
     def hand_points(self, q: np.ndarray) -> np.ndarray:
         """(2, 3): flange and fingertip centre in the base frame."""
-        pose = dh_forward_kinematics(FRANKA.dh, q)
+        pose = dh_forward_kinematics(FRANKA_DH, q)
         return np.stack([pose[:3, 3], pose[:3, 3] + self.config.hand_tcp_offset * pose[:3, 2]])
 
     def in_workspace(self, q: np.ndarray) -> bool:

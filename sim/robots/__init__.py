@@ -11,16 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from toto_robot.kinematics import FRANKA_DH, DHRow, dh_forward_kinematics  # noqa: F401  (re-exported)
+
 ASSETS = Path(__file__).resolve().parent / "assets"
-
-
-@dataclass(frozen=True)
-class DHRow:
-    """One row of a modified (Craig) DH table: alpha_{i-1}, a_{i-1}, d_i (theta_i is the joint)."""
-
-    alpha: float
-    a: float
-    d: float
 
 
 @dataclass(frozen=True)
@@ -54,17 +47,7 @@ FRANKA = RobotSpec(
     mjcf=ASSETS / "franka_panda.xml",
     arm_joints=tuple(f"panda_joint{i}" for i in range(1, 8)),
     hand_joints=("panda_finger_joint1", "panda_finger_joint2"),
-    # Franka Emika's published modified DH parameters (FCI documentation).
-    dh=(
-        DHRow(0.0, 0.0, 0.333),
-        DHRow(-_PI2, 0.0, 0.0),
-        DHRow(_PI2, 0.0, 0.316),
-        DHRow(_PI2, 0.0825, 0.0),
-        DHRow(-_PI2, -0.0825, 0.384),
-        DHRow(_PI2, 0.0, 0.0),
-        DHRow(_PI2, 0.088, 0.0),
-        DHRow(0.0, 0.0, 0.107),  # flange
-    ),
+    dh=FRANKA_DH,  # Franka Emika's published modified DH parameters (toto_robot/kinematics.py)
     flange_site="panda_flange",
     grasp_site="panda_grasp",
     home=(0.0, -0.242, 0.0, -2.451, 0.0, 2.209, np.pi / 4, 0.04, 0.04),  # hand down at (0.45, 0, 0.3)
@@ -102,21 +85,3 @@ KUKA = RobotSpec(
 )
 
 ROBOTS: dict[str, RobotSpec] = {"franka": FRANKA, "kuka": KUKA}
-
-
-def dh_forward_kinematics(rows: tuple[DHRow, ...], q: np.ndarray) -> np.ndarray:
-    """4x4 pose of the last frame for modified-DH rows; joints beyond len(q) are fixed at 0."""
-    pose = np.eye(4)
-    for i, row in enumerate(rows):
-        theta = float(q[i]) if i < len(q) else 0.0
-        ca, sa, ct, st = np.cos(row.alpha), np.sin(row.alpha), np.cos(theta), np.sin(theta)
-        link = np.array(
-            [
-                [ct, -st, 0.0, row.a],
-                [st * ca, ct * ca, -sa, -sa * row.d],
-                [st * sa, ct * sa, ca, ca * row.d],
-                [0.0, 0.0, 0.0, 1.0],
-            ]
-        )
-        pose = pose @ link
-    return pose

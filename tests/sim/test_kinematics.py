@@ -41,3 +41,17 @@ def test_fk_detects_a_wrong_link_length():
     altered[2] = type(altered[2])(altered[2].alpha, altered[2].a, altered[2].d + 0.02)
     moved = dh_forward_kinematics(tuple(altered), q)[:3, 3] - dh_forward_kinematics(robot.dh, q)[:3, 3]
     assert np.linalg.norm(moved) > 0.01
+
+
+def test_franka_mjcf_matches_the_shared_published_tables():
+    """toto_robot.kinematics (what real/'s safety envelope uses) and the sim's MJCF agree."""
+    import xml.etree.ElementTree as ET
+
+    from sim.robots import FRANKA
+    from toto_robot.kinematics import FRANKA_TCP_OFFSET, PANDA_JOINT_LIMITS
+
+    root = ET.parse(FRANKA.mjcf)
+    ranges = {j.get("name"): [float(v) for v in j.get("range").split()] for j in root.iter("joint") if j.get("name") and j.get("range")}
+    assert [ranges[name] for name in FRANKA.arm_joints] == [list(pair) for pair in zip(*PANDA_JOINT_LIMITS)]
+    sites = {s.get("name"): s.get("pos") for s in root.iter("site")}
+    assert float(sites["panda_tcp"].split()[2]) == FRANKA_TCP_OFFSET
