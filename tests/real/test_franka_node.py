@@ -1,0 +1,440 @@
+"""Franka node against franky-sim on loopback (and a fake franky for the error paths).
+
+Needs rclpy (PyPI ROS 2 wheels), franky-control and franky-sim (DESIGN.md section 6): skipped
+otherwise. One sim process per module on its own loopback address (libfranka's ports are fixed)
+and one ROS domain, so parallel runs do not meet; every process started here is stopped here.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+pytest.importorskip("franky", reason="franky-control not installed (DESIGN.md section 6)")
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from real.config import FrankaConfig  # noqa: E402
+from real.nodes import run_node  # noqa: E402
+from real.nodes.franka import FrankaBridge, FrankaNode, RobotError, RobotLost, RobotUnreachable, main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SIM_HOST, KILL_HOST = "127.0.0.81", "127.0.0.82"
+DOMAIN = 81 + os.getpid() % 20  # per run: parallel pytest processes do not share topics
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
+
+
+def _franky_sim_exe() -> str:
+    exe = shutil.which("franky-sim") or os.path.join(sys.prefix, "bin", "franky-sim")
+    if not os.path.exists(exe):
+        pytest.skip("franky-sim not installed (pip install franky-sim, DESIGN.md section 6)")
+    return exe
+
+
+def _start_sim(host: str) -> subprocess.Popen:
+    proc = subprocess.Popen([_franky_sim_exe(), "-s", "mujoco", "--hostname", host],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready = threading.Event()
+
+    def drain():
+        for line in proc.stdout:
+            if "Connect to the server" in line:
+                ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not ready.wait(20.0):
+        _stop(proc)
+        pytest.fail(f"franky-sim on {host} did not start")
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    proc = _start_sim(SIM_HOST)
+    yield SIM_HOST
+    _stop(proc)
+
+
+def _config(host: str, **changes) -> FrankaConfig:
+    return replace(FrankaConfig(), robot_ip=host, realtime=False, relative_dynamics_factor=0.2, **changes)
+
+
+class Harness:
+    """FrankaNode + a test node (action publisher, state listener, service clients) spinning on
+    one SingleThreadedExecutor in a thread, in a private rclpy context."""
+
+    def __init__(self, config: FrankaConfig, bridge=None):
+        self.ctx = Context()
+        rclpy.init(context=self.ctx, domain_id=DOMAIN)
+        self.node = FrankaNode(config, bridge=bridge, context=self.ctx)
+        self.peer = Node("franka_test", context=self.ctx)
+        self.states: list[tuple[float, np.ndarray]] = []
+        self.widths: list[float] = []
+        self.peer.create_subscription(JointState, config.joint_state_topic,
+                                      lambda m: self.states.append((time.monotonic(), np.array(m.position))), 50)
+        self.peer.create_subscription(Float64, config.gripper_topic, lambda m: self.widths.append(m.data), 50)
+        self.actions = self.peer.create_publisher(Float64MultiArray, config.action_topic, 10)
+        self.estop = self.peer.create_client(Trigger, "/franka/estop")
+        self.reset = self.peer.create_client(Trigger, "/franka/reset")
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 5.0
+        while self.actions.get_subscription_count() < 1 or not self.states:
+            assert time.monotonic() < deadline, "franka node not discovered"
+            time.sleep(0.02)
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            self.errors.append(e)
+
+    def act(self, *actions, period=0.05):
+        for a in actions:
+            self.actions.publish(Float64MultiArray(data=[float(v) for v in a]))
+            time.sleep(period)
+
+    def call(self, client) -> Trigger.Response:
+        assert client.wait_for_service(timeout_sec=3.0)
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + 5.0
+        while not future.done():
+            assert time.monotonic() < deadline, "service call timed out"
+            time.sleep(0.01)
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(5.0)
+        self.node.close()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+@pytest.fixture
+def harness(sim):
+    h = Harness(_config(sim))
+    yield h
+    h.close()
+    assert not h.errors, h.errors
+
+
+def _wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def _settled(node, timeout: float) -> bool:
+    """The measured joints stopped changing (for 0.1 s)."""
+    last = [node.q.copy()]
+
+    def still():
+        time.sleep(0.1)
+        moved = np.abs(node.q - last[0]).max()
+        last[0] = node.q.copy()
+        return moved < 1e-4
+
+    return _wait(still, timeout)
+
+
+def test_actions_move_the_sim_arm_toward_the_target_inside_the_envelope(harness):
+    node = harness.node
+    q0 = node.q.copy()
+    step = np.array([0.02, 0, 0, 0, 0, 0, -0.02])
+    t0 = time.monotonic()
+    harness.act(*[step] * 8, [1e6, 0, 0, 0, 0, 0, 0], [np.nan] * 7, [0.0] * 6)  # huge -> 0.05; NaN, 6: held
+    expected = q0 + 8 * step + np.array([0.05, 0, 0, 0, 0, 0, 0])
+    target = node.bridge.target
+    np.testing.assert_allclose(target, expected, atol=2e-3)  # deltas add to the commanded target
+    env = node.envelope
+    assert np.all(target >= env.lower) and np.all(target <= env.upper) and env.in_workspace(target)
+    assert env.counts["step_limited"] == 1 and env.counts["not_finite"] == 1 and env.counts["wrong_length"] == 1
+    assert _wait(lambda: np.abs(node.q - target).max() < 0.015, 4.0), (node.q, target)
+    # the published joint states show the same motion, at >= 50 Hz (loose bound for a busy CI box)
+    times = np.array([t for t, _ in harness.states if t >= t0])
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert rate > 40.0, rate
+    for _, q in harness.states:
+        assert np.all(q >= env.lower - 0.01) and np.all(q <= env.upper + 0.01)
+    assert np.abs(harness.states[-1][1] - target).max() < 0.02
+    assert harness.widths and 0.0 <= harness.widths[-1] <= 0.09
+
+
+def test_watchdog_holds_the_commanded_target(harness):
+    node = harness.node
+    harness.act(*[[0.0, 0, 0, 0.01, 0, 0, 0]] * 3, period=0.1)
+    assert not node.holding
+    target = node.bridge.target.copy()
+    events = node.hold_events
+    time.sleep(0.2)  # timeout 0.15 s + one 20 ms state tick
+    assert node.holding and node.hold_events == events + 1
+    np.testing.assert_array_equal(node.bridge.target, target)
+    assert node.bridge.is_moving()  # the streaming motion keeps tracking the held target
+    assert _wait(lambda: np.abs(node.q - target).max() < 0.015, 3.0)
+    time.sleep(0.1)
+    np.testing.assert_array_equal(node.bridge.target, target)
+
+
+def test_estop_refuses_actions_until_reset(harness):
+    node = harness.node
+    harness.act(*[[0.0, 0, 0.01, 0, 0, 0, 0]] * 2)
+    t = time.monotonic()
+    assert harness.call(harness.estop).success
+    assert time.monotonic() - t < 1.5
+    assert not node.bridge.is_moving() and node.bridge.target is None
+    harness.act([0.0, 0, 0.01, 0, 0, 0, 0])
+    assert node.bridge.target is None and node.envelope.counts["estop"] == 1
+    assert harness.call(harness.reset).success
+    assert _settled(node, 3.0)  # franky-sim's arm coasts for a while after a stop
+    q = node.q.copy()
+    harness.act([0.0, 0, 0.01, 0, 0, 0, 0, 1.0])  # + gripper close
+    np.testing.assert_allclose(node.bridge.target, q + [0, 0, 0.01, 0, 0, 0, 0], atol=2e-3)
+    assert node.bridge.gripper_closed is True
+
+
+def test_unreachable_robot_is_one_clear_error(capsys):
+    t = time.monotonic()
+    with pytest.raises(RobotUnreachable, match=r"cannot connect to the robot at 127\.0\.0\.99: Connection to FCI refused"):
+        FrankaBridge().connect("127.0.0.99", 0.1, realtime=False)
+    code = main(["franka_node", "--ros-args", "-p", "robot_ip:=127.0.0.99", "-p", "realtime:=false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "127.0.0.99" in err[0] and err[0].startswith("franka_node: error:")
+    assert time.monotonic() - t < 5.0
+
+
+def test_silent_address_times_out():
+    t = time.monotonic()
+    with pytest.raises(RobotUnreachable, match="10.255.255.1"):  # not routed: no answer or no route
+        FrankaBridge(connect_timeout_s=0.5).connect("10.255.255.1", 0.1, realtime=False)
+    assert time.monotonic() - t < 2.0
+
+
+@pytest.mark.parametrize("arg, words", [("relative_dynamics_factor:=2.0", "out of range"),
+                                         ("relative_dynamics_factor:=1", "relative_dynamics_factor"),
+                                         ("robot_model:=ur5", "not one of")])
+def test_bad_config_is_one_line_exit_2(capsys, arg, words):
+    code = main(["franka_node", "--ros-args", "-p", arg])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0], err
+
+
+# -- error paths with a fake franky (the sim never raises reflexes) ----------------------------------
+
+class _FakeFranky:
+    class Exception(Exception):  # noqa: A001
+        pass
+
+    class ControlException(Exception):
+        pass
+
+    class CommandException(Exception):
+        pass
+
+    class NetworkException(Exception):
+        pass
+
+    class ProtocolException(Exception):
+        pass
+
+    class IncompatibleVersionException(Exception):
+        pass
+
+    class RealtimeException(Exception):
+        pass
+
+    class GripperException(Exception):
+        pass
+
+    RealtimeConfig = SimpleNamespace(Enforce=0, Ignore=1)
+    ReferenceType = SimpleNamespace(Absolute=0, Relative=1)
+
+    def __init__(self):
+        fake = self
+        self.move_errors: queue.Queue = queue.Queue()
+        self.read_error = None
+        self.recover_ok = True
+        self.recovered = 0
+        self.moves: list[np.ndarray] = []
+        self.gripper_calls: list[str] = []
+        self.gripper_done = True
+
+        class Robot:
+            def __init__(self, ip, relative_dynamics_factor=1.0, realtime_config=0):
+                self.in_control = False
+                self.has_errors = False
+                self.state = SimpleNamespace(current_errors="none")
+
+            @property
+            def current_joint_state(self):
+                if fake.read_error is not None:
+                    raise fake.read_error
+                return SimpleNamespace(position=np.array([0, -0.3, 0, -2.2, 0, 1.9, 0.785]), velocity=np.zeros(7))
+
+            @property
+            def is_in_control(self):
+                return self.in_control
+
+            def move(self, motion, asynchronous=False):
+                if not fake.move_errors.empty():
+                    raise fake.move_errors.get()
+                fake.moves.append(motion.target)
+                self.in_control = True
+
+            def stop(self):
+                self.in_control = False
+
+            def join_motion(self, timeout=None):
+                return True
+
+            def recover_from_errors(self):
+                fake.recovered += 1
+                return fake.recover_ok
+
+        class Gripper:
+            width = 0.04
+
+            def __init__(self, ip):
+                pass
+
+            def grasp_async(self, *args):
+                fake.gripper_calls.append("grasp")
+                return SimpleNamespace(wait=lambda timeout=None: fake.gripper_done)
+
+            def open_async(self, *args):
+                fake.gripper_calls.append("open")
+                return SimpleNamespace(wait=lambda timeout=None: fake.gripper_done)
+
+        self.Robot, self.Gripper = Robot, Gripper
+        self.JointMotion = lambda target, ref, return_when_finished=True: SimpleNamespace(target=target)
+
+
+@pytest.fixture
+def fake_node():
+    fake = _FakeFranky()
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN)
+    node = FrankaNode(_config("fake"), bridge=FrankaBridge(fake), context=ctx)
+    yield node, fake
+    node.destroy_node()
+    rclpy.try_shutdown(context=ctx)
+
+
+def _action(*values):
+    return Float64MultiArray(data=[float(v) for v in values])
+
+
+def test_recoverable_error_is_recovered_and_holds(fake_node):
+    node, fake = fake_node
+    node._on_action(_action(0.01, 0, 0, 0, 0, 0, 0))
+    assert len(fake.moves) == 1 and not node.holding
+    fake.move_errors.put(fake.ControlException("libfranka: Move command aborted: motion aborted by reflex!"))
+    node._on_action(_action(0.01, 0, 0, 0, 0, 0, 0))
+    assert fake.recovered == 1 and node.holding and node.bridge.target is None
+    node._on_action(_action(0.01, 0, 0, 0, 0, 0, 0))  # resumes from the measured pose
+    np.testing.assert_allclose(fake.moves[-1], node.q + [0.01, 0, 0, 0, 0, 0, 0])
+    fake.recover_ok = False
+    fake.move_errors.put(fake.ControlException("reflex"))
+    with pytest.raises(RobotError, match="cannot clear"):
+        node._on_action(_action(0.01, 0, 0, 0, 0, 0, 0))
+
+
+def test_gripper_commands_wait_for_the_running_one(fake_node):
+    node, fake = fake_node
+    node._on_action(_action(0, 0, 0, 0, 0, 0, 0, 0.9))
+    node._on_action(_action(0, 0, 0, 0, 0, 0, 0, 1.0))  # same wish: not resent
+    assert fake.gripper_calls == ["grasp"]
+    fake.gripper_done = False  # the grasp is still running
+    node._on_action(_action(0, 0, 0, 0, 0, 0, 0, 0.1))
+    assert fake.gripper_calls == ["grasp"]  # franky would block on a second command
+    fake.gripper_done = True
+    node._on_tick()
+    assert fake.gripper_calls == ["grasp", "open"] and node.bridge.gripper_closed is False
+
+
+def test_motion_that_died_is_detected_on_the_state_tick(fake_node):
+    node, fake = fake_node
+    node._on_action(_action(0.01, 0, 0, 0, 0, 0, 0))
+    node.bridge.robot.in_control = False  # the control loop ended without anyone stopping it
+    node._on_tick()
+    assert fake.recovered == 1 and node.bridge.target is None
+
+
+def test_lost_connection_exits_1_with_one_line(capsys):
+    fake = _FakeFranky()
+
+    def make():
+        node = FrankaNode(_config("fake"), bridge=FrankaBridge(fake))
+        fake.read_error = RuntimeError("Net Exception")  # what franky raises once the sim is gone
+        return node
+
+    assert run_node("franka_node", make, ["franka_node"]) == 1
+    bridge = FrankaBridge(fake)
+    bridge.connect("fake", 0.1, realtime=False)
+    with pytest.raises(RobotLost, match="while reading the joint state: Net Exception"):
+        bridge.joint_state()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lost the connection to the robot at fake" in err[0], err
+
+
+def test_sim_killed_node_process_exits_nonzero(tmp_path):
+    """The real thing: franky-sim dies under a running franka node process."""
+    sim = _start_sim(KILL_HOST)
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    log = open(tmp_path / "node.log", "w+")
+    node = subprocess.Popen([sys.executable, "-m", "real.nodes.franka", "--ros-args", "-p", f"robot_ip:={KILL_HOST}",
+                             "-p", "realtime:=false"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    try:
+        assert _wait(lambda: "connected to the robot" in (tmp_path / "node.log").read_text() or node.poll() is not None,
+                     15.0), (tmp_path / "node.log").read_text()
+        assert node.poll() is None, (tmp_path / "node.log").read_text()
+        sim.kill()
+        sim.wait()
+        t = time.monotonic()
+        code = node.wait(10.0)
+        assert time.monotonic() - t < 6.0
+        out = (tmp_path / "node.log").read_text().strip().splitlines()
+        assert code == 1 and out[-1].startswith("franka_node: error: lost the connection"), out
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+        _stop(sim)
+        log.close()
