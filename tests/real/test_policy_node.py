@@ -1,0 +1,168 @@
+"""Policy node with a tiny BC checkpoint (32 px random encoder): acts at ~10 Hz on fresh frames and
+joint states, exactly as load_bc_policy(...).act on the same inputs; stops acting when the frames
+stop; a missing checkpoint is one line, exit 2 (through `python -m real.nodes.policy`).
+
+Needs rclpy (PyPI ROS 2 wheels, DESIGN.md section 6): skipped otherwise. Own rclpy Context and a
+ROS domain per run, so parallel runs do not meet.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
+
+from real.bc_policy import load_bc_policy  # noqa: E402
+from real.config import PolicyConfig  # noqa: E402
+from real.nodes.policy import PolicyNode, image_to_rgb  # noqa: E402
+from real.rpt_import import import_rpt  # noqa: E402
+from real.train_bc import EncoderSettings, TrainBCConfig, train  # noqa: E402
+from tests.encoder.conftest import make_encoder_dir  # noqa: E402
+from tests.real.synthetic_demos import write_episodes  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DOMAIN = 121 + os.getpid() % 20
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("policy_node")
+    encoder = make_encoder_dir(tmp / "encoder")
+    import_rpt(write_episodes(tmp / "rpt", 4, steps=8)[0].parent, tmp / "demos.hdf5", resolution=32)
+    train(TrainBCConfig(data=str(tmp / "demos.hdf5"), out=str(tmp / "run"), epochs=3, val_every=3, val_fraction=0.25,
+                        progress=False, encoder=EncoderSettings(path=str(encoder), dtype=None)))
+    return tmp / "run"
+
+
+def _image(frame: np.ndarray, stamp) -> Image:
+    msg = Image()
+    msg.header.stamp = stamp
+    msg.height, msg.width = frame.shape[:2]
+    msg.encoding, msg.step = "rgb8", frame.shape[1] * 3
+    msg.data = frame.tobytes()
+    return msg
+
+
+def _ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def test_image_to_rgb_handles_bgr_and_padded_rows():
+    frame = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    msg = Image(height=2, width=3, encoding="bgr8", step=10)
+    msg.data = b"".join(np.ascontiguousarray(frame[..., ::-1])[r].tobytes() + b"\0" for r in range(2))
+    np.testing.assert_array_equal(image_to_rgb(msg), frame)
+    with pytest.raises(ValueError, match="mono8"):
+        image_to_rgb(Image(height=2, width=3, encoding="mono8", step=3, data=bytes(6)))
+
+
+def test_acts_at_10hz_on_fresh_observations_only_and_matches_act(checkpoint):
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN)
+    node = PolicyNode(replace(PolicyConfig(), checkpoint=str(checkpoint)), context=ctx)
+    peer = Node("policy_test", context=ctx)
+    cfg = node.config
+    got: list[tuple[float, np.ndarray]] = []
+    peer.create_subscription(Float64MultiArray, cfg.action_topic,
+                             lambda m: got.append((time.monotonic(), np.array(m.data))), 50)
+    images = peer.create_publisher(Image, cfg.image_topic, 10)
+    joints = peer.create_publisher(JointState, cfg.joint_state_topic, 10)
+    gripper = peer.create_publisher(Float64, cfg.gripper_topic, 10)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    ex.add_node(peer)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    rng = np.random.default_rng(0)
+    sent: dict[int, np.ndarray] = {}  # stamp ns -> frame / joints
+    sent_q: dict[int, np.ndarray] = {}
+    width = 0.03
+
+    def publish(with_frame: bool):
+        stamp = peer.get_clock().now().to_msg()
+        q = rng.normal(size=7)
+        sent_q[_ns(stamp)] = q
+        joints_msg = JointState(position=q.tolist())
+        joints_msg.header.stamp = stamp
+        joints.publish(joints_msg)
+        gripper.publish(Float64(data=width))
+        if with_frame:
+            frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+            sent[_ns(stamp)] = frame
+            images.publish(_image(frame, stamp))
+
+    try:
+        deadline = time.monotonic() + 5.0
+        while min(images.get_subscription_count(), joints.get_subscription_count(),
+                  node.pub.get_subscription_count()) < 1:
+            assert time.monotonic() < deadline, "policy node not discovered"
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:  # frames + joint states at ~15 Hz
+            publish(True)
+            time.sleep(1 / 15)
+        t_stop = time.monotonic()
+        while time.monotonic() - t_stop < 1.3:  # the camera stops; joint states go on
+            publish(False)
+            time.sleep(1 / 15)
+    finally:
+        ex.shutdown(timeout_sec=2.0)
+        th.join(5.0)
+        history, skipped = list(node.history), dict(node.skipped)
+        node.destroy_node()
+        peer.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+    during = [t for t, _ in got if t0 <= t < t_stop]
+    rate = len(during) / (t_stop - t0)
+    assert 8.0 <= rate <= 11.0, (rate, skipped)
+    assert all(a.shape == (8,) and np.isfinite(a).all() and 0 <= a[7] <= 1 for _, a in got)
+    assert not [t for t, _ in got if t > t_stop + 0.3], ([t - t_stop for t, _ in got], skipped)
+    assert skipped.get("stale_image", 0) + skipped.get("same_image", 0) >= 5, skipped
+    # never twice on the same frame
+    assert len({h[0] for h in history}) == len(history)
+    # the published actions are load_bc_policy(...).act on the inputs the node used
+    policy = load_bc_policy(checkpoint)
+    received = [a for _, a in got]
+    checked = 0
+    for image_ns, joint_ns, action in history[-5:]:
+        expected = policy.act(sent[image_ns], sent_q[joint_ns], width)
+        np.testing.assert_allclose(action, expected, rtol=1e-5, atol=1e-6)
+        assert any(np.array_equal(action, r) for r in received)
+        checked += 1
+    assert checked >= 1
+
+
+@pytest.mark.parametrize("case", ["missing", "unset", "no_encoder"])
+def test_missing_checkpoint_or_encoder_is_one_line_exit_2(tmp_path, case, request):
+    checkpoint = {"missing": tmp_path / "nothing", "unset": ""}.get(case) if case != "no_encoder" else (
+        request.getfixturevalue("checkpoint"))
+    lines = [f"checkpoint: '{checkpoint}'"] + ([f"encoder: '{tmp_path / 'no_encoder'}'"] if case == "no_encoder" else [])
+    params = tmp_path / "params.yaml"
+    params.write_text("policy:\n  ros__parameters:\n" + "".join(f"    {line}\n" for line in lines))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROS_DOMAIN_ID": str(DOMAIN)}
+    done = subprocess.run([sys.executable, "-m", "real.nodes.policy", "--ros-args", "--params-file", str(params)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("policy_node: error: "), err
+    expected = {"missing": "no BC policy at", "unset": "policy.checkpoint is not set",
+                "no_encoder": "the encoder of the policy"}[case]
+    assert expected in err[0], err
