@@ -1,0 +1,156 @@
+"""ROS-free bring-up: the nodes of launch/cube_pick.launch.py as plain processes, without `ros2 launch`.
+
+    python -m real.bringup --config real/config/cube_pick.yaml --robot-ip 172.16.0.2 \
+        --checkpoint runs/bc/<run>/policy.pt [--nodes camera,franka,policy]
+
+Same executables, same parameters file, same two overrides as the launch file: each node runs as
+`python -m real.nodes.<name> --ros-args -r __node:=<name> --params-file <config> [-p key:=value]`.
+The config and overrides are checked first (real.config.load_config): a bad one is one line and
+exit 2, before anything starts. Each child's output lines are prefixed with `[<name>]`. Ctrl-C or
+SIGTERM: SIGINT to every node, wait `--stop-timeout`, SIGKILL the rest, exit 0. A node exiting on its
+own with a non-zero code stops the others and the bring-up exits with that code, naming the node;
+the franka node exiting at all ends everything (the launch file's on_exit=Shutdown). Stdlib only.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from real.config import load_config
+from real.entry_points import NODES
+
+ROOT = Path(__file__).resolve().parents[1]  # holds the `real` and `toto_robot` packages
+ALL = [name.removesuffix("_node") for name in NODES]  # camera, franka, policy, recorder
+OVERRIDES = {"robot_ip": "franka", "checkpoint": "policy"}  # launch argument -> node
+_print_lock = threading.Lock()
+
+
+def say(text: str, stream=sys.stderr) -> None:
+    with _print_lock:
+        print(text, file=stream, flush=True)
+
+
+try:
+    _prctl = ctypes.CDLL(None).prctl  # loaded here: the child between fork and exec only calls it
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM if the bring-up dies without stopping it (Linux; best effort)."""
+    if _prctl is not None:
+        _prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+def _command(name: str, config: Path, args) -> list[str]:
+    cmd = [sys.executable, "-m", NODES[f"{name}_node"].split(":")[0], "--ros-args", "-r", f"__node:={name}",
+           "--params-file", str(config)]
+    for arg, node in OVERRIDES.items():
+        if node == name and getattr(args, arg) is not None:
+            cmd += ["-p", f"{arg}:={getattr(args, arg)}"]
+    return cmd
+
+
+def _pump(name: str, stream) -> None:
+    for line in stream:
+        say(f"[{name}] {line.rstrip()}", sys.stdout)
+
+
+def plan(args) -> list[str]:
+    """The node names to start; ValueError (one line) for a bad selection, config or override."""
+    names = [n.strip() for n in args.nodes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ALL]
+    if unknown or not names:
+        raise ValueError(f"--nodes: {','.join(unknown) or 'empty'} (valid: {','.join(ALL)})")
+    for arg, node in OVERRIDES.items():
+        if node in names and getattr(args, arg) is None:
+            raise ValueError(f"--{arg.replace('_', '-')} is required to start the {node} node")
+    overrides = {f"{node}.{arg}": getattr(args, arg) for arg, node in OVERRIDES.items()
+                 if getattr(args, arg) is not None}
+    load_config(args.config, overrides)
+    for name in names:
+        module = NODES[f"{name}_node"].split(":")[0]
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(f"{name}: node module {module} not found")
+    return names
+
+
+def stop(procs: dict[str, subprocess.Popen], timeout: float) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    for name, proc in procs.items():
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"bringup: {name} did not stop within {timeout:g} s: killed")
+            proc.kill()
+            proc.wait()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m real.bringup", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "real" / "config" / "cube_pick.yaml")
+    parser.add_argument("--robot-ip", help="the robot's FCI address (franka.robot_ip)")
+    parser.add_argument("--checkpoint", help="policy checkpoint (policy.checkpoint)")
+    parser.add_argument("--nodes", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    parser.add_argument("--stop-timeout", type=float, default=5.0, help="seconds before SIGKILL on stop")
+    args = parser.parse_args(argv)
+    try:
+        names = plan(args)
+    except ValueError as e:
+        say(f"bringup: error: {e}")
+        return 2
+
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    procs: dict[str, subprocess.Popen] = {}
+    pumps = []
+    code = 0
+    try:
+        for name in names:  # own session: a terminal Ctrl-C reaches the nodes once, through stop()
+            procs[name] = proc = subprocess.Popen(
+                _command(name, args.config.resolve(), args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+            pumps.append(threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True))
+            pumps[-1].start()
+        say(f"bringup: started {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}")
+        running = set(names)
+        while running and not stopping.wait(0.1):
+            for name in sorted(running):
+                rc = procs[name].poll()
+                if rc is None:
+                    continue
+                running.discard(name)
+                if rc != 0:
+                    code = rc if rc > 0 else 128 - rc  # killed by signal N -> 128 + N, as shells do
+                    say(f"bringup: {name} exited with code {rc}: stopping the other nodes")
+                    running.clear()
+                    break
+                elif name == "franka":
+                    say("bringup: franka exited: stopping the other nodes")
+                    running.clear()
+                    break
+                else:
+                    say(f"bringup: {name} exited")
+    finally:
+        stop(procs, args.stop_timeout)
+        for pump in pumps:
+            pump.join(2.0)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
