@@ -22,6 +22,7 @@ import yaml
 from toto_robot.kinematics import FRANKA_TCP_OFFSET
 
 XYZ = tuple[float, float, float]
+JOINTS = tuple[float, float, float, float, float, float, float]
 _TOPIC = re.compile(r"^[~/]?[A-Za-z_]\w*(/[A-Za-z_]\w*)*$")  # ROS name tokens joined by '/'
 
 
@@ -35,6 +36,10 @@ def _text(default, *, empty=False, choices=(), topic=False):
 
 def _xyz(default):
     return field(default=default, metadata={"range": (-1.5, 1.5, False)})  # metres around the base
+
+
+def _joints(default):
+    return field(default=default, metadata={"range": (-3.1, 3.1, False)})  # rad; the envelope checks the real limits
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ class FrankaConfig:
     gripper_force: float = _num(20.0, 0.0, 70.0, lo_open=True)  # N, Franka Hand continuous force
     watchdog_timeout_s: float = _num(0.15, 0.0, 1.0, lo_open=True)  # no fresh action -> hold
     realtime: bool = True  # franky RealtimeConfig.Enforce; false for franky-sim and tests
+    # ~/home moves here (Franka's "ready" pose); checked against the joint limits and workspace box
+    home_q: JOINTS = _joints((0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785))
+    guiding: bool = True  # ~/guiding calls franky's set_guiding_mode; false for franky-sim (not implemented there)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
@@ -86,6 +94,7 @@ class PolicyConfig:
     joint_state_topic: str = _text("franka/joint_states", topic=True)
     gripper_topic: str = _text("franka/gripper_width", topic=True)
     action_topic: str = _text("policy/action", topic=True)
+    start_enabled: bool = True  # false: publish nothing until ~/enable (the evaluation script toggles it)
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class RecorderConfig:
     image_topic: str = _text("camera/image_raw", topic=True)
     joint_state_topic: str = _text("franka/joint_states", topic=True)
     gripper_topic: str = _text("franka/gripper_width", topic=True)
+    resolution: int = _num(224, 16, 1024)  # frames are stored through real.preprocess at this size
+    guiding_service: str = _text("franka/guiding", empty=True, topic=True)  # empty: do not ask the franka node
 
 
 @dataclass(frozen=True)
@@ -129,15 +140,17 @@ def _check(key: str, kind, value, meta: Mapping):
             raise ValueError(f"{key}: must not be empty")
         if meta["choices"] and value not in meta["choices"]:
             raise ValueError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
-        if meta["topic"] and not _TOPIC.match(value):
+        if meta["topic"] and value and not _TOPIC.match(value):
             raise ValueError(f"{key}: {value!r} is not a ROS topic name (letters, digits, '_' and '/')")
-    if kind == XYZ:
-        if not isinstance(value, (list, tuple, array.array)) or len(value) != 3 or not all(isinstance(v, float) for v in value):
-            raise ValueError(f"{key}: expected 3 floats [x, y, z] in metres, {got}")
+    vector = kind in (XYZ, JOINTS)
+    if vector:
+        n, what = (3, "[x, y, z] in metres") if kind == XYZ else (7, "joint positions in rad")
+        if not isinstance(value, (list, tuple, array.array)) or len(value) != n or not all(isinstance(v, float) for v in value):
+            raise ValueError(f"{key}: expected {n} floats ({what}), {got}")
         value = tuple(value)
     if "range" in meta:
         lo, hi, lo_open = meta["range"]
-        for v in value if kind == XYZ else (value,):
+        for v in value if vector else (value,):
             if not ((lo < v) if lo_open else (lo <= v)) or not v <= hi:
                 raise ValueError(f"{key}: {v} is out of range {'(' if lo_open else '['}{lo}, {hi}]")
     return value
