@@ -21,7 +21,7 @@ from real.config import SafetyConfig
 from toto_robot.kinematics import FR3_JOINT_LIMITS, FRANKA_DH, PANDA_JOINT_LIMITS, dh_forward_kinematics
 
 FR3_LIMITS = FR3_JOINT_LIMITS  # franky-sim simulates an FR3
-HOLD_REASONS = ("not_numeric", "wrong_length", "not_finite", "outside_workspace", "estop", "stale")
+HOLD_REASONS = ("not_numeric", "wrong_length", "not_finite", "outside_workspace", "estop", "guiding", "stale")
 _BISECTIONS = 12  # step fraction resolution 1/4096
 
 
@@ -72,6 +72,13 @@ class SafetyEnvelope:
     def in_workspace(self, q: np.ndarray) -> bool:
         points = self.hand_points(q)
         return bool(np.all(points >= self.box_min) and np.all(points <= self.box_max))
+
+    def admits(self, q) -> str | None:
+        """None if configuration `q` is inside the shrunk joint limits and the workspace box, else why not."""
+        q = np.asarray(q, np.float64)
+        if np.any(q < self.lower) or np.any(q > self.upper):
+            return "outside the joint limits (with margin)"
+        return None if self.in_workspace(q) else "puts the hand outside the workspace box"
 
     def hold(self, current_q, last_target, reason: str) -> tuple[np.ndarray, Report]:
         """Keep the last commanded target (the measured joints if nothing was commanded yet)."""

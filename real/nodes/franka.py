@@ -13,7 +13,10 @@ gripper width at `state_rate_hz`; subscribes to the action topic (Float64MultiAr
 deltas + optional gripper command in [0, 1], closed at >= 0.5); clamps every action with
 `SafetyEnvelope` (deltas add to the last *commanded* target: the measured joints lag a streaming
 motion); holds when no fresh action came within `watchdog_timeout_s`; services `~/estop` (stop,
-refuse actions) and `~/reset` (resume from the measured pose). Recoverable robot errors (reflexes)
+refuse actions), `~/reset` (resume from the measured pose), `~/home` (move to `home_q`, answer
+once there: trials start from the same pose) and `~/guiding` (SetBool: stop streaming and leave
+the arm to the operator's hand, franky's guiding mode on real hardware, refusing actions until
+released; the demo recorder calls it). Recoverable robot errors (reflexes)
 are cleared with `recover_from_errors`; a lost connection ends the node with one line, exit 1.
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 import numpy as np
 
 from real.config import FrankaConfig
-from real.nodes import NodeError, declare_section, run_node
+from real.nodes import ConfigError, NodeError, declare_section, run_node
 from real.safety import SafetyEnvelope, Watchdog, joint_limits
 
 CONNECT_TIMEOUT_S = 10.0  # libfranka waits ~60 s on an address that never answers
@@ -34,6 +37,7 @@ GRIPPER_CLOSE_AT = 0.5
 GRIPPER_CLOSE_WAIT_S = 5.0  # longest wait for a running gripper command at shutdown
 _KEEP_ALIVE: list = []  # grippers still busy at close (never garbage-collected: see FrankaBridge.close)
 MAX_RECOVERIES, RECOVERY_WINDOW_S = 3, 10.0  # more errors than this in the window: give up
+HOME_TIMEOUT_S, HOME_TOLERANCE = 60.0, 0.01  # rad, every joint (franky-sim tracks to ~5e-3)
 
 
 class RobotUnreachable(NodeError):
@@ -118,6 +122,46 @@ class FrankaBridge:
         self.robot = self.gripper = self._gripper_future = self._gripper_wish = None
         self.target = None
 
+    def _on_home(self, request, response):
+        """Stream home_q and keep publishing the state until every joint is within HOME_TOLERANCE.
+        Blocks this node's executor on purpose: no action may interleave with the homing move."""
+        if self.envelope.estopped or self.guiding:
+            response.success = False
+            response.message = "e-stopped: call reset first" if self.envelope.estopped else "guiding: release it first"
+            return response
+        self._guarded(self.bridge.command, self.home_q)
+        deadline = time.monotonic() + HOME_TIMEOUT_S
+        while True:
+            self._publish_state()
+            error = float(np.max(np.abs(self.q - self.home_q)))
+            if error <= HOME_TOLERANCE or time.monotonic() > deadline:
+                break
+            time.sleep(1.0 / self.config.state_rate_hz)
+        self.holding, self.watchdog.last = True, None  # keep home until a fresh action
+        response.success = error <= HOME_TOLERANCE
+        response.message = (f"at home (max joint error {error:.4f} rad)" if response.success else
+                            f"did not reach home within {HOME_TIMEOUT_S:g} s (max joint error {error:.3f} rad)")
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_guiding(self, request, response):
+        self.holding, self.watchdog.last = True, None
+        if request.data:
+            if self.bridge.target is not None:
+                self._guarded(self.bridge.stop)
+            if self.config.guiding:
+                self._guarded(self.bridge.free_for_guiding)
+            self.guiding = True
+            response.message = ("arm free: guide it by hand (hold the enabling button)" if self.config.guiding else
+                                "no motion commanded (franka.guiding is false: guiding mode not set)")
+        else:
+            self.guiding = False
+            self.bridge.target = None  # resume from wherever the operator left the arm
+            response.message = "guiding released: accepting actions"
+        self.get_logger().info(response.message)
+        response.success = True
+        return response
+
     # -- errors -----------------------------------------------------------------------------
     def _failure(self, e: BaseException, what: str) -> Exception:
         """franky exception -> Recoverable, RobotLost or RobotError (all one line)."""
@@ -173,6 +217,11 @@ class FrankaBridge:
             failure = self._failure(e, "stopping")
             if not isinstance(failure, Recoverable):  # "Move command preempted" is the expected one
                 raise failure from None
+
+    def free_for_guiding(self) -> None:
+        """franky's guiding mode with every Cartesian axis and the elbow free (real hardware only:
+        franky-sim does not implement the command and hangs)."""
+        self._call("setting guiding mode", self.robot.set_guiding_mode, [True] * 6, True)
 
     def check(self) -> str | None:
         """None while all is well; the reason when the robot reports errors or the motion died."""
@@ -232,9 +281,9 @@ def _ros():
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64, Float64MultiArray
-    from std_srvs.srv import Trigger
+    from std_srvs.srv import SetBool, Trigger
 
-    return Node, JointState, Float64, Float64MultiArray, Trigger
+    return Node, JointState, Float64, Float64MultiArray, Trigger, SetBool
 
 
 try:
@@ -249,11 +298,16 @@ class FrankaNode(_NodeBase):
 
     def __init__(self, config: FrankaConfig | None = None, bridge: FrankaBridge | None = None,
                  name: str = "franka", **node_kwargs):
-        _, JointState, Float64, Float64MultiArray, Trigger = _ros()  # ImportError without rclpy
+        _, JointState, Float64, Float64MultiArray, Trigger, SetBool = _ros()  # ImportError without rclpy
         super().__init__(name, **node_kwargs)
         self.config = cfg = declare_section(self, "franka", config or FrankaConfig())
         self._JointState, self._Float64 = JointState, Float64
         self.envelope = SafetyEnvelope(cfg.safety, *joint_limits(cfg.robot_model))
+        self.home_q = np.array(cfg.home_q, dtype=np.float64)
+        why = self.envelope.admits(self.home_q)
+        if why is not None:
+            raise ConfigError(f"franka.home_q: {list(cfg.home_q)} {why}")
+        self.guiding = False
         self.watchdog = Watchdog(cfg.watchdog_timeout_s)
         self.joint_names = [f"{cfg.robot_model}_joint{i}" for i in range(1, 8)]
         self.holding = True  # nothing commanded yet
@@ -269,10 +323,12 @@ class FrankaNode(_NodeBase):
         self.create_subscription(Float64MultiArray, cfg.action_topic, self._on_action, 1)
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/home", self._on_home)
+        self.create_service(SetBool, "~/guiding", self._on_guiding)
         self.create_timer(1.0 / cfg.state_rate_hz, self._on_tick)
 
     # -- callbacks --------------------------------------------------------------------------
-    def _on_tick(self) -> None:
+    def _publish_state(self) -> None:
         self.q, self.dq = self.bridge.joint_state()
         width = self.bridge.gripper_width()
         msg = self._JointState()
@@ -281,6 +337,9 @@ class FrankaNode(_NodeBase):
         msg.position, msg.velocity = self.q.tolist(), self.dq.tolist()
         self.joint_pub.publish(msg)
         self.gripper_pub.publish(self._Float64(data=width))
+
+    def _on_tick(self) -> None:
+        self._publish_state()
         self.bridge.gripper_update()
         problem = self.bridge.check()
         if problem is not None:
@@ -294,6 +353,9 @@ class FrankaNode(_NodeBase):
             self._guarded(self.bridge.hold)
 
     def _on_action(self, msg) -> None:
+        if self.guiding:
+            self.envelope.hold(self.q, self.bridge.target, "guiding")
+            return
         target, report = self.envelope.clamp(self.q, self.bridge.target, np.asarray(msg.data, dtype=np.float64))
         if report.held:
             self.get_logger().warning(f"action held ({report.reason}); counts {dict(self.envelope.counts)}",
@@ -326,6 +388,46 @@ class FrankaNode(_NodeBase):
         self.holding = True
         self.get_logger().info("e-stop reset: accepting actions")
         response.success, response.message = True, "accepting actions"
+        return response
+
+    def _on_home(self, request, response):
+        """Stream home_q and keep publishing the state until every joint is within HOME_TOLERANCE.
+        Blocks this node's executor on purpose: no action may interleave with the homing move."""
+        if self.envelope.estopped or self.guiding:
+            response.success = False
+            response.message = "e-stopped: call reset first" if self.envelope.estopped else "guiding: release it first"
+            return response
+        self._guarded(self.bridge.command, self.home_q)
+        deadline = time.monotonic() + HOME_TIMEOUT_S
+        while True:
+            self._publish_state()
+            error = float(np.max(np.abs(self.q - self.home_q)))
+            if error <= HOME_TOLERANCE or time.monotonic() > deadline:
+                break
+            time.sleep(1.0 / self.config.state_rate_hz)
+        self.holding, self.watchdog.last = True, None  # keep home until a fresh action
+        response.success = error <= HOME_TOLERANCE
+        response.message = (f"at home (max joint error {error:.4f} rad)" if response.success else
+                            f"did not reach home within {HOME_TIMEOUT_S:g} s (max joint error {error:.3f} rad)")
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_guiding(self, request, response):
+        self.holding, self.watchdog.last = True, None
+        if request.data:
+            if self.bridge.target is not None:
+                self._guarded(self.bridge.stop)
+            if self.config.guiding:
+                self._guarded(self.bridge.free_for_guiding)
+            self.guiding = True
+            response.message = ("arm free: guide it by hand (hold the enabling button)" if self.config.guiding else
+                                "no motion commanded (franka.guiding is false: guiding mode not set)")
+        else:
+            self.guiding = False
+            self.bridge.target = None  # resume from wherever the operator left the arm
+            response.message = "guiding released: accepting actions"
+        self.get_logger().info(response.message)
+        response.success = True
         return response
 
     # -- errors -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from real.config import FrankaConfig  # noqa: E402
 from real.nodes import run_node  # noqa: E402
@@ -85,7 +85,9 @@ def sim():
 
 
 def _config(host: str, **changes) -> FrankaConfig:
-    return replace(FrankaConfig(), robot_ip=host, realtime=False, relative_dynamics_factor=0.2, **changes)
+    """franky-sim settings: no realtime kernel, and no guiding mode (the sim hangs on it)."""
+    changes = {"realtime": False, "relative_dynamics_factor": 0.2, "guiding": False, **changes}
+    return replace(FrankaConfig(), robot_ip=host, **changes)
 
 
 class Harness:
@@ -105,6 +107,8 @@ class Harness:
         self.actions = self.peer.create_publisher(Float64MultiArray, config.action_topic, 10)
         self.estop = self.peer.create_client(Trigger, "/franka/estop")
         self.reset = self.peer.create_client(Trigger, "/franka/reset")
+        self.home = self.peer.create_client(Trigger, "/franka/home")
+        self.guiding = self.peer.create_client(SetBool, "/franka/guiding")
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
@@ -127,10 +131,10 @@ class Harness:
             self.actions.publish(Float64MultiArray(data=[float(v) for v in a]))
             time.sleep(period)
 
-    def call(self, client) -> Trigger.Response:
+    def call(self, client, request=None, timeout=5.0):
         assert client.wait_for_service(timeout_sec=3.0)
-        future = client.call_async(Trigger.Request())
-        deadline = time.monotonic() + 5.0
+        future = client.call_async(request or Trigger.Request())
+        deadline = time.monotonic() + timeout
         while not future.done():
             assert time.monotonic() < deadline, "service call timed out"
             time.sleep(0.01)
@@ -230,6 +234,35 @@ def test_estop_refuses_actions_until_reset(harness):
     assert node.bridge.gripper_closed is True
 
 
+def test_home_moves_to_home_q_and_answers_there(harness):
+    node = harness.node
+    harness.act(*[[0.05, 0, 0, 0.03, 0, 0, 0]] * 6)  # away from home first
+    t = time.monotonic()
+    response = harness.call(harness.home, timeout=30.0)
+    assert response.success and response.message.startswith("at home"), response.message
+    assert np.abs(node.q - node.home_q).max() <= 0.01 and time.monotonic() - t < 25.0
+    np.testing.assert_array_equal(node.bridge.target, node.home_q)  # and keeps holding it
+    assert node.holding
+    harness.act([0.0, 0, 0.01, 0, 0, 0, 0])  # actions resume from home
+    np.testing.assert_allclose(node.bridge.target, node.home_q + [0, 0, 0.01, 0, 0, 0, 0])
+
+
+def test_guiding_stops_streaming_and_refuses_actions_until_released(harness):
+    node = harness.node
+    harness.act([0.0, 0, 0.01, 0, 0, 0, 0])
+    response = harness.call(harness.guiding, SetBool.Request(data=True))
+    assert response.success and "guiding mode not set" in response.message  # franky-sim: guiding false
+    assert node.bridge.target is None and not node.bridge.is_moving()
+    harness.act([0.0, 0, 0.01, 0, 0, 0, 0])
+    assert node.bridge.target is None and node.envelope.counts["guiding"] == 1
+    assert not harness.call(harness.home).success  # no homing while the operator holds the arm
+    assert harness.call(harness.guiding, SetBool.Request(data=False)).success
+    assert _settled(node, 3.0)
+    q = node.q.copy()
+    harness.act([0.0, 0, 0.01, 0, 0, 0, 0])  # resumes from where the operator left the arm
+    np.testing.assert_allclose(node.bridge.target, q + [0, 0, 0.01, 0, 0, 0, 0], atol=2e-3)
+
+
 def test_unreachable_robot_is_one_clear_error(capsys):
     t = time.monotonic()
     with pytest.raises(RobotUnreachable, match=r"cannot connect to the robot at 127\.0\.0\.99: Connection to FCI refused"):
@@ -249,7 +282,8 @@ def test_silent_address_times_out():
 
 @pytest.mark.parametrize("arg, words", [("relative_dynamics_factor:=2.0", "out of range"),
                                          ("relative_dynamics_factor:=1", "relative_dynamics_factor"),
-                                         ("robot_model:=ur5", "not one of")])
+                                         ("robot_model:=ur5", "not one of"),
+                                         ("home_q:=[0.0,0.0,0.0,0.0,0.0,1.5,0.0]", "home_q")])
 def test_bad_config_is_one_line_exit_2(capsys, arg, words):
     code = main(["franka_node", "--ros-args", "-p", arg])
     err = capsys.readouterr().err.strip().splitlines()
@@ -295,6 +329,7 @@ class _FakeFranky:
         self.moves: list[np.ndarray] = []
         self.gripper_calls: list[str] = []
         self.gripper_done = True
+        self.guiding_calls: list = []
 
         class Robot:
             def __init__(self, ip, relative_dynamics_factor=1.0, realtime_config=0):
@@ -328,6 +363,9 @@ class _FakeFranky:
                 fake.recovered += 1
                 return fake.recover_ok
 
+            def set_guiding_mode(self, axes, elbow):
+                fake.guiding_calls.append((list(axes), elbow))
+
         class Gripper:
             width = 0.04
 
@@ -351,7 +389,7 @@ def fake_node():
     fake = _FakeFranky()
     ctx = Context()
     rclpy.init(context=ctx, domain_id=DOMAIN)
-    node = FrankaNode(_config("fake"), bridge=FrankaBridge(fake), context=ctx)
+    node = FrankaNode(_config("fake", guiding=True), bridge=FrankaBridge(fake), context=ctx)
     yield node, fake
     node.destroy_node()
     rclpy.try_shutdown(context=ctx)
@@ -387,6 +425,15 @@ def test_gripper_commands_wait_for_the_running_one(fake_node):
     fake.gripper_done = True
     node._on_tick()
     assert fake.gripper_calls == ["grasp", "open"] and node.bridge.gripper_closed is False
+
+
+def test_guiding_sets_franky_guiding_mode_on_real_hardware(fake_node):
+    node, fake = fake_node  # franka.guiding defaults to true (real robots)
+    node._on_action(_action(0.01, 0, 0, 0, 0, 0, 0))
+    response = node._on_guiding(SetBool.Request(data=True), SetBool.Response())
+    assert response.success and fake.guiding_calls == [([True] * 6, True)] and not node.bridge.robot.in_control
+    node._on_action(_action(0.01, 0, 0, 0, 0, 0, 0))
+    assert len(fake.moves) == 1
 
 
 def test_motion_that_died_is_detected_on_the_state_tick(fake_node):
