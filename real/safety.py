@@ -21,6 +21,7 @@ from real.config import SafetyConfig
 from toto_robot.kinematics import FR3_JOINT_LIMITS, FRANKA_DH, PANDA_JOINT_LIMITS, dh_forward_kinematics
 
 FR3_LIMITS = FR3_JOINT_LIMITS  # franky-sim simulates an FR3
+LEAD_STEPS = 2.0  # how far (in max_joint_step units) a target may run ahead of the measured joints
 HOLD_REASONS = ("not_numeric", "wrong_length", "not_finite", "outside_workspace", "estop", "guiding", "stale")
 _BISECTIONS = 12  # step fraction resolution 1/4096
 
@@ -106,6 +107,13 @@ class SafetyEnvelope:
         step = np.clip(a[:7], -limit, limit)
         # A joint already outside the shrunk limits (robot started there) may only move inwards.
         wanted = start + step
+        # The target may lead the measured joints by at most LEAD_STEPS steps: a lagging arm that is
+        # allowed to build up speed overshoots a target that reverses (the box would not hold).
+        lead = LEAD_STEPS * limit
+        current = np.asarray(current_q, dtype=np.float64)
+        led = np.clip(wanted, current - lead, current + lead)
+        lead_limited = bool(np.any(led != wanted))
+        wanted = led
         target = np.clip(wanted, np.minimum(self.lower, start), np.maximum(self.upper, start))
         joint_limited, fraction = bool(np.any(target != wanted)), 1.0
         if not self.in_workspace(target):
@@ -115,6 +123,7 @@ class SafetyEnvelope:
                 inside, outside = (mid, outside) if self.in_workspace(start + mid * (target - start)) else (inside, mid)
             fraction = inside
             target = start + fraction * (target - start)
+        self.counts["lead_limited"] += lead_limited
         report = Report(
             held=False,
             step_limited=bool(np.any(step != a[:7])),

@@ -312,6 +312,7 @@ class FrankaNode(_NodeBase):
         self.joint_names = [f"{cfg.robot_model}_joint{i}" for i in range(1, 8)]
         self.holding = True  # nothing commanded yet
         self.hold_events = 0
+        self.actions_received = 0
         self._recoveries: collections.deque[float] = collections.deque()
         self.bridge = bridge or FrankaBridge()
         self.bridge.connect(cfg.robot_ip, cfg.relative_dynamics_factor, cfg.realtime)
@@ -353,6 +354,7 @@ class FrankaNode(_NodeBase):
             self._guarded(self.bridge.hold)
 
     def _on_action(self, msg) -> None:
+        self.actions_received += 1
         if self.guiding:
             self.envelope.hold(self.q, self.bridge.target, "guiding")
             return

@@ -34,6 +34,7 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from real.config import FrankaConfig  # noqa: E402
 from real.nodes import run_node  # noqa: E402
+from tests.real.fuzz import fuzzed_action  # noqa: E402
 from real.nodes.franka import FrankaBridge, FrankaNode, RobotError, RobotLost, RobotUnreachable, main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,13 +185,15 @@ def test_actions_move_the_sim_arm_toward_the_target_inside_the_envelope(harness)
     q0 = node.q.copy()
     step = np.array([0.02, 0, 0, 0, 0, 0, -0.02])
     t0 = time.monotonic()
-    harness.act(*[step] * 8, [1e6, 0, 0, 0, 0, 0, 0], [np.nan] * 7, [0.0] * 6)  # huge -> 0.05; NaN, 6: held
+    # at the policy's 10 Hz the arm keeps up: the targets never lead it by more than 2 steps
+    harness.act(*[step] * 8, [1e6, 0, 0, 0, 0, 0, 0], [np.nan] * 7, [0.0] * 6, period=0.1)  # huge -> 0.05; NaN, 6: held
     expected = q0 + 8 * step + np.array([0.05, 0, 0, 0, 0, 0, 0])
     target = node.bridge.target
     np.testing.assert_allclose(target, expected, atol=2e-3)  # deltas add to the commanded target
     env = node.envelope
     assert np.all(target >= env.lower) and np.all(target <= env.upper) and env.in_workspace(target)
     assert env.counts["step_limited"] == 1 and env.counts["not_finite"] == 1 and env.counts["wrong_length"] == 1
+    assert env.counts["lead_limited"] == 0
     assert _wait(lambda: np.abs(node.q - target).max() < 0.015, 4.0), (node.q, target)
     # the published joint states show the same motion, at >= 50 Hz (loose bound for a busy CI box)
     times = np.array([t for t, _ in harness.states if t >= t0])
@@ -261,6 +264,39 @@ def test_guiding_stops_streaming_and_refuses_actions_until_released(harness):
     q = node.q.copy()
     harness.act([0.0, 0, 0.01, 0, 0, 0, 0])  # resumes from where the operator left the arm
     np.testing.assert_allclose(node.bridge.target, q + [0, 0, 0.01, 0, 0, 0, 0], atol=2e-3)
+
+
+def test_thousand_fuzzed_actions_keep_the_sim_arm_in_its_limits_and_box(harness):
+    """NaN, inf, huge, wrong-length and steady pushes toward the limits, at 50 Hz, from the ready pose:
+    every measured joint state stays inside the margin-shrunk limits and the hand inside the box
+    (1 cm / 0.01 rad allowance for franky-sim's tracking error)."""
+    node, env = harness.node, harness.node.envelope
+    assert harness.call(harness.home, timeout=30.0).success  # the sim starts with the hand outside the box
+    t0 = time.monotonic()
+    rng, sent = np.random.default_rng(61), 0
+    walk = rng.choice([-1.0, 1.0], 7) * 0.05
+    while sent < 1000:
+        if rng.random() < 0.02:
+            walk = rng.choice([-1.0, 1.0], 7) * 0.05
+        action, _ = fuzzed_action(rng, walk)
+        try:
+            values = np.asarray(action, dtype=np.float64).reshape(-1)  # what a Float64MultiArray can carry
+        except (TypeError, ValueError):
+            continue
+        harness.act(values, period=0.02)
+        sent += 1
+    assert _wait(lambda: node.actions_received == 1000, 2.0), node.actions_received
+    assert _settled(node, 5.0)
+    states = [q for t, q in harness.states if t >= t0]
+    assert len(states) > 50 * 15  # the whole run was watched at the state rate
+    for q in states:
+        assert np.all(q >= env.lower - 0.01) and np.all(q <= env.upper + 0.01), q
+        points = env.hand_points(q)
+        assert np.all(points >= env.box_min - 0.01) and np.all(points <= env.box_max + 0.01), (q, points)
+    # the fuzz did press on every guard
+    assert env.counts["not_finite"] > 50 and env.counts["wrong_length"] > 50 and env.counts["step_limited"] > 100
+    assert env.counts["joint_limited"] + env.counts["workspace_scaled"] > 20, dict(env.counts)
+    assert env.counts["lead_limited"] > 0  # the arm lagged: targets were kept close to it
 
 
 def test_unreachable_robot_is_one_clear_error(capsys):

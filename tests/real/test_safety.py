@@ -7,6 +7,7 @@ import pytest
 
 from real.config import SafetyConfig
 from real.safety import FR3_LIMITS, HOLD_REASONS, SafetyEnvelope, Watchdog, joint_limits, panda_limits
+from tests.real.fuzz import fuzzed_action
 
 READY = np.array([0.0, -np.pi / 4, 0.0, -3 * np.pi / 4, 0.0, np.pi / 2, np.pi / 4])  # Franka's ready pose
 TOL = 1e-9
@@ -24,28 +25,6 @@ def _start(env: SafetyEnvelope, rng) -> np.ndarray:
             return q
 
 
-def _fuzzed_action(rng, walk: np.ndarray):
-    """(action, hold reason or None): malformed kinds, huge values and steady walks toward limits."""
-    kind = rng.integers(10)
-    if kind == 0:
-        a = rng.normal(0, 0.05, 7)
-        a[rng.integers(7)] = np.nan
-        return a, "not_finite"
-    if kind == 1:
-        return np.append(rng.normal(0, 0.05, 7), rng.choice([np.inf, -np.inf, np.nan])), "not_finite"
-    if kind == 2:
-        return rng.normal(0, 0.05, rng.choice([0, 1, 6, 9, 14])), "wrong_length"
-    if kind == 3:
-        return [rng.normal(0, 0.05, 7), rng.normal(0, 0.05, 7)][: rng.integers(1, 3)], "wrong_length"
-    if kind == 4:
-        return [None, "0.1", {"q": 1}, [0.1] * 6 + [[0.1]], [1j] * 7, [True] * 7][rng.integers(6)], "not_numeric"
-    if kind == 5:
-        return rng.normal(0, 1e6, 7), None  # huge: clipped to the step bound
-    if kind == 6:
-        return np.append(rng.normal(0, 0.05, 7), rng.normal(0.5, 3.0)), None  # gripper outside [0, 1]
-    return walk * rng.uniform(0.5, 3.0), None  # keep pushing one way: reaches limits and box faces
-
-
 def test_thousand_fuzzed_actions_never_leave_the_envelope():
     rng = np.random.default_rng(6)
     env = _envelope()
@@ -56,7 +35,7 @@ def test_thousand_fuzzed_actions_never_leave_the_envelope():
         for _ in range(100):
             if rng.random() < 0.05:
                 walk = rng.choice([-1.0, 1.0], 7) * 0.05
-            action, reason = _fuzzed_action(rng, walk)
+            action, reason = fuzzed_action(rng, walk)
             new, report = env.clamp(current, target, action)
             expected[reason] += reason is not None
             assert report.held == (reason is not None) and report.reason == reason
