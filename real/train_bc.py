@@ -1,10 +1,13 @@
 """Behaviour cloning of real-robot demos on frozen Toto features (MVP's real protocol, real/bc.py).
 
     python real/train_bc.py data=runs/rpt/demos.hdf5                        # encoder runs/pretrain/encoder, mid layer
+    python real/train_bc.py data=runs/real/demos                            # the recorder node's episode files
     python real/train_bc.py data=demos.hdf5 encoder.path=... encoder.pool=grid4 epochs=200 out=runs/real_bc_grid4
     python real/train_bc.py --help                                         # every option (TrainBCConfig)
 
-`data` is a robomimic-schema HDF5 of real demos (python -m real.rpt_import, or the demo recorder).
+`data` is a robomimic-schema HDF5 of real demos (python -m real.rpt_import), or a directory of the
+demo recorder's episode files (episode_*.hdf5, real/nodes/recorder.py): each is checked, then they are
+merged (in name order) into `out`/episodes.hdf5, re-merged only when the episode files change.
 Writes to `out`: actor.safetensors + actor.json (the policy: `real.bc.load_bc_policy(out)`),
 metrics.jsonl (train loss and validation MSE every `val_every` epochs, row 0 = untrained),
 loss_curve.png, and features.npz/.json (the frozen features, reused by a rerun on the same data and
@@ -32,6 +35,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 PRETRAIN_HINT = "run `python pretrain/run.py` first or pass encoder.path=<encoder dir>"
 IMPORT_HINT = "import demos with python -m real.rpt_import <episodes dir> <demos.hdf5>"
+RECORD_HINT = "record demos with the recorder node (ros2 run real recorder_node) or pass a demo file"
 
 
 @dataclass
@@ -45,7 +49,7 @@ class EncoderSettings:
 
 @dataclass
 class TrainBCConfig:
-    data: str = ""  # robomimic-schema HDF5 of real demos
+    data: str = ""  # robomimic-schema HDF5 of real demos, or a directory of recorder episode_*.hdf5 files
     out: str = "runs/real_bc"
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     epochs: int = 100
@@ -64,21 +68,19 @@ ConfigStore.instance().store(name="train_bc_schema", node=TrainBCConfig)
 
 def load_inputs(cfg: TrainBCConfig):
     """(demo path, layout, lengths of the kept demos, encoder); every bad input is one ValueError line."""
-    from real.demo_layout import read_layout
     from toto_robot import load_encoder
     from toto_robot.checkpoint import CheckpointError
 
     if not cfg.data:
-        raise ValueError(f"pass data=<demos.hdf5> ({IMPORT_HINT})")
+        raise ValueError(f"pass data=<demos.hdf5 or a directory of recorded episodes> ({IMPORT_HINT})")
     if min(cfg.epochs, cfg.batch_size, cfg.val_every) < 1 or not 0 <= cfg.val_fraction < 1:
         raise ValueError("epochs, batch_size and val_every must be >= 1 and val_fraction in [0, 1)")
     data = Path(cfg.data).expanduser()
+    if data.is_dir():
+        data = merge_episodes(data, Path(cfg.out))
     if not data.is_file():
-        raise ValueError(f"data={cfg.data}: no such file ({IMPORT_HINT})")
-    try:
-        layout, lengths, success = read_layout(data)
-    except OSError as error:
-        raise ValueError(f"data={cfg.data} is not a readable HDF5 file ({str(error).splitlines()[0]})") from None
+        raise ValueError(f"data={cfg.data}: no such file or directory ({IMPORT_HINT})")
+    layout, lengths, success = _read_layout(data)
     kept = [n for n, ok in zip(lengths, success) if ok or not cfg.successful_only]
     if not kept:
         raise ValueError(f"data={cfg.data}: no {'successful ' if cfg.successful_only else ''}demos ({len(lengths)} in the file)")
@@ -92,6 +94,38 @@ def load_inputs(cfg: TrainBCConfig):
         raise ValueError(f"data={cfg.data} holds {layout.resolution} px frames, the encoder reads {encoder.resolution} px: "
                          f"re-import with --resolution {encoder.resolution}")
     return data, layout, kept, encoder
+
+
+def _read_layout(path: Path):
+    from real.demo_layout import read_layout
+
+    try:
+        return read_layout(path)
+    except OSError as error:
+        raise ValueError(f"data={path} is not a readable HDF5 file ({str(error).splitlines()[0]})") from None
+
+
+def merge_episodes(directory: Path, out: Path) -> Path:
+    """The recorder's episode files in `directory` -> one demo file, out/episodes.hdf5. Each file is checked
+    first (a bad one is named in one line). Merged again only when the files change, since the cached
+    features are keyed on the merged file's identity."""
+    from toto_robot.demos import merge_demo_files
+    from toto_robot.io import atomic_write
+
+    files = sorted(directory.glob("episode_*.hdf5"))
+    if not files:
+        raise ValueError(f"data={directory}: no episode_*.hdf5 files in the directory ({RECORD_HINT})")
+    for path in files:
+        _read_layout(path)
+    merged, key_file = out / "episodes.hdf5", out / "episodes.json"
+    key = {"dir": str(directory.resolve()), "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+    if merged.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
+        return merged
+    key_file.unlink(missing_ok=True)  # the key goes stale first, then the file changes
+    merge_demo_files(files, merged)
+    with atomic_write(key_file) as tmp:
+        tmp.write_text(json.dumps(key))
+    return merged
 
 
 def train(cfg: TrainBCConfig) -> dict:

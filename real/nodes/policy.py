@@ -9,8 +9,12 @@ previous action used (so it never acts twice on the same frame; a stopped camera
 actions). Ages are measured on arrival with this process's monotonic clock (no cross-machine
 clock sync needed). An action is a `std_msgs/Float64MultiArray` of 7 joint deltas + a gripper
 command in [0, 1]; the franka node's safety envelope bounds what is executed. Ticks that do not
-act are counted by reason in `skipped`. Inference runs inline in the timer callback: at 10 Hz on
-a SingleThreadedExecutor this is fine while the encoder takes well under one period.
+act are counted by reason in `skipped`. `~/enable` (std_srvs/SetBool) pauses and resumes acting
+(`start_enabled: false` starts paused, as `python -m real.evaluate` wants between trials): while
+disabled nothing is published, and enabling marks the observations already received as used, so
+the first action after an enable is on a frame and joint state that arrived after it (never on the
+scene as it was before the operator reset it). Inference runs inline in the timer callback: at
+10 Hz on a SingleThreadedExecutor this is fine while the encoder takes well under one period.
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ import numpy as np
 from real.config import PolicyConfig
 from real.nodes import ConfigError, declare_section, run_node
 
-SKIP_REASONS = ("no_image", "no_joint_state", "no_gripper", "stale_image", "stale_joint_state", "stale_gripper",
-                "same_image", "same_joint_state", "bad_input")
+SKIP_REASONS = ("disabled", "no_image", "no_joint_state", "no_gripper", "stale_image", "stale_joint_state",
+                "stale_gripper", "same_image", "same_joint_state", "bad_input")
 HISTORY = 64  # recent actions kept with the stamps of their inputs (tests, debugging)
 
 
@@ -46,7 +50,7 @@ def image_to_rgb(msg) -> np.ndarray:
     return np.ascontiguousarray(frame[..., ::-1] if msg.encoding == "bgr8" else frame)
 
 
-class _Latest:
+class LatestMessage:
     """The newest message of one stream, its arrival time and a sequence number."""
 
     __slots__ = ("msg", "time", "seq")
@@ -87,13 +91,14 @@ class PolicyNode(_NodeBase):
     def __init__(self, config: PolicyConfig | None = None, policy=None, name: str = "policy", **node_kwargs):
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Float64, Float64MultiArray
+        from std_srvs.srv import SetBool
 
         super().__init__(name, **node_kwargs)
         self.config = cfg = declare_section(self, "policy", config or PolicyConfig())
         self.policy = policy if policy is not None else load_policy(cfg)
         self.uses_gripper = bool(getattr(self.policy, "uses_gripper", True))
         self._Float64MultiArray = Float64MultiArray
-        self.image, self.joints, self.gripper = _Latest(), _Latest(), _Latest()
+        self.image, self.joints, self.gripper = LatestMessage(), LatestMessage(), LatestMessage()
         self._used = (0, 0)  # (image seq, joint-state seq) of the previous action
         self.skipped: collections.Counter[str] = collections.Counter()
         self.actions = 0
@@ -104,12 +109,28 @@ class PolicyNode(_NodeBase):
         self.create_subscription(JointState, cfg.joint_state_topic, self.joints.put, 1)
         self.create_subscription(Float64, cfg.gripper_topic, self.gripper.put, 1)
         self.pub = self.create_publisher(Float64MultiArray, cfg.action_topic, 10)
+        self.enabled = cfg.start_enabled
+        self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_timer(1.0 / cfg.rate_hz, self._on_tick)
         self.get_logger().info(f"policy {cfg.checkpoint or type(self.policy).__name__} -> {cfg.action_topic} at "
-                               f"{cfg.rate_hz:g} Hz on observations younger than {cfg.max_observation_age_s:g} s")
+                               f"{cfg.rate_hz:g} Hz on observations younger than {cfg.max_observation_age_s:g} s"
+                               + ("" if self.enabled else "; disabled until ~/enable"))
+
+    def _on_enable(self, request, response):
+        """Callbacks run one at a time on the node's executor, so every observation counted here
+        arrived before the request was handled: marking them used makes the next action wait for
+        newer ones. Enabling twice also re-arms this (harmless: at most one frame later)."""
+        self.enabled = bool(request.data)
+        if self.enabled:
+            self._used = (self.image.seq, self.joints.seq)
+        response.success, response.message = True, "enabled" if self.enabled else "disabled"
+        self.get_logger().info(f"policy {response.message}")
+        return response
 
     def _skip_reason(self, now: float) -> str | None:
         max_age = self.config.max_observation_age_s
+        if not self.enabled:
+            return "disabled"
         if self.image.msg is None:
             return "no_image"
         if self.joints.msg is None:

@@ -1,6 +1,7 @@
 """real/train_bc.py end to end on imported synthetic RPT episodes with a 32 px random encoder: outputs,
 held-out MSE below the untrained actor's, a rerun that reuses the cached features, `load_bc_policy`
-acting exactly as preprocess + encoder + actor by hand, and bad inputs as one line (exit code 2)."""
+acting exactly as preprocess + encoder + actor by hand, bad inputs as one line (exit code 2), and
+training from a directory of the recorder node's episode files."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,8 @@ import torch
 
 from policies import Actor
 from real.bc import episode_rows, load_bc_policy, split_episodes
-from real.demo_layout import RealLayout
+from real.demo_layout import RealLayout, read_layout
+from real.nodes.recorder import episode_demo
 from real.preprocess import preprocess_frame
 from real.rpt_import import import_rpt
 from real.train_bc import EncoderSettings, TrainBCConfig, train
@@ -24,6 +26,7 @@ from tests.encoder.conftest import make_encoder_dir
 from tests.real.synthetic_demos import write_episodes
 from toto_robot import load_encoder
 from toto_robot.checkpoint import CheckpointError, load_weights
+from toto_robot.demos import write_demo_file
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("epochs=30", "val_every=10", "val_fraction=0.34", "encoder.dtype=null", "progress=false")
@@ -155,3 +158,43 @@ def test_absolute_actions_become_joint_deltas():
     np.testing.assert_array_equal(rows["actions"][:, 7], [0, 1, 1])
     train_ids, val_ids = split_episodes(10, 0.2, seed=0)
     assert len(val_ids) == 2 and sorted(train_ids + val_ids) == list(range(10)) and split_episodes(10, 0.2, 0)[1] == val_ids
+
+
+def test_trains_from_a_directory_of_recorded_episodes(setup, tmp_path):
+    _, encoder, _, _ = setup
+    episodes = tmp_path / "episodes"
+    episodes.mkdir()
+    layout = RealLayout(resolution=32, source="recorder", gripper_obs="width_m", action_mode="joint_delta", control_hz=10.0)
+    rng = np.random.default_rng(3)
+    for i in range(4):  # what the recorder node writes: 8 samples -> 7 steps each
+        frames = list(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+        joints, widths = np.cumsum(rng.normal(0, 0.01, (8, 7)), axis=0), np.where(np.arange(8) < 4, 0.08, 0.03)
+        write_demo_file(episodes / f"episode_{i:04d}.hdf5", i, episode_demo(frames, joints, widths, True, seed=i),
+                        layout.env_args())
+    (episodes / ".episode_0004.hdf5.0badf00d.tmp").write_bytes(b"an interrupted write")  # not an episode
+    run = tmp_path / "run"
+
+    def cfg(data: Path) -> TrainBCConfig:
+        return TrainBCConfig(data=str(data), out=str(run), epochs=3, val_every=3, val_fraction=0.25, progress=False,
+                             encoder=EncoderSettings(path=str(encoder), dtype=None))
+
+    summary = train(cfg(episodes))
+    assert summary["episodes"] == 4 and summary["val_episodes"] == 1 and summary["samples"] == 3 * 7
+    assert read_layout(run / "episodes.hdf5")[1:] == ([7] * 4, [True] * 4)
+    assert load_bc_policy(run).act(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), joints[0], 0.05).shape == (8,)
+    before = [(run / name).stat().st_mtime_ns for name in ("episodes.hdf5", "features.npz")]
+    train(cfg(episodes))  # unchanged episodes: neither merged nor encoded again
+    assert [(run / name).stat().st_mtime_ns for name in ("episodes.hdf5", "features.npz")] == before
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no episode_\*.hdf5 files") as error:
+        train(cfg(tmp_path / "empty"))
+    with h5py.File(episodes / "episode_0005.hdf5", "w") as f:
+        f.create_group("nothing")
+    with pytest.raises(ValueError, match="episode_0005.hdf5: missing group 'data'") as error:
+        train(cfg(episodes))
+    assert "\n" not in str(error.value)
+    (episodes / "episode_0005.hdf5").write_text("not HDF5")
+    with pytest.raises(ValueError, match="episode_0005.hdf5 is not a readable HDF5 file") as error:
+        train(cfg(episodes))
+    assert "\n" not in str(error.value)
