@@ -166,3 +166,79 @@ def test_missing_checkpoint_or_encoder_is_one_line_exit_2(tmp_path, case, reques
     expected = {"missing": "no BC policy at", "unset": "policy.checkpoint is not set",
                 "no_encoder": "the encoder of the policy"}[case]
     assert expected in err[0], err
+
+
+class _ZeroPolicy:
+    uses_gripper = True
+
+    def act(self, frame, q, width):
+        return np.zeros(8)
+
+
+def test_enable_service_pauses_and_acts_only_on_observations_after_the_enable():
+    """start_enabled false publishes nothing; an enable does not act on the frame that was already
+    there (still young enough to be used), only on the next one; a disable stops the actions."""
+    from std_srvs.srv import SetBool
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN)
+    cfg = replace(PolicyConfig(), start_enabled=False, max_observation_age_s=1.0)
+    node = PolicyNode(cfg, policy=_ZeroPolicy(), context=ctx)
+    peer = Node("policy_enable_test", context=ctx)
+    got: list[float] = []
+    peer.create_subscription(Float64MultiArray, cfg.action_topic, lambda m: got.append(time.monotonic()), 50)
+    images = peer.create_publisher(Image, cfg.image_topic, 10)
+    joints = peer.create_publisher(JointState, cfg.joint_state_topic, 10)
+    gripper = peer.create_publisher(Float64, cfg.gripper_topic, 10)
+    client = peer.create_client(SetBool, "policy/enable")
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    ex.add_node(peer)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    frame = np.zeros((8, 8, 3), np.uint8)
+
+    def observe() -> int:
+        stamp = peer.get_clock().now().to_msg()
+        msg = JointState(position=[0.0] * 7)
+        msg.header.stamp = stamp
+        joints.publish(msg)
+        gripper.publish(Float64(data=0.03))
+        images.publish(_image(frame, stamp))
+        return _ns(stamp)
+
+    def enable(on: bool):
+        fut = client.call_async(SetBool.Request(data=on))
+        deadline = time.monotonic() + 3.0
+        while not fut.done():
+            assert time.monotonic() < deadline, "no answer from ~/enable"
+            time.sleep(0.01)
+        return fut.result()
+
+    try:
+        assert client.wait_for_service(timeout_sec=5.0)
+        deadline = time.monotonic() + 5.0
+        while min(images.get_subscription_count(), node.pub.get_subscription_count()) < 1:
+            assert time.monotonic() < deadline, "policy node not discovered"
+            time.sleep(0.02)
+        for _ in range(5):  # disabled: fresh observations, no actions
+            observe()
+            time.sleep(0.1)
+        assert not got and node.skipped["disabled"] >= 3, dict(node.skipped)
+        assert enable(True).success
+        time.sleep(0.35)  # the frame from before the enable is still fresh, but not acted on
+        assert not got, dict(node.skipped)
+        after = observe()
+        time.sleep(0.3)
+        assert len(got) == 1 and node.history[-1][0] == after, (got, dict(node.skipped))
+        assert enable(False).message == "disabled"
+        for _ in range(3):
+            observe()
+            time.sleep(0.1)
+        assert len(got) == 1 and node.actions == 1
+    finally:
+        ex.shutdown(timeout_sec=2.0)
+        th.join(5.0)
+        node.destroy_node()
+        peer.destroy_node()
+        rclpy.try_shutdown(context=ctx)
