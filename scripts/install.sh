@@ -14,7 +14,9 @@ else
 fi
 
 python -m pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" numpy
-python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[sim,pretrain,dev]"
+# real: ROS 2 rclpy + messages (PyPI wheels; they add a .pth that re-executes Python once with
+# their LD_LIBRARY_PATH), franky and OpenCV; dev adds franky-sim for the real-stack tests
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[sim,pretrain,real,dev]"
 # robomimic, whose SequenceDataset reads our demo files (a test checks it), without its declared
 # dependencies: they resolve to torchvision 0.28.0, a build that fails to import next to torch
 # 2.13.0 ("operator torchvision::nms does not exist"); the dataset code needs only termcolor.
