@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -35,6 +33,7 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from real.config import FrankaConfig  # noqa: E402
 from real.nodes import run_node  # noqa: E402
 from tests.real.fuzz import fuzzed_action  # noqa: E402
+from tests.real.processes import start_sim  # noqa: E402
 from real.nodes.franka import FrankaBridge, FrankaNode, RobotError, RobotLost, RobotUnreachable, main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,45 +43,11 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 
 
-def _franky_sim_exe() -> str:
-    exe = shutil.which("franky-sim") or os.path.join(sys.prefix, "bin", "franky-sim")
-    if not os.path.exists(exe):
-        pytest.skip("franky-sim not installed (pip install franky-sim, DESIGN.md section 6)")
-    return exe
-
-
-def _start_sim(host: str) -> subprocess.Popen:
-    proc = subprocess.Popen([_franky_sim_exe(), "-s", "mujoco", "--hostname", host],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ready = threading.Event()
-
-    def drain():
-        for line in proc.stdout:
-            if "Connect to the server" in line:
-                ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not ready.wait(20.0):
-        _stop(proc)
-        pytest.fail(f"franky-sim on {host} did not start")
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def sim():
-    proc = _start_sim(SIM_HOST)
+    proc = start_sim(SIM_HOST)
     yield SIM_HOST
-    _stop(proc)
+    proc.stop()
 
 
 def _config(host: str, **changes) -> FrankaConfig:
@@ -499,7 +464,7 @@ def test_lost_connection_exits_1_with_one_line(capsys):
 
 def test_sim_killed_node_process_exits_nonzero(tmp_path):
     """The real thing: franky-sim dies under a running franka node process."""
-    sim = _start_sim(KILL_HOST)
+    sim = start_sim(KILL_HOST)
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     log = open(tmp_path / "node.log", "w+")
     node = subprocess.Popen([sys.executable, "-m", "real.nodes.franka", "--ros-args", "-p", f"robot_ip:={KILL_HOST}",
@@ -508,8 +473,8 @@ def test_sim_killed_node_process_exits_nonzero(tmp_path):
         assert _wait(lambda: "connected to the robot" in (tmp_path / "node.log").read_text() or node.poll() is not None,
                      15.0), (tmp_path / "node.log").read_text()
         assert node.poll() is None, (tmp_path / "node.log").read_text()
-        sim.kill()
-        sim.wait()
+        sim.proc.kill()
+        sim.proc.wait()
         t = time.monotonic()
         code = node.wait(10.0)
         assert time.monotonic() - t < 6.0
@@ -519,5 +484,5 @@ def test_sim_killed_node_process_exits_nonzero(tmp_path):
         if node.poll() is None:
             node.kill()
             node.wait()
-        _stop(sim)
+        sim.stop()
         log.close()

@@ -30,10 +30,7 @@ from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
 from real.bc_policy import load_bc_policy  # noqa: E402
 from real.config import PolicyConfig  # noqa: E402
 from real.nodes.policy import PolicyNode, image_to_rgb  # noqa: E402
-from real.rpt_import import import_rpt  # noqa: E402
-from real.train_bc import EncoderSettings, TrainBCConfig, train  # noqa: E402
-from tests.encoder.conftest import make_encoder_dir  # noqa: E402
-from tests.real.synthetic_demos import write_episodes  # noqa: E402
+from tests.real.tiny_policy import tiny_bc_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = 121 + os.getpid() % 20
@@ -43,12 +40,7 @@ os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("policy_node")
-    encoder = make_encoder_dir(tmp / "encoder")
-    import_rpt(write_episodes(tmp / "rpt", 4, steps=8)[0].parent, tmp / "demos.hdf5", resolution=32)
-    train(TrainBCConfig(data=str(tmp / "demos.hdf5"), out=str(tmp / "run"), epochs=3, val_every=3, val_fraction=0.25,
-                        progress=False, encoder=EncoderSettings(path=str(encoder), dtype=None)))
-    return tmp / "run"
+    return tiny_bc_checkpoint(tmp_path_factory.mktemp("policy_node"))
 
 
 def _image(frame: np.ndarray, stamp) -> Image:

@@ -1,0 +1,158 @@
+"""The whole cube-pick stack on loopback, as on the robot: a camera process replaying a 640x480 clip
+-> policy node (a tiny behaviour-cloned policy) -> franka node -> franky-sim, the policy and franka
+nodes started by the ROS-free bring-up; a test node in this process watches the topics.
+
+- the loop runs at >= 9 Hz for 30 s and the arm follows the actions;
+- the camera process dies -> no action later than 200 ms after its last frame: the arm holds.
+
+Needs rclpy, franky-control, franky-sim and OpenCV (DESIGN.md section 6): skipped otherwise.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+
+from tests.real.processes import REPO, Proc, bringup, franky_sim_exe, ros_env, start_sim  # noqa: E402
+from tests.real.tiny_policy import tiny_bc_checkpoint  # noqa: E402
+
+LOOP_HOST = "127.0.0.85"
+DOMAIN = 141 + os.getpid() % 20
+ENV = {**ros_env(DOMAIN), "OMP_NUM_THREADS": "1"}
+LOOP_S = 30.0
+
+
+class Watcher:
+    """Arrival times of frames and actions, and the joint states, seen from outside the stack."""
+
+    def __init__(self, config: dict):
+        self.ctx = Context()
+        rclpy.init(context=self.ctx, domain_id=DOMAIN)
+        self.node = Node("loop_watcher", context=self.ctx)
+        self.frames: list[float] = []
+        self.actions: list[tuple[float, np.ndarray]] = []
+        self.states: list[tuple[float, np.ndarray]] = []
+        now = time.monotonic
+        self.node.create_subscription(Image, config["camera"]["topic"], lambda m: self.frames.append(now()),
+                                      qos_profile_sensor_data)
+        self.node.create_subscription(Float64MultiArray, config["policy"]["action_topic"],
+                                      lambda m: self.actions.append((now(), np.array(m.data))), 50)
+        self.node.create_subscription(JointState, config["franka"]["joint_state_topic"],
+                                      lambda m: self.states.append((now(), np.array(m.position))), 100)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(5.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+def _clip(path, frames: int = 60):
+    """A 640x480 MJPG clip of moving noise blocks (the camera node loops it at 30 fps)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for _ in range(frames):
+        writer.write(np.kron(rng.integers(0, 256, (15, 20, 3), dtype=np.uint8), np.ones((32, 32, 1), np.uint8)))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    franky_sim_exe()  # skips unless the real-stack dependencies are installed
+    tmp = tmp_path_factory.mktemp("full_loop")
+    checkpoint = tiny_bc_checkpoint(tmp)
+    data = yaml.safe_load((REPO / "real" / "config" / "cube_pick.yaml").read_text())
+    data["franka"]["ros__parameters"].update(realtime=False, guiding=False)  # franky-sim: no RT kernel, no guiding
+    data["camera"]["ros__parameters"]["device"] = str(_clip(tmp / "clip.avi"))
+    config = tmp / "cube_pick.yaml"
+    config.write_text(yaml.safe_dump(data))
+    params = {node: body["ros__parameters"] for node, body in data.items()}
+
+    sim = start_sim(LOOP_HOST)
+    watcher = Watcher(params)
+    camera = Proc([sys.executable, "-m", "real.nodes.camera", "--ros-args", "-r", "__node:=camera",
+                   "--params-file", str(config)], env=ENV)
+    nodes = Proc(bringup("--config", str(config), "--robot-ip", LOOP_HOST, "--checkpoint", str(checkpoint),
+                         "--nodes", "franka,policy"), env=ENV)
+    try:
+        deadline = time.monotonic() + 90.0
+        while not watcher.actions:
+            assert time.monotonic() < deadline, f"no action within 90 s:\n{nodes.text}\n{camera.text}"
+            assert nodes.proc.poll() is None and camera.proc.poll() is None, f"{nodes.text}\n{camera.text}"
+            time.sleep(0.1)
+        time.sleep(1.0)  # past start-up transients (first inferences, discovery)
+        yield SimpleNamespace(watcher=watcher, camera=camera, nodes=nodes, params=params)
+    finally:
+        camera.stop()
+        nodes.stop()
+        watcher.close()
+        sim.stop()
+
+
+def _rate(times: list[float], start: float, end: float) -> float:
+    return sum(start <= t < end for t in times) / (end - start)
+
+
+def test_camera_to_policy_to_franka_to_sim_runs_at_9_hz_for_30_s(stack):
+    w = stack.watcher
+    start = time.monotonic()
+    time.sleep(LOOP_S)
+    end = time.monotonic()
+    action_times = [t for t, _ in w.actions]
+    state_times = [t for t, _ in w.states]
+    action_hz, frame_hz, state_hz = (_rate(action_times, start, end), _rate(w.frames, start, end),
+                                     _rate(state_times, start, end))
+    gaps = np.diff([t for t in action_times if start <= t < end])
+    print(f"\nloop over {LOOP_S:g} s: actions {action_hz:.2f} Hz (largest gap {gaps.max() * 1e3:.0f} ms), "
+          f"frames seen by the watcher {frame_hz:.1f} Hz, joint states {state_hz:.1f} Hz")
+    assert action_hz >= 9.0, (action_hz, stack.nodes.text[-3000:])
+    assert state_hz >= 45.0
+    assert stack.nodes.proc.poll() is None and stack.camera.proc.poll() is None, stack.nodes.text[-3000:]
+    # the arm followed: it moved, and every joint state stayed inside FR3's published limits
+    from real.safety import joint_limits
+
+    lower, upper = joint_limits("fr3")
+    q = np.array([q for t, q in w.states if start <= t < end])
+    assert np.abs(q[-1] - q[0]).max() > 0.05, (q[0], q[-1])
+    assert np.all(q >= lower) and np.all(q <= upper)
+
+
+def test_camera_stops_the_arm_holds_within_200_ms(stack):
+    w, nodes = stack.watcher, stack.nodes
+    assert w.actions[-1][0] > time.monotonic() - 0.5, "the loop was not running"
+    killed = time.monotonic()
+    stack.camera.proc.kill()
+    stack.camera.proc.wait()
+    time.sleep(2.5)
+    last_frame, last_action = w.frames[-1], w.actions[-1][0]
+    print(f"\nlast action {1e3 * (last_action - killed):.0f} ms after the camera was killed "
+          f"({1e3 * (last_action - last_frame):.0f} ms after the last frame the watcher saw)")
+    assert last_action - killed <= 0.2, (last_action - killed)
+    # no new target: the arm comes to rest at the last one and stays there, franka node still up
+    q = np.array([q for t, q in w.states if t > last_action + 1.0])
+    assert len(q) > 50 and np.abs(q - q[-1]).max() < 2e-3, np.abs(q - q[-1]).max()
+    assert nodes.proc.poll() is None, nodes.text[-3000:]
+    assert "no fresh action for 0.15 s: holding position" in nodes.text
