@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from policies.curves import wilson_interval
+from real.services import ServiceCaller, ServiceError
 
 PROG = "python -m real.evaluate"
 
 
-class ControlError(Exception):
-    """A service that is missing, does not answer or reports failure: one line, exit 1."""
+ControlError = ServiceError  # a service missing, not answering or failing: one line, exit 1
 
 
 class RecordError(Exception):
@@ -208,68 +208,29 @@ def run_trials(control: TrialControl, record: Record, operator, trial_s: float,
 # --- ROS ---------------------------------------------------------------------------------------
 
 class RosTrialControl:
-    """Service clients on their own rclpy Context (no signal handlers: Ctrl-C stays a
-    KeyboardInterrupt, and the context still works to disable the policy afterwards). Waits spin in
-    0.1 s steps so Ctrl-C is seen promptly."""
+    """home() and enable() through the franka and policy nodes' services (real.services)."""
 
     def __init__(self, franka_node: str = "franka", policy_node: str = "policy", service_timeout_s: float = 5.0,
                  home_timeout_s: float = 120.0):
-        try:
-            import rclpy
-            from rclpy.context import Context
-            from rclpy.executors import SingleThreadedExecutor
-            from rclpy.signals import SignalHandlerOptions
-            from std_srvs.srv import SetBool, Trigger
-        except ImportError as e:
-            raise ControlError(f"ROS 2 (rclpy, std_srvs) is not importable (is ROS 2 sourced?): {e}") from None
-        self._rclpy, self._SetBool, self._Trigger = rclpy, SetBool, Trigger
-        self.service_timeout_s, self.home_timeout_s = service_timeout_s, home_timeout_s
-        self._ctx = Context()
-        rclpy.init(context=self._ctx, signal_handler_options=SignalHandlerOptions.NO)
-        self._node = rclpy.create_node(f"evaluate_{os.getpid()}", context=self._ctx)
-        self._executor = SingleThreadedExecutor(context=self._ctx)
-        self._executor.add_node(self._node)
-        self._home = self._node.create_client(Trigger, f"{franka_node}/home")
-        self._enable = self._node.create_client(SetBool, f"{policy_node}/enable")
-        self._hints = {self._home: "is the franka node running?", self._enable: "is the policy node running?"}
-        self._missing: set = set()  # not waited for again (the best-effort disable on the way out)
+        self._caller = ServiceCaller("evaluate", service_timeout_s)
+        self.home_timeout_s = home_timeout_s
+        self._home = self._caller.client(f"{franka_node}/home", False, "is the franka node running?")
+        self._enable = self._caller.client(f"{policy_node}/enable", True, "is the policy node running?")
 
     def connect(self) -> None:
         """Both services must be there; the policy is disabled first, so it does not act during the
         first reset even if it was started enabled."""
         self.enable(False)
-        self._wait(self._home)
+        self._caller.wait(self._home)
 
     def home(self) -> None:
-        self._call(self._home, self._Trigger.Request(), self.home_timeout_s)
+        self._caller.call(self._home, None, self.home_timeout_s)
 
     def enable(self, on: bool) -> None:
-        self._call(self._enable, self._SetBool.Request(data=on), self.service_timeout_s)
-
-    def _wait(self, client) -> None:
-        if client in self._missing or not client.wait_for_service(timeout_sec=self.service_timeout_s):
-            self._missing.add(client)
-            raise ControlError(f"service {client.service_name} is not available after {self.service_timeout_s:g} s "
-                               f"({self._hints[client]})")
-
-    def _call(self, client, request, timeout_s: float) -> None:
-        self._wait(client)
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                client.remove_pending_request(future)
-                raise ControlError(f"service {client.service_name} did not answer within {timeout_s:g} s")
-            self._executor.spin_once(timeout_sec=0.1)
-        response = future.result()
-        if response is None or not response.success:
-            message = getattr(response, "message", "") or "no reason given"
-            raise ControlError(f"service {client.service_name} failed: {' '.join(message.split())}")
+        self._caller.call(self._enable, on)
 
     def close(self) -> None:
-        self._executor.shutdown(timeout_sec=1.0)
-        self._node.destroy_node()
-        self._rclpy.try_shutdown(context=self._ctx)
+        self._caller.close()
 
 
 # --- the command line --------------------------------------------------------------------------
