@@ -104,7 +104,7 @@ class RecorderConfig:
     image_topic: str = _text("camera/image_raw", topic=True)
     joint_state_topic: str = _text("franka/joint_states", topic=True)
     gripper_topic: str = _text("franka/gripper_width", topic=True)
-    resolution: int = _num(224, 16, 1024)  # frames are stored through real.preprocess at this size
+    resolution: int = _num(128, 16, 1024)  # frames stored through real.preprocess at this size: the encoder's (Toto: 128)
     guiding_service: str = _text("franka/guiding", empty=True, topic=True)  # empty: do not ask the franka node
 
 

@@ -14,7 +14,7 @@ demo succeeded) saves the episode and hands the arm back (SetBool false); `~/dis
 drops it. The guiding call is asynchronous (call_async + done callback): the node spins on a
 SingleThreadedExecutor, which must stay free to receive the reply.
 
-An episode lives in memory (224 px frames: ~1.5 MB/s at 10 Hz) and is written at stop as
+An episode lives in memory (128 px frames: ~0.5 MB/s at 10 Hz) and is written at stop as
 `<out_dir>/episode_<NNNN>.hdf5` (numbering after the highest existing one) by
 `toto_robot.demos.write_demo_file`: a hidden temporary file in the same directory, fsynced, then
 renamed. So a crash, even SIGKILL, mid-episode or mid-write never touches saved episodes nor leaves
