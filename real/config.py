@@ -58,11 +58,12 @@ class SafetyConfig:
     workspace_min: XYZ = _xyz((0.2, -0.4, 0.02))  # hand box in the robot base frame (m)
     workspace_max: XYZ = _xyz((0.75, 0.4, 0.7))
     hand_tcp_offset: float = _num(FRANKA_TCP_OFFSET, 0.0, 0.3)  # flange to fingertip centre along flange z (m)
+    box_margin: float = _num(0.01, 0.0, 0.1)  # targets stay this far inside the box: room for tracking overshoot (m)
 
     def __post_init__(self):
-        if not all(lo < hi for lo, hi in zip(self.workspace_min, self.workspace_max)):
+        if not all(lo + 2 * self.box_margin < hi for lo, hi in zip(self.workspace_min, self.workspace_max)):
             raise ValueError(f"workspace_min: {list(self.workspace_min)} must be below workspace_max "
-                             f"{list(self.workspace_max)} on every axis")
+                             f"{list(self.workspace_max)} by more than 2 x box_margin on every axis")
 
 
 @dataclass(frozen=True)

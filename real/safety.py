@@ -70,16 +70,17 @@ class SafetyEnvelope:
         pose = dh_forward_kinematics(FRANKA_DH, q)
         return np.stack([pose[:3, 3], pose[:3, 3] + self.config.hand_tcp_offset * pose[:3, 2]])
 
-    def in_workspace(self, q: np.ndarray) -> bool:
+    def in_workspace(self, q: np.ndarray, margin: float = 0.0) -> bool:
+        """Flange and fingertips inside the box shrunk by `margin` metres on every face."""
         points = self.hand_points(q)
-        return bool(np.all(points >= self.box_min) and np.all(points <= self.box_max))
+        return bool(np.all(points >= self.box_min + margin) and np.all(points <= self.box_max - margin))
 
     def admits(self, q) -> str | None:
         """None if configuration `q` is inside the shrunk joint limits and the workspace box, else why not."""
         q = np.asarray(q, np.float64)
         if np.any(q < self.lower) or np.any(q > self.upper):
             return "outside the joint limits (with margin)"
-        return None if self.in_workspace(q) else "puts the hand outside the workspace box"
+        return None if self.in_workspace(q, self.config.box_margin) else "puts the hand outside the workspace box"
 
     def hold(self, current_q, last_target, reason: str) -> tuple[np.ndarray, Report]:
         """Keep the last commanded target (the measured joints if nothing was commanded yet)."""
@@ -116,11 +117,14 @@ class SafetyEnvelope:
         wanted = led
         target = np.clip(wanted, np.minimum(self.lower, start), np.maximum(self.upper, start))
         joint_limited, fraction = bool(np.any(target != wanted)), 1.0
-        if not self.in_workspace(target):
+        # Targets keep box_margin clear of the faces: the tracking arm overshoots a target by a few mm.
+        # From inside that band a step may only move inwards (the bisection keeps none of an outward one).
+        margin = self.config.box_margin
+        if not self.in_workspace(target, margin):
             inside, outside = 0.0, 1.0  # start is inside: bisect the largest safe share of the step
             for _ in range(_BISECTIONS):
                 mid = (inside + outside) / 2
-                inside, outside = (mid, outside) if self.in_workspace(start + mid * (target - start)) else (inside, mid)
+                inside, outside = (mid, outside) if self.in_workspace(start + mid * (target - start), margin) else (inside, mid)
             fraction = inside
             target = start + fraction * (target - start)
         self.counts["lead_limited"] += lead_limited

@@ -64,7 +64,7 @@ def test_trigger_and_setbool_answers_are_printed(services):
 
 
 @pytest.mark.parametrize("args, words", [(("rec/broken",), "service /rec/broken failed: no episode open"),
-                                         (("rec/nothing", "--timeout-s", "1"), "/rec/nothing is not available after 1 s")])
+                                         (("rec/nothing", "--timeout-s", "2"), "/rec/nothing is not available after 2 s")])
 def test_refusal_or_missing_service_is_one_line_exit_1(services, args, words):
     done = _call(*args)
     err = done.stderr.strip().splitlines()

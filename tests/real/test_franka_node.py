@@ -233,8 +233,8 @@ def test_guiding_stops_streaming_and_refuses_actions_until_released(harness):
 
 def test_thousand_fuzzed_actions_keep_the_sim_arm_in_its_limits_and_box(harness):
     """NaN, inf, huge, wrong-length and steady pushes toward the limits, at 50 Hz, from the ready pose:
-    every measured joint state stays inside the margin-shrunk limits and the hand inside the box
-    (1 cm / 0.01 rad allowance for franky-sim's tracking error)."""
+    every measured joint state stays within 0.01 rad of the margin-shrunk limits and the measured hand
+    inside the configured box (targets keep box_margin clear of it for the arm's overshoot)."""
     node, env = harness.node, harness.node.envelope
     assert harness.call(harness.home, timeout=30.0).success  # the sim starts with the hand outside the box
     t0 = time.monotonic()
@@ -250,14 +250,19 @@ def test_thousand_fuzzed_actions_keep_the_sim_arm_in_its_limits_and_box(harness)
             continue
         harness.act(values, period=0.02)
         sent += 1
-    assert _wait(lambda: node.actions_received == 1000, 2.0), node.actions_received
+        # lock-step: the node's depth-1 action queue keeps only the newest, and all 1,000 must apply
+        assert _wait(lambda: node.actions_received == sent, 1.0), (sent, node.actions_received)
     assert _settled(node, 5.0)
     states = [q for t, q in harness.states if t >= t0]
     assert len(states) > 50 * 15  # the whole run was watched at the state rate
+    worst_joint = worst_box = -np.inf  # how far past the shrunk limits / the box (negative: inside)
     for q in states:
-        assert np.all(q >= env.lower - 0.01) and np.all(q <= env.upper + 0.01), q
         points = env.hand_points(q)
-        assert np.all(points >= env.box_min - 0.01) and np.all(points <= env.box_max + 0.01), (q, points)
+        worst_joint = max(worst_joint, np.max(env.lower - q), np.max(q - env.upper))
+        worst_box = max(worst_box, np.max(env.box_min - points), np.max(points - env.box_max))
+    print(f"\n1,000 fuzzed actions on franky-sim: closest approach past the margin-shrunk joint limits "
+          f"{worst_joint:+.4f} rad, past the workspace box {1e3 * worst_box:+.1f} mm")
+    assert worst_joint <= 0.01 and worst_box <= 0.0, (worst_joint, worst_box)  # the box itself, no allowance
     # the fuzz did press on every guard
     assert env.counts["not_finite"] > 50 and env.counts["wrong_length"] > 50 and env.counts["step_limited"] > 100
     assert env.counts["joint_limited"] + env.counts["workspace_scaled"] > 20, dict(env.counts)

@@ -86,12 +86,19 @@ def test_joint_already_outside_may_only_move_inwards():
 
 def test_step_scaled_back_at_the_box_face_and_held_outside():
     env = _envelope(max_joint_step=0.2)
-    low_z = replace(SafetyConfig(), workspace_min=(0.2, -0.4, env.hand_points(READY)[:, 2].min() - 0.005))
+    floor = env.hand_points(READY)[:, 2].min() - env.config.box_margin
+    low_z = replace(SafetyConfig(), workspace_min=(0.2, -0.4, floor - 0.005))  # READY: 5 mm above the margin
     env = SafetyEnvelope(replace(low_z, max_joint_step=0.2), *joint_limits("fr3"))
     down = np.array([0, 0.2, 0, 0, 0, 0, 0])  # shoulder forward: the hand dips
     target, report = env.clamp(READY, None, down)
-    assert 0.0 < report.workspace_fraction < 1.0 and env.in_workspace(target)
-    assert env.hand_points(target)[:, 2].min() - env.box_min[2] < 0.001  # stopped at the face
+    assert 0.0 < report.workspace_fraction < 1.0 and env.in_workspace(target, env.config.box_margin)
+    assert env.hand_points(target)[:, 2].min() - (env.box_min[2] + env.config.box_margin) < 0.001  # stopped at the margin
+    # inside the margin band (the arm overshot, or was guided there): outward steps keep nothing, inward ones pass
+    band = SafetyEnvelope(replace(low_z, workspace_min=(0.2, -0.4, floor + 0.005), max_joint_step=0.2), *joint_limits("fr3"))
+    target, report = band.clamp(READY, None, down)
+    assert not report.held and report.workspace_fraction == 0.0 and np.array_equal(target, READY)
+    target, report = band.clamp(READY, None, -down)
+    assert report.workspace_fraction == 1.0 and np.allclose(target, READY - down)
     outside = _envelope(workspace_min=(0.5, -0.4, 0.02))  # READY's hand is at x = 0.31
     target, report = outside.clamp(READY, None, np.zeros(7))
     assert report.held and report.reason == "outside_workspace" and np.array_equal(target, READY)
