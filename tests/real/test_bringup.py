@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import yaml
 from tests.real.processes import REPO, Proc, alive, bringup, franky_sim_exe, ros_env, start_sim
 
 CONFIG = REPO / "real" / "config" / "cube_pick.yaml"
-RUN_HOST, KILL_HOST = "127.0.0.83", "127.0.0.84"
+RUN_HOST, KILL_HOST, RECORD_HOST = "127.0.0.83", "127.0.0.84", "127.0.0.86"
 ENV = ros_env(60 + os.getpid() % 20)
 
 
@@ -65,8 +66,9 @@ def config(tmp_path):
         writer.write(np.full((60, 80, 3), 40 * i, np.uint8))
     writer.release()
     data = yaml.safe_load(CONFIG.read_text())
-    data["franka"]["ros__parameters"]["realtime"] = False
+    data["franka"]["ros__parameters"].update(realtime=False, guiding=False)  # franky-sim: no RT kernel, no guiding
     data["camera"]["ros__parameters"]["device"] = str(clip)
+    data["recorder"]["ros__parameters"].update(out_dir=str(tmp_path / "demos"), resolution=32)
     path = tmp_path / "cube_pick.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -121,3 +123,37 @@ def test_robot_lost_stops_the_rest_and_exits_nonzero_naming_franka_and_a_restart
     finally:
         again.stop()
     assert again.proc.returncode == 0, again.text
+
+
+def test_recording_a_demo_through_the_services(sim_at, config, tmp_path):
+    """camera + franka + recorder as processes: recorder/start frees the arm through franka/guiding,
+    recorder/stop saves one valid episode of the sim arm's joints and hands the arm back."""
+    from real.demo_layout import read_layout
+
+    sim_at(RECORD_HOST)
+    run = Proc(bringup("--config", str(config), "--robot-ip", RECORD_HOST, "--nodes", "camera,franka,recorder"),
+               env=ENV)
+
+    def call(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "real.call", *args, "--timeout-s", "10"], capture_output=True,
+                              text=True, env=ENV, cwd=REPO, timeout=60)
+
+    try:
+        assert run.wait_for(f"connected to the robot at {RECORD_HOST}", "[recorder] ", "camera '", timeout=30.0), run.text
+        t0 = time.monotonic()
+        started = call("recorder/start")
+        assert started.returncode == 0, started.stderr
+        assert run.wait_for("no motion commanded (franka.guiding is false", timeout=5.0), run.text
+        time.sleep(1.5)
+        stopped = call("recorder/stop", "true")
+        window = time.monotonic() - t0  # the episode was open within this
+        assert stopped.returncode == 0, stopped.stderr
+        assert run.wait_for("guiding released: accepting actions", timeout=5.0), run.text
+        assert call("recorder/stop", "true").returncode == 1  # nothing open any more: one line, exit 1
+    finally:
+        run.stop()
+    episodes = sorted((tmp_path / "demos").glob("episode_*.hdf5"))
+    assert len(episodes) == 1, run.text
+    layout, samples, successes = read_layout(episodes[0])
+    assert layout.resolution == 32 and layout.control_hz == 10.0 and successes == [True]
+    assert 14 <= samples[0] <= 10 * window, (samples, window)  # >= 1.5 s at 10 Hz, less the last sample
