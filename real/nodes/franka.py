@@ -122,46 +122,6 @@ class FrankaBridge:
         self.robot = self.gripper = self._gripper_future = self._gripper_wish = None
         self.target = None
 
-    def _on_home(self, request, response):
-        """Stream home_q and keep publishing the state until every joint is within HOME_TOLERANCE.
-        Blocks this node's executor on purpose: no action may interleave with the homing move."""
-        if self.envelope.estopped or self.guiding:
-            response.success = False
-            response.message = "e-stopped: call reset first" if self.envelope.estopped else "guiding: release it first"
-            return response
-        self._guarded(self.bridge.command, self.home_q)
-        deadline = time.monotonic() + HOME_TIMEOUT_S
-        while True:
-            self._publish_state()
-            error = float(np.max(np.abs(self.q - self.home_q)))
-            if error <= HOME_TOLERANCE or time.monotonic() > deadline:
-                break
-            time.sleep(1.0 / self.config.state_rate_hz)
-        self.holding, self.watchdog.last = True, None  # keep home until a fresh action
-        response.success = error <= HOME_TOLERANCE
-        response.message = (f"at home (max joint error {error:.4f} rad)" if response.success else
-                            f"did not reach home within {HOME_TIMEOUT_S:g} s (max joint error {error:.3f} rad)")
-        self.get_logger().info(response.message)
-        return response
-
-    def _on_guiding(self, request, response):
-        self.holding, self.watchdog.last = True, None
-        if request.data:
-            if self.bridge.target is not None:
-                self._guarded(self.bridge.stop)
-            if self.config.guiding:
-                self._guarded(self.bridge.free_for_guiding)
-            self.guiding = True
-            response.message = ("arm free: guide it by hand (hold the enabling button)" if self.config.guiding else
-                                "no motion commanded (franka.guiding is false: guiding mode not set)")
-        else:
-            self.guiding = False
-            self.bridge.target = None  # resume from wherever the operator left the arm
-            response.message = "guiding released: accepting actions"
-        self.get_logger().info(response.message)
-        response.success = True
-        return response
-
     # -- errors -----------------------------------------------------------------------------
     def _failure(self, e: BaseException, what: str) -> Exception:
         """franky exception -> Recoverable, RobotLost or RobotError (all one line)."""
