@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import select
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -213,6 +214,7 @@ class RosTrialControl:
     def __init__(self, franka_node: str = "franka", policy_node: str = "policy", service_timeout_s: float = 5.0,
                  home_timeout_s: float = 120.0):
         self._caller = ServiceCaller("evaluate", service_timeout_s)
+        self._policy_node = policy_node
         self.home_timeout_s = home_timeout_s
         self._home = self._caller.client(f"{franka_node}/home", False, "is the franka node running?")
         self._enable = self._caller.client(f"{policy_node}/enable", True, "is the policy node running?")
@@ -222,6 +224,10 @@ class RosTrialControl:
         first reset even if it was started enabled."""
         self.enable(False)
         self._caller.wait(self._home)
+
+    def policy_checkpoint(self) -> str | None:
+        """The checkpoint the policy node was started with (its `checkpoint` parameter)."""
+        return self._caller.get_parameter(self._policy_node, "checkpoint")
 
     def home(self) -> None:
         self._caller.call(self._home, None, self.home_timeout_s)
@@ -299,12 +305,18 @@ def main(argv=None, make_control: Callable[[argparse.Namespace], object] | None 
     if record.trials:
         operator.say(f"resuming {args.out} after trial {len(record.trials)} of {record.planned}")
     control = None
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's kill disables the policy like Ctrl-C
     try:
         if make_control is None:
             control = RosTrialControl(args.franka_node, args.policy_node, args.service_timeout_s, args.home_timeout_s)
             control.connect()
         else:
             control = make_control(args)
+        running = getattr(control, "policy_checkpoint", lambda: None)()
+        if args.checkpoint and running and Path(running).resolve() != Path(args.checkpoint).resolve():
+            _disable(control)
+            err(f"the policy node runs {running}, not --checkpoint {args.checkpoint}: restart it or fix --checkpoint")
+            return 2
         run_trials(control, record, operator, args.trial_s)
     except ControlError as e:
         _disable(control)
@@ -315,11 +327,16 @@ def main(argv=None, make_control: Callable[[argparse.Namespace], object] | None 
         operator.say(f"\ninterrupted: policy disabled, {len(record.trials)} trials kept in {args.out}")
         return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if control is not None and hasattr(control, "close"):
             control.close()
     operator.say(f"{record.summary()} -> {args.out}" if record.trials else
                  f"no trials recorded ({args.out} not written)")
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _disable(control) -> None:

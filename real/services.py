@@ -66,6 +66,25 @@ class ServiceCaller:
             raise ServiceError(f"service {client.service_name} failed: {message or 'no reason given'}")
         return message
 
+    def get_parameter(self, node: str, name: str):
+        """The current value of `node`'s parameter `name` (rcl_interfaces GetParameters; every rclpy node
+        offers it), or None if the node does not declare it."""
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        client = self._node.create_client(GetParameters, f"{node}/get_parameters")
+        self._hints[client] = f"is the {node} node running?"
+        self.wait(client)
+        future = client.call_async(GetParameters.Request(names=[name]))
+        deadline = time.monotonic() + self.service_timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                client.remove_pending_request(future)
+                raise ServiceError(f"service {client.service_name} did not answer within {self.service_timeout_s:g} s")
+            self._executor.spin_once(timeout_sec=0.1)
+        values = future.result().values
+        return parameter_value_to_python(values[0]) if values and values[0].type else None
+
     def close(self) -> None:
         self._executor.shutdown(timeout_sec=1.0)
         self._node.destroy_node()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -135,6 +136,19 @@ def test_ctrl_c_disables_the_policy_and_keeps_saved_trials(tmp_path, capsys):
     assert json.loads((tmp_path / "e.json").read_text())["trials_done"] == 1
 
 
+def test_sigterm_disables_the_policy_like_ctrl_c(tmp_path, capsys):
+    class TermDuringTrial(FakeOperator):
+        def wait_enter(self, seconds, label):
+            os.kill(os.getpid(), signal.SIGTERM)  # e.g. a supervisor stopping the session
+            return super().wait_enter(seconds, label)
+
+    robot = FakeRobot()
+    before = signal.getsignal(signal.SIGTERM)
+    code, err = _main(["--out", str(tmp_path / "e.json")], robot, TermDuringTrial([""], [None]), capsys)
+    assert code == 130 and robot.calls == ["home", True, False]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is only there while main runs
+
+
 def test_default_out_is_named_after_the_checkpoint():
     assert parse_args(["--checkpoint", "runs/real_bc/"]).out == Path("runs/real/eval/real_bc.json")
     assert parse_args([]).out == Path("runs/real/eval/eval.json")
@@ -166,8 +180,9 @@ def test_console_reads_lines_from_a_pipe_without_blocking():
 
 @pytest.fixture
 def servers(monkeypatch):
-    """`servers(franka=..., policy=...)` starts Trigger `<franka>/home` and SetBool `<policy>/enable`
-    (None: not offered); returns the log of calls. `log.fail_home` makes home answer failure."""
+    """`servers(franka=..., policy=..., checkpoint=...)` starts Trigger `<franka>/home` and SetBool
+    `<policy>/enable` (None: not offered), the policy node with a `checkpoint` parameter if given;
+    returns the log of calls. `log.fail_home` makes home answer failure."""
     pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
     import rclpy
     from rclpy.context import Context
@@ -196,11 +211,13 @@ def servers(monkeypatch):
         resp.success = True
         return resp
 
-    def start(franka="franka", policy="policy"):
+    def start(franka="franka", policy="policy", checkpoint=None):
         for name, kind, srv, cb in ((franka, Trigger, "~/home", home), (policy, SetBool, "~/enable", enable)):
             if name:
                 node = rclpy.create_node(name, context=ctx)
                 node.create_service(kind, srv, cb)
+                if cb is enable and checkpoint is not None:  # what the real policy node declares
+                    node.declare_parameter("checkpoint", checkpoint)
                 ex.add_node(node)
                 nodes.append(node)
         threads.append(threading.Thread(target=ex.spin, daemon=True))
@@ -251,7 +268,7 @@ def test_failed_home_is_a_control_error(servers):
 
 def test_two_trials_through_ros_and_stdin(servers, tmp_path):
     """Trial 1 is ended by Enter and judged a success, trial 2 runs to --trial-s and fails."""
-    log = servers(franka="arm", policy="pol")
+    log = servers(franka="arm", policy="pol", checkpoint=str(tmp_path / "bc_run"))
     out = tmp_path / "eval.json"
     proc = subprocess.Popen([sys.executable, "-m", "real.evaluate", "--trials", "2", "--trial-s", "1.5",
                              "--checkpoint", str(tmp_path / "bc_run"), "--out", str(out), "--franka-node", "arm",
@@ -278,3 +295,15 @@ def test_two_trials_through_ros_and_stdin(servers, tmp_path):
     assert t1["duration_s"] < 1.4 and 1.5 <= t2["duration_s"] < 3.0
     assert data["config"]["franka_node"] == "arm" and data["config"]["trial_s"] == 1.5
     assert stdout.strip().splitlines()[-1] == f"1/2 successes (50%, 95% CI 9–91%) -> {out}"
+
+
+def test_checkpoint_other_than_the_running_policy_is_one_line_exit_2(servers, tmp_path):
+    log = servers(franka="arm_c", policy="pol_c", checkpoint=str(tmp_path / "other_run"))
+    done = subprocess.run([sys.executable, "-m", "real.evaluate", "--checkpoint", str(tmp_path / "bc_run"),
+                           "--out", str(tmp_path / "e.json"), "--franka-node", "arm_c", "--policy-node", "pol_c"],
+                          cwd=REPO, env=ROS_ENV, input="\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        f"python -m real.evaluate: error: the policy node runs {tmp_path / 'other_run'}, not --checkpoint "
+        f"{tmp_path / 'bc_run'}: restart it or fix --checkpoint"]
+    assert set(log) == {False} and not (tmp_path / "e.json").exists()  # disabled, never homed nor enabled
