@@ -1,6 +1,6 @@
 """Import demonstrations in the public RPT convention into a real-robot demo file (robomimic schema).
 
-    python -m real.rpt_import <episodes dir or file> <out.hdf5> [--resolution 128] [--control-hz 10]
+    python -m real.rpt_import <episodes dir or file> <out.hdf5> [--resolution 128] [--control-hz 10] [--stride 1]
 
 RPT's published copy is RLDS/TFRecord (berkeley_rpt_converted_externally_to_rlds), which cannot be
 read without tensorflow, and tensorflow is not installed here. So the input is what one gets by
@@ -13,6 +13,9 @@ name of each list is the RLDS feature name; the others are accepted aliases, nes
     gripper         (T,) or (T, 1), optional gripper | observation/gripper | gripper_state   (1 closed, 0 open)
     actions         (T, 8), optional         action | actions: 7 joint deltas (rad) + binary gripper
 
+`--stride k` keeps every k-th step, so demos recorded faster than the policy acts (e.g. 30 Hz for a
+10 Hz policy: stride 3) get actions of the policy's step: k consecutive joint deltas summed, the
+gripper command of the last; an incomplete last block is dropped, and control_hz becomes control_hz / k.
 Without actions they are derived (real.demo_layout.deltas_from_joints: q[t+1] - q[t], gripper
 target = next gripper state), which drops each episode's last step. Frames go through
 real.preprocess (lower-centre 448 crop, resize). An episode that is unreadable, misses a key, has
@@ -91,8 +94,20 @@ def _numeric(key: str, value: np.ndarray, shape_ok: bool, expected: str) -> np.n
     return value
 
 
-def load_episode(path: Path, layout: RealLayout):
-    """One episode as a toto_robot.demos.Demo (frames preprocessed); BadEpisode says why not."""
+def _strided(images, joints, proprio, gripper, actions, k: int):
+    """Every k-th step; given actions summed over each block of k (gripper: the block's last command)."""
+    blocks = len(images) // k if actions is not None else (len(images) - 1) // k + 1
+    if blocks < (1 if actions is not None else 2):
+        raise BadEpisode(f"{len(images)} steps: too short for --stride {k}")
+    if actions is not None:
+        grouped = actions[: blocks * k].reshape(blocks, k, ACTION_DIM)
+        actions = np.concatenate([grouped[:, :, :NUM_JOINTS].sum(axis=1), grouped[:, -1, NUM_JOINTS:]], axis=1)
+    keep = np.arange(blocks) * k
+    return images[keep], joints[keep], proprio[keep], None if gripper is None else gripper[keep], actions, blocks
+
+
+def load_episode(path: Path, layout: RealLayout, stride: int = 1):
+    """One episode as a toto_robot.demos.Demo (frames preprocessed, every `stride`-th step); BadEpisode says why not."""
     from toto_robot.demos import Demo
 
     arrays = read_keys(path)
@@ -111,6 +126,8 @@ def load_episode(path: Path, layout: RealLayout):
         actions = _numeric(action_key, actions, actions.shape == (T, ACTION_DIM), f"(T={T}, {ACTION_DIM})")
     elif T < 2:
         raise BadEpisode("one step and no actions: nothing to derive joint deltas from")
+    if stride > 1:
+        images, joints, proprio, gripper, actions, T = _strided(images, joints, proprio, gripper, actions, stride)
     pixels = preprocess_frames(images, layout.resolution)
     if action_key is None:
         closed = np.zeros(T - 1) if gripper is None else gripper[1:, 0]
@@ -124,7 +141,7 @@ def load_episode(path: Path, layout: RealLayout):
 
 
 def import_rpt(src, out, resolution: int = 128, gripper_obs: str = "closed_binary", control_hz: float | None = None,
-               progress: bool = False) -> dict:
+               progress: bool = False, stride: int = 1) -> dict:
     """Import every episode of `src` into `out`; returns {out, episodes, samples, derived_actions, skipped: {file: reason}}.
 
     ValueError (one line) if `src` is missing or no episode could be imported (`out` is then not written).
@@ -137,13 +154,16 @@ def import_rpt(src, out, resolution: int = 128, gripper_obs: str = "closed_binar
     files = episode_files(src)
     if int(resolution) < 8:
         raise ValueError(f"resolution={resolution}: use the encoder's frame size (e.g. 128)")
-    layout = RealLayout(resolution=int(resolution), source="rpt", gripper_obs=gripper_obs, control_hz=control_hz)
+    if int(stride) < 1:
+        raise ValueError(f"stride={stride}: keep every k-th step with k >= 1")
+    rate = None if control_hz is None else control_hz / int(stride)
+    layout = RealLayout(resolution=int(resolution), source="rpt", gripper_obs=gripper_obs, control_hz=rate)
     skipped, parts, samples, derived, proprio_width = {}, [], 0, 0, 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.parts.") as tmp:
         for path in tqdm(files, desc="import", unit="episode", disable=not progress):
             try:
-                demo, was_derived = load_episode(path, layout)
+                demo, was_derived = load_episode(path, layout, int(stride))
             except BadEpisode as reason:
                 skipped[path.name] = str(reason)
                 continue
@@ -171,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=128, help="frame size after crop and resize: the encoder's (128)")
     parser.add_argument("--gripper-obs", choices=GRIPPER_OBS, default="closed_binary", help="unit of the gripper key")
     parser.add_argument("--control-hz", type=float, default=None, help="rate of the recorded steps, if known")
+    parser.add_argument("--stride", type=int, default=1, help="keep every k-th step (recorded at k x the policy's rate)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        summary = import_rpt(args.src, args.out, args.resolution, args.gripper_obs, args.control_hz, not args.no_progress)
+        summary = import_rpt(args.src, args.out, args.resolution, args.gripper_obs, args.control_hz, not args.no_progress,
+                             args.stride)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -97,6 +97,11 @@ class PolicyNode(_NodeBase):
         self.config = cfg = declare_section(self, "policy", config or PolicyConfig())
         self.policy = policy if policy is not None else load_policy(cfg)
         self.uses_gripper = bool(getattr(self.policy, "uses_gripper", True))
+        trained_hz = (getattr(self.policy, "layout", None) or {}).get("control_hz")
+        if trained_hz and abs(trained_hz - cfg.rate_hz) > 0.1 * cfg.rate_hz:  # deltas are per demo step
+            self.get_logger().warning(
+                f"the policy was trained on {trained_hz:g} Hz steps but acts at {cfg.rate_hz:g} Hz: its joint deltas "
+                f"are {trained_hz / cfg.rate_hz:.2g}x off in speed (set rate_hz, or re-import with --stride)")
         self._Float64MultiArray = Float64MultiArray
         self.image, self.joints, self.gripper = LatestMessage(), LatestMessage(), LatestMessage()
         self._used = (0, 0)  # (image seq, joint-state seq) of the previous action

@@ -234,3 +234,19 @@ def test_enable_service_pauses_and_acts_only_on_observations_after_the_enable():
         node.destroy_node()
         peer.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_warns_when_the_demos_ran_at_another_rate(capfd):
+    class ThirtyHz(_ZeroPolicy):
+        layout = {"control_hz": 30.0}
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN)
+    try:
+        for policy, warned in ((ThirtyHz(), True), (_ZeroPolicy(), False)):
+            node = PolicyNode(PolicyConfig(), policy=policy, context=ctx)
+            node.destroy_node()
+            err = capfd.readouterr().err
+            assert ("trained on 30 Hz steps but acts at 10 Hz" in err) == warned, err
+    finally:
+        rclpy.try_shutdown(context=ctx)

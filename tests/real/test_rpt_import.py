@@ -118,3 +118,24 @@ def test_cli_failure_is_one_line_and_keeps_the_previous_output(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: ")
     assert out.read_bytes() == b"previous import" and sorted(p.name for p in tmp_path.iterdir()) == ["bad", "demos.hdf5"]
+
+
+def test_stride_keeps_every_kth_step_with_summed_actions(tmp_path):
+    """Demos at 30 Hz for a 10 Hz policy: stride 3 keeps steps 0, 3, 6; given actions are summed per
+    block of 3 (gripper: the block's last); derived ones span q[t+3] - q[t]; control_hz 30 -> 10."""
+    rng = np.random.default_rng(3)
+    given, derived = rpt_episode(rng, 10), rpt_episode(rng, 8)
+    np.savez(tmp_path / "a_given.npz", **given)
+    np.savez(tmp_path / "b_derived.npz", **{k: v for k, v in derived.items() if k != "action"})
+    np.savez(tmp_path / "c_short.npz", **rpt_episode(rng, 2))
+    out = tmp_path / "out" / "demos.hdf5"
+    summary = import_rpt(tmp_path, out, resolution=32, control_hz=30.0, stride=3)
+    assert summary["episodes"] == 2 and "too short for --stride 3" in summary["skipped"]["c_short.npz"]
+    env_args, (a, b) = read_demo_file(out)
+    assert RealLayout.from_env_args(env_args).control_hz == 10.0
+    np.testing.assert_array_equal(a.obs["pixels"], preprocess_frames(given["hand_image"][[0, 3, 6]], 32))
+    blocks = given["action"][:9].reshape(3, 3, 8)
+    np.testing.assert_allclose(a.actions[:, :7], blocks[:, :, :7].sum(axis=1), atol=1e-6)
+    np.testing.assert_array_equal(a.actions[:, 7], blocks[:, -1, 7])
+    np.testing.assert_allclose(b.actions[:, :7], np.diff(derived["joint_pos"][[0, 3, 6]], axis=0), atol=1e-6)
+    assert b.obs["pixels"].shape == (2, 32, 32, 3)
