@@ -318,6 +318,7 @@ class FrankaNode(_NodeBase):
         if self.guiding:
             self.envelope.hold(self.q, self.bridge.target, "guiding")
             return
+        self.q, self.dq = self.bridge.joint_state()  # fresh: the lead cap is relative to where the arm is now
         target, report = self.envelope.clamp(self.q, self.bridge.target, np.asarray(msg.data, dtype=np.float64))
         if report.held:
             self.get_logger().warning(f"action held ({report.reason}); counts {dict(self.envelope.counts)}",
