@@ -108,7 +108,6 @@ class PolicyNode(_NodeBase):
         self.skipped: collections.Counter[str] = collections.Counter()
         self.actions = 0
         self.history: collections.deque = collections.deque(maxlen=HISTORY)  # (image stamp ns, joint stamp ns, action)
-        self.inference_s: collections.deque = collections.deque(maxlen=100)
         # depth 1: only the newest observation matters
         self.create_subscription(Image, cfg.image_topic, self.image.put, 1)
         self.create_subscription(JointState, cfg.joint_state_topic, self.joints.put, 1)
@@ -162,7 +161,6 @@ class PolicyNode(_NodeBase):
         image, joints = self.image.msg, self.joints.msg
         self._used = (self.image.seq, self.joints.seq)  # consumed even if unusable: never retried
         width = float(self.gripper.msg.data) if self.gripper.msg is not None else None
-        start = time.perf_counter()
         try:
             action = np.asarray(self.policy.act(image_to_rgb(image), np.asarray(joints.position, np.float64), width),
                                 dtype=np.float64).reshape(-1)
@@ -172,7 +170,6 @@ class PolicyNode(_NodeBase):
             self.skipped["bad_input"] += 1
             self.get_logger().warning(f"no action: {' '.join(str(e).split())}", throttle_duration_sec=1.0)
             return
-        self.inference_s.append(time.perf_counter() - start)
         self.pub.publish(self._Float64MultiArray(data=action.tolist()))
         self.actions += 1
         stamp = lambda m: m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec  # noqa: E731
