@@ -26,6 +26,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from encoder.probes.config import ProbeConfig  # noqa: E402  (registers the schema and the run-dir resolver)
 from encoder.probes.run import run_probes  # noqa: E402
+from toto_robot.cli import bad_input_exits  # noqa: E402
 
 
 def report(result: dict) -> None:
@@ -42,14 +43,11 @@ def report(result: dict) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="probe")
 def main(cfg) -> None:
-    try:
+    with bad_input_exits(NotImplementedError):
         config: ProbeConfig = OmegaConf.to_object(cfg)
         result = run_probes(config)
         report(result)
         print(f"results: {Path(config.out) / 'results.json'}, plot: {Path(config.out) / 'accuracy_vs_layer.png'}")
-    except (ValueError, FileNotFoundError, NotImplementedError) as error:  # bad input: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from pretrain.config import RunConfig  # noqa: E402
 from pretrain.pipeline import run  # noqa: E402
+from toto_robot.cli import bad_input_exits  # noqa: E402
 
 
 def report(cfg: RunConfig, result: dict) -> None:
@@ -44,12 +45,9 @@ def report(cfg: RunConfig, result: dict) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="run")
 def main(cfg) -> None:
-    try:
+    with bad_input_exits(NotImplementedError):
         config: RunConfig = OmegaConf.to_object(cfg)
         report(config, run(config))
-    except (ValueError, FileNotFoundError, NotImplementedError) as error:  # bad input: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

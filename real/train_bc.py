@@ -32,6 +32,7 @@ from typing import Any, Optional  # noqa: E402
 import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+from toto_robot.cli import bad_input_exits  # noqa: E402
 
 PRETRAIN_HINT = "run `python pretrain/run.py` first or pass encoder.path=<encoder dir>"
 IMPORT_HINT = "import demos with python -m real.rpt_import <episodes dir> <demos.hdf5>"
@@ -202,11 +203,8 @@ def report(summary: dict) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_bc")
 def main(cfg) -> None:
-    try:
+    with bad_input_exits():
         report(train(OmegaConf.to_object(cfg)))
-    except (ValueError, FileNotFoundError) as error:  # bad input: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from policies.curves import plot_comparison  # noqa: E402
 from sim.policy_config import ENCODERS, check_choices  # noqa: E402
+from toto_robot.cli import bad_input_exits  # noqa: E402
 
 
 @dataclass
@@ -158,11 +159,8 @@ def curves(out: Path, cfg: CompareConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="compare")
 def main(cfg) -> None:
-    try:
+    with bad_input_exits():
         compare(OmegaConf.to_object(cfg))
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'summary.md'}")
 
 

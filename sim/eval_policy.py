@@ -29,6 +29,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from policies.curves import wilson_interval  # noqa: E402
 from sim.tasks import EnvOptions  # noqa: E402
 from sim.policy_config import AlgoSettings, EncoderSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
+from toto_robot.cli import bad_input_exits  # noqa: E402
 
 
 def check_cameras(camera: str) -> None:
@@ -132,11 +133,8 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval_policy")
 def main(cfg) -> None:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
-    try:
+    with bad_input_exits():
         s = evaluate_run(OmegaConf.to_object(cfg))
-    except (ValueError, FileNotFoundError) as error:  # bad input: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     low, high = s["ci95"]
     print(f"{s['task']} {s['encoder']} {s['algo']}: success {s['successes']}/{s['episodes']} = {s['success_rate']:.0%} "
           f"(95% CI {low:.0%}-{high:.0%}) -> {Path(cfg.run) / 'eval.json'}")

@@ -34,6 +34,7 @@ import hydra  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from sim.policy_config import TrainPolicyConfig, check, check_choices, env_options, make_provider  # noqa: E402
+from toto_robot.cli import bad_input_exits  # noqa: E402
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
 # since it would mix rounds collected under different envs or features in one buffer.
@@ -238,11 +239,8 @@ def report(summary: dict) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_policy")
 def main(cfg) -> None:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # hydra's INFO logging would print PyOpenGL's notices
-    try:
+    with bad_input_exits():
         report(train(OmegaConf.to_object(cfg)))
-    except (ValueError, FileNotFoundError) as error:  # bad input: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":
