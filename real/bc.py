@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from policies import Actor, AggregatedBuffer, TotoFeatures, demo_buffer, train_actor
-from real.bc_policy import KIND, BCPolicy, load_bc_policy  # noqa: F401  (the policy node's entry point, re-exported)
+from real.bc_policy import KIND
 from real.demo_layout import ACTION_DIM, GRIPPER_CLOSED_BELOW_M, NUM_JOINTS, RealLayout, deltas_from_joints
 from real.preprocess import PREPROCESSING
 

@@ -8,7 +8,7 @@
 `data` is a robomimic-schema HDF5 of real demos (python -m real.rpt_import), or a directory of the
 demo recorder's episode files (episode_*.hdf5, real/nodes/recorder.py): each is checked, then they are
 merged (in name order) into `out`/episodes.hdf5, re-merged only when the episode files change.
-Writes to `out`: actor.safetensors + actor.json (the policy: `real.bc.load_bc_policy(out)`),
+Writes to `out`: actor.safetensors + actor.json (the policy: `real.bc_policy.load_bc_policy(out)`),
 metrics.jsonl (train loss and validation MSE every `val_every` epochs, row 0 = untrained),
 loss_curve.png, and features.npz/.json (the frozen features, reused by a rerun on the same data and
 encoder: only the small MLP fit is repeated). Every file is written atomically and the policy
@@ -198,7 +198,7 @@ def report(summary: dict) -> None:
 
     print(f"BC on {summary['episodes']} episodes ({summary['val_episodes']} held out, {summary['samples']} training samples): "
           f"val MSE {fmt(summary['untrained_val_mse'])} untrained -> {fmt(summary['val_mse'])} -> {summary['out']}\n"
-          f"  deploy: real.bc.load_bc_policy({summary['out']!r}).act(frame, joint_positions, gripper_width)")
+          f"  deploy: real.bc_policy.load_bc_policy({summary['out']!r}).act(frame, joint_positions, gripper_width)")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_bc")

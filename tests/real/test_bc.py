@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from policies import Actor
-from real.bc import episode_rows, load_bc_policy, split_episodes
+from real.bc import episode_rows, split_episodes
+from real.bc_policy import load_bc_policy
 from real.demo_layout import RealLayout, read_layout
 from real.nodes.recorder import episode_demo
 from real.preprocess import preprocess_frame
