@@ -8,7 +8,7 @@ and the share of that time spent in the encoder, next to the same rollout with s
 (physics + rendering + expert only). Cases run round-robin so background load hits all alike;
 the best round is reported and the load average printed.
 
-    python benchmarks/dagger_throughput.py                       # runs/pretrain/encoder, bf16, grid4
+    python benchmarks/dagger_throughput.py                       # runs/pretrain/encoder, dtype auto, grid4
     python benchmarks/dagger_throughput.py --pool avg --dtype fp32 --steps 512
 """
 from __future__ import annotations
@@ -43,12 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--encoder", default="runs/pretrain/encoder")
     parser.add_argument("--pool", default="grid4")
-    parser.add_argument("--dtype", default="bf16")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 where native, else fp32) | fp32 | bf16")
     parser.add_argument("--envs", default="1,8,16")
     parser.add_argument("--steps", type=int, default=1024, help="env steps per measurement")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    encoder = load_encoder(args.encoder, pool=args.pool, dtype=None if args.dtype == "fp32" else args.dtype)
+    encoder = load_encoder(args.encoder, pool=args.pool, dtype=args.dtype)
+    encoder.compute.announce("encoder")
     cases = []
     for n in map(int, args.envs.split(",")):
         for name in ("toto", "state"):
@@ -65,7 +66,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             if case["best"] is None or seconds < case["best"][0]:
                 case["best"] = (seconds, case["provider"].seconds)
-    print(f"franka_pick, {encoder.resolution}px wrist frames, encoder {args.encoder} ({args.pool}, {args.dtype}), "
+    print(f"franka_pick, {encoder.resolution}px wrist frames, encoder {args.encoder} ({args.pool}, {encoder.compute.precision}), "
           f"{args.steps} steps a case, best of {args.repeats}; load average {os.getloadavg()[0]:.2f}")
     print("| envs | features | env steps/s | encoder share |\n|---|---|---|---|")
     for case in cases:

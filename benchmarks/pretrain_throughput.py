@@ -24,7 +24,8 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
 
-import torch  # noqa: E402
+import torch
+from toto_robot.compute import resolve  # noqa: E402
 
 from encoder.model import Toto, TotoConfig  # noqa: E402
 from encoder.objectives import next_token_loss  # noqa: E402
@@ -155,7 +156,8 @@ def main() -> None:
 
     peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
-          f"GEMM peak (2048^3): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s\n")
+          f"GEMM peak (2048^3): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(resolve().line("precision=auto (pre-training's default) chooses") + "\n")
     header = f"{'model':<6} {'prec':<5} {'B x T':>8} {'ours tok/s':>11} {'HF tok/s':>9} {'ours/HF':>8} {'ours MFU':>9} {'HF MFU':>7}"
     print(header + "\n" + "-" * len(header), flush=True)
     for preset in args.presets:

@@ -29,7 +29,8 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import torch
+from toto_robot.compute import resolve  # noqa: E402
 from encoder_latency import CLIP, RES, time_round_robin  # noqa: E402  (benchmarks/ is the script's sys.path[0])
 
 from encoder.model import Toto  # noqa: E402
@@ -101,6 +102,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     models, dtypes = [m for m in args.models.split(",") if m], args.dtypes.split(",")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start")
+    print(resolve().line("auto would choose (the policy node's default)"))
 
     policies, cases = {}, {}
     with tempfile.TemporaryDirectory(prefix="real_policy_rate_") as tmp:
@@ -110,7 +112,7 @@ def main(argv=None) -> None:
             sources[f"{path.parent.name}/{path.name}"] = path
         for (label, source), dtype in itertools.product(sources.items(), dtypes):
             out = write_policy_dir(source, dtype, Path(tmp) / f"policy_{label}_{dtype}")
-            policies[label, dtype] = policy = load_bc_policy(out, encoder_path=None)  # as real/nodes/policy.py load_policy
+            policies[label, dtype] = policy = load_bc_policy(out, dtype=dtype)  # as real/nodes/policy.py load_policy
             cases.update(policy_cases(policy, (label, dtype)))
     best, median = time_round_robin(cases, args.repeats)
 

@@ -14,7 +14,7 @@ average pools them and trains only a small head on top. So the encoder
 - streams: `encoder.stream()` encodes a live camera feed one frame at a time with a KV cache of
   the recent past (see `FrameStream`).
 
-    encoder = load_encoder("runs/pretrain/encoder", layer="mid", pool="avg", dtype="bf16")
+    encoder = load_encoder("runs/pretrain/encoder", layer="mid", pool="avg")  # dtype/device "auto"
     encoder(frames)                      # (B, dim)      frames: uint8 (B, 128, 128, 3)
     encoder.token_features(frames, [1, 2, 3])   # {layer: (B, 256, dim)}: every probe layer in one pass
     encoder.frame_features(clips)        # (B, T, dim)   clips: uint8 (B, T, 128, 128, 3), causal
@@ -36,12 +36,11 @@ from encoder import tokens as token_ids
 from encoder.layers import KVCache, apply_rope
 from encoder.model import Toto
 from encoder.pooling import make_pool, pool_width
+from toto_robot.compute import Compute, resolve
 
 __all__ = ["FrameStream", "TotoEncoder", "load_encoder", "resolve_layer"]
 
 _WHAT_TO_PASS = "pass the encoder directory the pre-training export stage writes (toto.* + tokenizer.*, e.g. runs/pretrain/encoder)"
-_DTYPES = {None: torch.float32, "fp32": torch.float32, "float32": torch.float32, torch.float32: torch.float32,
-           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, torch.bfloat16: torch.bfloat16}
 
 
 def resolve_layer(layer, n_layers: int) -> int:
@@ -61,10 +60,12 @@ def resolve_layer(layer, n_layers: int) -> int:
                      f"(negative counts from the end, -1 = {n_layers})")
 
 
-def _dtype(dtype) -> torch.dtype:
-    if not isinstance(dtype, (str, torch.dtype, type(None))) or dtype not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r}: use None/'fp32' or 'bf16'")
-    return _DTYPES[dtype]
+def _compute(dtype, device) -> Compute:
+    """The encoder's device and transformer dtype: "auto" (bf16 where native), "fp32" (or None), "bf16"."""
+    try:
+        return resolve(device, "fp32" if dtype is None else dtype)
+    except ValueError as error:
+        raise ValueError(f"dtype={dtype!r}, device={device!r}: {error}; dtype is auto, fp32 (or None) or bf16") from None
 
 
 def _mismatch(model: Toto, tokenizer, resolution: int) -> str | None:
@@ -92,7 +93,7 @@ class TotoEncoder(nn.Module):
     """
 
     def __init__(self, model: Toto, tokenizer, *, resolution: int, frames: int | None = None,
-                 layer="mid", pool: str = "avg", dtype=None):
+                 layer="mid", pool: str = "avg", dtype="auto", device="auto"):
         super().__init__()
         problem = _mismatch(model, tokenizer, resolution)
         if problem:
@@ -103,13 +104,15 @@ class TotoEncoder(nn.Module):
         self.pool = pool
         self.pool_module = make_pool(pool, c.dim)
         self.feature_dim = pool_width(pool, c.dim)  # what forward returns per frame (dim, or cells^2 * dim for grid<k>)
-        self.dtype = _dtype(dtype)
-        self.model = model.to(self.dtype)
+        self.compute = _compute(dtype, device)  # toto_robot/compute.py: the device and dtype, and why
+        self.dtype = self.compute.dtype
+        self.model = model.to(self.compute.device, self.dtype)
         self.tokenizer = tokenizer  # stays fp32: FSQ rounds latents to codes, bf16 would flip codes
         self.resolution, self.grid = resolution, resolution // tokenizer.downsample
         self.n_start = 1 if tokenizer.discrete else 0  # patch sequences have no start token
         self.frames = frames or (c.max_seq_len - self.n_start - 1) // self.grid**2  # longest clip
         self.requires_grad_(False)
+        self.to(self.compute.device)  # the tokenizer (fp32) and the pool follow the model
         self.eval()
 
     def train(self, mode: bool = True) -> TotoEncoder:
@@ -324,11 +327,13 @@ class FrameStream:
         cache.offset = 0
 
 
-def load_encoder(path, layer="mid", pool: str = "avg", dtype: torch.dtype | str | None = None) -> TotoEncoder:
+def load_encoder(path, layer="mid", pool: str = "avg", dtype: torch.dtype | str | None = "auto",
+                 device: str = "auto") -> TotoEncoder:
     """The frozen encoder in `path`, an encoder directory (toto.safetensors/.json + tokenizer.*,
     written by the pre-training export stage). layer: see `resolve_layer`; pool: "avg", "attn" or "grid<k>"
-    (untrained, see `TotoEncoder`); dtype: None/"fp32" or "bf16" (bf16 transformer weights, which
-    on this CPU run ~2x faster than fp32 and faster than autocast; the tokenizer stays fp32).
+    (untrained, see `TotoEncoder`); dtype: "auto" (bf16 where the hardware runs it natively, else fp32:
+    toto_robot/compute.py), "fp32" (or None) or "bf16" (bf16 transformer weights: ~2x fp32 on an AMX
+    CPU, ~50x slower on an AVX2-only one; the tokenizer stays fp32); device: auto|cpu|cuda|cuda:N.
 
     Raises CheckpointError (one line, saying what to pass) for a missing path or a checkpoint of
     another kind, ValueError for a bad layer, pool or dtype.
@@ -337,7 +342,7 @@ def load_encoder(path, layer="mid", pool: str = "avg", dtype: torch.dtype | str 
     from encoder.tokenizers import load_tokenizer
     from toto_robot.checkpoint import CheckpointError, read_meta
 
-    _dtype(dtype)
+    _compute(dtype, device)
     make_pool(pool, 8)  # a bad pool or layer fails before any weights load
     directory = Path(path).expanduser()
     if directory.is_file() and directory.name in ("toto.json", "toto.safetensors"):
@@ -363,4 +368,5 @@ def load_encoder(path, layer="mid", pool: str = "avg", dtype: torch.dtype | str 
     problem = _mismatch(model, tokenizer, resolution)
     if problem:
         raise CheckpointError(f"{directory}: {problem}")
-    return TotoEncoder(model, tokenizer, resolution=resolution, frames=meta.get("frames"), layer=layer, pool=pool, dtype=dtype)
+    return TotoEncoder(model, tokenizer, resolution=resolution, frames=meta.get("frames"), layer=layer, pool=pool, dtype=dtype,
+                       device=device)

@@ -76,8 +76,9 @@ class RandomTotoFeatures(TotoFeatures):
     config, layer, pooling and feature size, seeded random weights (`random_encoder`).
     """
 
-    def __init__(self, encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype=None, batch_size: int = 64):
-        super().__init__(random_encoder(encoder_dir, seed=seed, layer=layer, pool=pool, dtype=dtype), batch_size)
+    def __init__(self, encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype="auto", batch_size: int = 64,
+                 device="auto"):
+        super().__init__(random_encoder(encoder_dir, seed=seed, layer=layer, pool=pool, dtype=dtype, device=device), batch_size)
 
 
 @torch.no_grad()
@@ -100,7 +101,7 @@ def _spread_codes(tokenizer, resolution: int, seed: int) -> None:
     last.bias.sub_(mean).div_(std)
 
 
-def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype=None):
+def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype="auto", device="auto"):
     """A frozen `TotoEncoder` with the configs of `encoder_dir` (toto.json + tokenizer.json) and
     seeded random weights (no trained weights are read). The global torch RNG is left as it was.
     Only FSQ tokenizers are supported (the pipeline's own); others raise ValueError."""
@@ -120,4 +121,5 @@ def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", d
         model = Toto(TotoConfig.from_dict(meta["config"]))
         tokenizer = FSQTokenizer(FSQConfig(**tok_meta["config"])).eval()
         _spread_codes(tokenizer, resolution, seed)
-    return TotoEncoder(model, tokenizer, resolution=resolution, frames=meta.get("frames"), layer=layer, pool=pool, dtype=dtype)
+    return TotoEncoder(model, tokenizer, resolution=resolution, frames=meta.get("frames"), layer=layer, pool=pool, dtype=dtype,
+                       device=device)

@@ -50,6 +50,7 @@ class TokenizerSettings:
 @dataclass
 class RunConfig:
     stage: str = "all"  # one of STAGES; each stage resumes or skips finished work
+    device: str = "auto"  # auto|cpu|cuda|cuda:N for tokenizer training, tokenization and training (toto_robot/compute.py)
     out: str = "runs/pretrain"  # run directory: tokenizer/, tokens/, train/, encoder/
     model: ModelSettings = field(default_factory=ModelSettings)
     data: DataSettings = field(default_factory=DataSettings)

@@ -37,23 +37,28 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup() -> DistInfo:
-    """Join the torchrun process group if there is one (creating it if needed)."""
-    cuda = torch.cuda.is_available()
+def setup(device: str = "auto") -> DistInfo:
+    """Join the torchrun process group if there is one (creating it if needed).
+
+    `device` is auto|cpu|cuda|cuda:N (toto_robot.compute.resolve_device); under torchrun `auto` and
+    `cuda` mean this rank's GPU, cuda:LOCAL_RANK. The backend follows the device: nccl on CUDA, gloo on CPU.
+    """
+    from toto_robot.compute import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 and not dist.is_initialized():
-        return DistInfo(device=torch.device("cuda", 0) if cuda else torch.device("cpu"))
+        return DistInfo(device=resolve_device(device))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    resolved = resolve_device(device, local_rank)
     owns = False
     if not dist.is_initialized():
         if "MASTER_ADDR" not in os.environ:
             raise ValueError(f"WORLD_SIZE={world} but MASTER_ADDR is unset: launch with torchrun --nproc_per_node=N")
-        if cuda:
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        if resolved.type == "cuda":
+            torch.cuda.set_device(resolved)
+        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
         owns = True
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, resolved, owns)
 
 
 def teardown(info: DistInfo) -> None:

@@ -61,7 +61,7 @@ def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool =
         frames = embedded_frames(cfg.data.cache_dir, settings.train_frames, settings.val_frames,
                                  seed=settings.train.seed, resolution=cfg.tokenize.resolution,
                                  val_fraction=cfg.tokenize.val_fraction, sources=sources)
-        metrics = train_tokenizer(*frames, settings.train, directory)
+        metrics = train_tokenizer(*frames, settings.train, directory, device=cfg.device)
         print(f"tokenizer: held-out PSNR {metrics['psnr_db']:.1f} dB (untrained {metrics['psnr_init_db']:.1f}), "
               f"codebook usage {metrics['codebook_usage']:.1%} "
               f"(ceiling {metrics['codebook_usage_bound']:.0%})" + (" [already trained]" if metrics["skipped"] else "")
@@ -195,7 +195,7 @@ def run(cfg: RunConfig) -> dict:
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}: use one of {', '.join(STAGES)}")
     stages = STAGES[1:] if cfg.stage == "all" else (cfg.stage,)
-    info = distributed.setup()
+    info = distributed.setup(cfg.device)
     result: dict = {}
     try:
         if info.is_main:  # the others wait, then load what rank 0 made (the robot videos are cached)
@@ -209,7 +209,8 @@ def run(cfg: RunConfig) -> dict:
             result["tokenizer"] = tokenizer.kind
         if "tokenize" in stages:
             tokens = Path(cfg.out) / TOKENS_DIR
-            result["tokenize"] = tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, info.rank, info.world_size)
+            result["tokenize"] = tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, info.rank, info.world_size,
+                                                  device=info.device)
             distributed.barrier(info)
             if info.world_size > 1 and info.is_main:  # every chunk is finished now: rewrite the index as complete
                 tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, 0, 1)
@@ -218,7 +219,7 @@ def run(cfg: RunConfig) -> dict:
             index = read_index(cfg)
             train_sets, val_sets = shard_sets(cfg, index)
             result["train"] = train(model_config(cfg, index), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
-                                    init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer))
+                                    init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), device=cfg.device)
         if "export" in stages and info.is_main:
             result["encoder"] = str(export_encoder(cfg, tokenizer, result.get("train")))
         return result

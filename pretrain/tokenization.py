@@ -60,6 +60,7 @@ from pretrain.data.sources import (
     split_files,
 )
 from pretrain.shards import shard_finished, write_shard
+from toto_robot.compute import Compute, resolve_device
 from toto_robot.io import TEMP_SUFFIX, atomic_write
 
 SPLITS = ("train", "val")
@@ -346,13 +347,15 @@ def tokenize_sources(
     cfg: TokenizeConfig | None = None,
     rank: int | None = None,
     world_size: int | None = None,
+    device: str | torch.device = "auto",
 ) -> dict:
     """Tokenize this rank's share of `sources` into `out_dir`; return this run's stats.
 
     `tokenizer`: `.encode(uint8 (N, H, W, 3) tensor) -> LongTensor (N, g, g)`, `.downsample`,
     `.codebook_size`, `.discrete` (nn.Modules are put in eval mode). Stats: sequences and frames
     written by this call per source/split, frames/s, skipped files by reason, shards written and
-    resumed, and the index's "complete" flag.
+    resumed, and the index's "complete" flag. `device`: where an nn.Module tokenizer encodes
+    (auto|cpu|cuda|cuda:N); it encodes in fp32, since bf16 would flip codes.
     """
     out_dir, cfg = Path(out_dir), cfg or TokenizeConfig()
     rank, world_size = _rank_world(rank, world_size)
@@ -362,7 +365,10 @@ def tokenize_sources(
     out_dir.mkdir(parents=True, exist_ok=True)
     build_index(out_dir, sources, chunks, settings)
     if isinstance(tokenizer, torch.nn.Module):
-        tokenizer.eval()
+        device = resolve_device(device)
+        tokenizer.to(device).eval()
+        if rank == 0:
+            Compute(device, "fp32", "tokenizers encode in fp32: bf16 would flip codes").announce("tokenize")
     encode = _Encoder(tokenizer, cfg.batch_size, settings["grid"]) if settings["content"] == "tokens" else None
 
     mine = [c for c in chunks if c.index % world_size == rank]

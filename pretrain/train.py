@@ -4,7 +4,7 @@ regression on pixel shards (Table 3, "patch-patch": a model with patch_dim and a
 One call of `train` runs or resumes a job in `out_dir`, alone or under
 `torchrun --nproc_per_node=N` (DDP, or FSDP for ~1B+ models: pretrain/distributed.py).
 Recipe: AdamW (0.9, 0.95), linear warm-up then cosine to 0.1 x lr, gradient clipping at 1.0,
-bf16 autocast, ~1M tokens a step reached by accumulating micro-batches over ranks.
+bf16 autocast where bf16 is native (precision=auto), ~1M tokens a step reached by accumulating micro-batches over ranks.
 
 Exactness. Batches are a pure function of (seed, step, micro-step, rank) (pretrain/batches.py)
 and the learning rate of the step (pretrain/schedule.py); weights, AdamW moments and RNG are
@@ -18,7 +18,6 @@ embedding are exempt (GPT/LLaMA practice: decaying embeddings pulls rarely seen 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -37,8 +36,9 @@ from pretrain.batches import TokenBatches, is_pixels, validation_batches
 from pretrain.metrics import MetricsLogger
 from pretrain.schedule import lr_at
 from pretrain.shards import ShardSet
+from toto_robot.compute import Compute, resolve_precision
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -54,7 +54,7 @@ class TrainConfig:
     warmup_steps: int = 2000
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping (the norm is still logged)
-    precision: str = "bf16"  # "fp32" | "bf16" (autocast; weights and optimizer stay fp32)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; weights and optimizer stay fp32); auto: bf16 where native (toto_robot/compute.py)
     val_every: int = 500  # steps between validations (and one at the end); 0: only at the end
     val_batches: int = 8  # micro-batches per validation set
     ckpt_every: int = 1000  # 0: only at the end
@@ -157,12 +157,6 @@ def _objective(model_config: TotoConfig, probe: TokenBatches, patchify) -> Objec
     return Objective(patchify, int(sample.shape[1]))
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def _set_name(shard_set, i: int) -> str:
     """tokens/<source>/<split> -> <source>; a plain directory keeps its own name."""
@@ -170,7 +164,7 @@ def _set_name(shard_set, i: int) -> str:
     return directory.parent.name if directory.name in ("val", "train") else directory.name or f"set{i}"
 
 
-def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, precision: str, pad_ranks: bool,
+def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, compute: Compute, pad_ranks: bool,
              objective: Objective | None = None) -> float:
     """Target-mean loss of `objective` (default: next-token) over fixed `batches`, split round-robin over ranks.
 
@@ -186,7 +180,7 @@ def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.Di
     for i in range(rounds if rounds is not None else len(mine)):
         real = i < len(mine)
         rows = batches[mine[i] if real else 0]
-        with _autocast(precision, info.device):
+        with compute.autocast():
             loss = objective.loss(model, objective.inputs(rows, info.device))
         if real:
             count = objective.targets(rows)
@@ -197,14 +191,14 @@ def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.Di
 
 
 def _global_step(forward_model, wrapped, model, optimizer, micro: list[torch.Tensor], cfg: TrainConfig, strategy: str,
-                 info: distributed.DistInfo, objective: Objective) -> tuple[float, float]:
+                 info: distributed.DistInfo, objective: Objective, compute: Compute) -> tuple[float, float]:
     """One optimizer step over this rank's micro-batches; returns (global target-mean loss, grad norm)."""
     counts = [objective.targets(rows) for rows in micro]
     total = int(distributed.all_reduce_sum(torch.tensor([sum(counts)], dtype=torch.int64), info).item())
     loss_sum = torch.zeros(1, dtype=torch.float64)
     for m, rows in enumerate(micro):
         with distributed.gradient_sync(wrapped, strategy, sync=m == len(micro) - 1):
-            with _autocast(cfg.precision, info.device):
+            with compute.autocast():
                 loss = objective.loss(forward_model, objective.inputs(rows, info.device))
             # DDP/FSDP average gradients over ranks: x world_size turns that into the global token mean
             (loss * (counts[m] * info.world_size / total)).backward()
@@ -218,7 +212,7 @@ def _global_step(forward_model, wrapped, model, optimizer, micro: list[torch.Ten
 
 def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]], val_sets: Sequence[ShardSet],
           cfg: TrainConfig, out_dir, *, init_weights: dict | None = None,
-          patchify: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
+          patchify: Callable[[torch.Tensor], torch.Tensor] | None = None, device: str = "auto") -> dict:
     """Train (or resume) in `out_dir`; return a summary dict (the same on every rank).
 
     Token shards train a token model (patch_dim None). Pixel shards train a patch model: give
@@ -228,9 +222,10 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
 
     Summary: steps, final_train_loss, final_val_loss (NaN without val_sets), tokens_seen,
     tokens_per_s (training throughput of this call), checkpoint_dir, wall_time_s, resumed_from,
-    and the derived layout (strategy, world_size, grad_accum, global_batch, seq_len, params).
+    and the derived layout (strategy, world_size, grad_accum, global_batch, seq_len, params, device, precision).
+    `device`: auto|cpu|cuda|cuda:N (toto_robot/compute.py; under torchrun each rank's own GPU).
     """
-    info = distributed.setup()
+    info = distributed.setup(device)
     try:
         return _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info)
     finally:
@@ -239,6 +234,9 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
 
 def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, init_weights, patchify, info) -> dict:
     wall_start = time.perf_counter()
+    compute = Compute(info.device, *resolve_precision(cfg.precision, info.device))
+    if info.is_main:
+        compute.announce("train")
     probe = TokenBatches(train_sets, seed=cfg.seed, micro_batch=1, grad_accum=1)
     objective = _objective(model_config, probe, patchify)
     seq_len = objective.seq_len
@@ -305,7 +303,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
         """{"val_loss": target-weighted mean over all sets, "val_loss/<source>": each set's}."""
         losses, counts = {}, {}
         for name, group in val_groups.items():
-            losses[name] = evaluate(model, group, info, cfg.precision, pad_ranks=strategy == "fsdp", objective=objective)
+            losses[name] = evaluate(model, group, info, compute, pad_ranks=strategy == "fsdp", objective=objective)
             counts[name] = sum(objective.targets(rows) for rows in group)
         total = sum(counts.values())
         overall = sum(losses[n] * counts[n] for n in losses) / total if total else float("nan")
@@ -327,7 +325,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
             for group in optimizer.param_groups:
                 group["lr"] = lr
             micro = [batches.micro_batch_tokens(step, m, info.rank) for m in range(grad_accum)]
-            loss, grad_norm = _global_step(forward_model, wrapped, model, optimizer, micro, cfg, strategy, info, objective)
+            loss, grad_norm = _global_step(forward_model, wrapped, model, optimizer, micro, cfg, strategy, info, objective, compute)
             done, tokens_seen = step + 1, tokens_seen + step_tokens
             elapsed = time.perf_counter() - t0
             train_time, window_time, window_tokens = train_time + elapsed, window_time + elapsed, window_tokens + step_tokens
@@ -361,4 +359,5 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
         "checkpoint_dir": str(ckpt_dir) if ckpt_dir else None, "wall_time_s": time.perf_counter() - wall_start,
         "resumed_from": resumed_from, "strategy": strategy, "world_size": info.world_size, "grad_accum": grad_accum,
         "global_batch": batches.global_batch, "seq_len": seq_len, "params": n_params,
+        "device": str(info.device), "precision": compute.precision,
     }

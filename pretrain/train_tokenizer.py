@@ -36,6 +36,7 @@ from encoder.tokenizers.base import TOKENIZER_NAME, save_tokenizer
 from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
 from pretrain.schedule import lr_at
 from toto_robot.checkpoint import CheckpointError, read_meta
+from toto_robot.compute import PRECISIONS, resolve
 from toto_robot.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class TokenizerTrainConfig:
     entropy_weight: float = 0.3
     entropy_temperature: float = 0.5
     flip: bool = True  # random horizontal flips: free augmentation
-    precision: str = "fp32"  # or "bf16" autocast: measured slower for these small convs on this CPU
+    precision: str = "auto"  # auto | fp32 | bf16 autocast; auto: bf16 where native (toto_robot/compute.py)
     channels_last: bool = True
     seed: int = 0
     threads: int | None = None  # torch threads; None leaves torch's default
@@ -69,8 +70,8 @@ class TokenizerTrainConfig:
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = FSQConfig(**self.model)
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision={self.precision!r}: use 'bf16' or 'fp32'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError(f"steps={self.steps}, batch_size={self.batch_size}: need steps >= 0 and batch_size >= 1")
 
@@ -113,8 +114,8 @@ def evaluate(tokenizer: FSQTokenizer, frames: np.ndarray, batch_size: int = 64) 
     psnrs, counts, recons = [], torch.zeros(tokenizer.codebook_size, dtype=torch.int64), []
     for i in range(0, len(frames), batch_size):
         batch = torch.from_numpy(frames[i:i + batch_size])
-        codes = tokenizer.encode(batch)
-        recon = tokenizer.decode(codes)
+        codes = tokenizer.encode(batch).cpu()  # encode moves the frames to the tokenizer's device
+        recon = tokenizer.decode(codes).cpu()
         mse = (recon.float() - batch.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
         psnrs.append(10 * torch.log10(255.0**2 / mse))
         counts += torch.bincount(codes.reshape(-1), minlength=tokenizer.codebook_size)
@@ -156,12 +157,13 @@ def finished_run(out_dir: Path, identity: dict) -> dict | None:
 
 
 def train_tokenizer(train_frames: np.ndarray, val_frames: np.ndarray, cfg: TokenizerTrainConfig | None = None,
-                    out_dir: str | os.PathLike = "runs/tokenizer") -> dict:
+                    out_dir: str | os.PathLike = "runs/tokenizer", device: str = "auto") -> dict:
     """Train an FSQ tokenizer, evaluate it on `val_frames`, write it to `out_dir`; return the metrics.
 
     Frames are uint8 (N, H, W, 3) with H == W a multiple of the tokenizer's downsample (128 in the
     paper's recipe). If `out_dir` already has a finished tokenizer for this config and data, nothing
-    is trained and the saved metrics come back with "skipped": True.
+    is trained and the saved metrics come back with "skipped": True. `device`: auto|cpu|cuda|cuda:N
+    (toto_robot/compute.py); the precision is `cfg.precision`, resolved for that device.
     """
     cfg = TokenizerTrainConfig.coerce(cfg)
     train_frames, val_frames = _check_frames(train_frames, "train_frames"), _check_frames(val_frames, "val_frames")
@@ -176,12 +178,13 @@ def train_tokenizer(train_frames: np.ndarray, val_frames: np.ndarray, cfg: Token
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    compute = resolve(device, cfg.precision).announce("tokenizer training")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tokenizer = FSQTokenizer(cfg.model)
     tokenizer.check_frames(torch.from_numpy(train_frames[:1]))
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    tokenizer = tokenizer.to(memory_format=memory_format)
+    tokenizer = tokenizer.to(compute.device, memory_format=memory_format)
     init_metrics, _ = evaluate(tokenizer, val_frames[:64], cfg.eval_batch_size)
 
     opt = torch.optim.AdamW(tokenizer.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
@@ -190,14 +193,14 @@ def train_tokenizer(train_frames: np.ndarray, val_frames: np.ndarray, cfg: Token
     bar = tqdm(range(cfg.steps), desc="tokenizer", disable=not cfg.progress, dynamic_ncols=True)
     for step in bar:
         idx = rng.integers(0, len(train_frames), cfg.batch_size)
-        x = torch.from_numpy(train_frames[idx]).permute(0, 3, 1, 2).float().div_(255)
+        x = torch.from_numpy(train_frames[idx]).to(compute.device).permute(0, 3, 1, 2).float().div_(255)
         if cfg.flip:
             flip = torch.from_numpy(rng.random(cfg.batch_size) < 0.5)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         x = x.contiguous(memory_format=memory_format)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with compute.autocast():
             recon, z = tokenizer(x)
         err = recon.float() - x
         mse = err.pow(2).mean()

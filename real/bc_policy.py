@@ -42,7 +42,7 @@ class BCPolicy:
 
     def features(self, frame) -> np.ndarray:
         """(1, feature_dim) float32 features of one raw uint8 (H, W, 3) hand-camera frame."""
-        return self.encoder(preprocess_frame(frame, self.resolution)[None]).float().numpy()
+        return self.encoder(preprocess_frame(frame, self.resolution)[None]).float().cpu().numpy()
 
     def proprio(self, joint_positions, gripper_width=None) -> np.ndarray:
         """(proprio_dim,) float32, unstandardized: joint positions [+ the gripper in the demos' unit]."""
@@ -66,10 +66,11 @@ class BCPolicy:
         return action.astype(np.float32)
 
 
-def load_bc_policy(path, encoder_path=None, dtype=None) -> BCPolicy:
+def load_bc_policy(path, encoder_path=None, dtype="auto", device="auto") -> BCPolicy:
     """The policy saved in `path` (actor.safetensors + actor.json). `encoder_path` overrides the saved
-    encoder location (a moved checkpoint), `dtype` its compute dtype. Missing or wrong files are one
-    CheckpointError line saying what to pass."""
+    encoder location (a moved checkpoint); `dtype` and `device` are the encoder's on *this* machine
+    (auto: toto_robot/compute.py; the training machine's choice says nothing about the robot PC's CPU).
+    Missing or wrong files are one CheckpointError line saying what to pass."""
     from policies import Actor
     from toto_robot import load_encoder
     from toto_robot.checkpoint import CheckpointError, load_weights
@@ -84,7 +85,7 @@ def load_bc_policy(path, encoder_path=None, dtype=None) -> BCPolicy:
     enc = meta["encoder"]
     source = encoder_path or enc["path"]
     try:
-        encoder = load_encoder(source, layer=enc["layer"], pool=enc["pool"], dtype=dtype if dtype is not None else enc["dtype"])
+        encoder = load_encoder(source, layer=enc["layer"], pool=enc["pool"], dtype=dtype, device=device)
     except CheckpointError as error:
         raise CheckpointError(f"the encoder of the policy in {directory} is unavailable: {error} "
                               "(or pass load_bc_policy(..., encoder_path=<encoder dir>))") from None

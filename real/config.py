@@ -96,6 +96,8 @@ class PolicyConfig:
     gripper_topic: str = _text("franka/gripper_width", topic=True)
     action_topic: str = _text("policy/action", topic=True)
     start_enabled: bool = True  # false: publish nothing until ~/enable (the evaluation script toggles it)
+    device: str = _text("auto", choices=("auto", "cpu", "cuda") + tuple(f"cuda:{i}" for i in range(8)))  # the encoder's
+    dtype: str = _text("auto", choices=("auto", "fp32", "bf16"))  # auto: bf16 only where native (toto_robot/compute.py)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ class EncoderSettings:
     path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py`
     layer: Any = "mid"  # "mid", a fraction of depth or a block index (encoder.frozen.resolve_layer)
     pool: str = "avg"  # avg (the paper's protocol) | grid<k> (keeps where things are) | attn
-    dtype: Optional[str] = "bf16"  # the transformer's compute dtype; features are fp32
+    dtype: Optional[str] = "auto"  # the transformer's dtype: auto (bf16 where native, toto_robot/compute.py) | fp32 | bf16
+    device: str = "auto"  # where the encoder runs: auto|cpu|cuda|cuda:N (features are cached; the head trains on the CPU)
     batch_size: int = 64  # frames per encoder call (memory, not results)
 
 
@@ -88,9 +89,11 @@ def load_inputs(cfg: TrainBCConfig):
     if not (Path(cfg.encoder.path).expanduser() / "toto.json").is_file():
         raise ValueError(f"no encoder checkpoint at {cfg.encoder.path}: {PRETRAIN_HINT}")
     try:
-        encoder = load_encoder(cfg.encoder.path, layer=cfg.encoder.layer, pool=cfg.encoder.pool, dtype=cfg.encoder.dtype)
+        encoder = load_encoder(cfg.encoder.path, layer=cfg.encoder.layer, pool=cfg.encoder.pool, dtype=cfg.encoder.dtype,
+                               device=cfg.encoder.device)
     except CheckpointError as error:
         raise ValueError(f"{error} ({PRETRAIN_HINT})") from None
+    encoder.compute.announce("train_bc encoder")
     if encoder.resolution != layout.resolution:
         raise ValueError(f"data={cfg.data} holds {layout.resolution} px frames, the encoder reads {encoder.resolution} px: "
                          f"re-import with --resolution {encoder.resolution}")

@@ -31,7 +31,8 @@ class EncoderSettings:
     path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py` (toto and random read it)
     layer: Any = "mid"  # "mid", a fraction in (0, 1] or a block index (encoder.frozen.resolve_layer)
     pool: str = "avg"  # avg (the paper's protocol) | grid<k>: k x k regional averages, keeps where the object is (encoder/pooling.py)
-    dtype: Optional[str] = "bf16"  # the transformer's compute dtype; features are fp32
+    dtype: Optional[str] = "auto"  # the transformer's dtype: auto (bf16 where native, toto_robot/compute.py) | fp32 | bf16; features are fp32
+    device: str = "auto"  # where the encoder runs: auto|cpu|cuda|cuda:N (the actor is small and stays on the CPU)
     batch_size: int = 64  # frames per encoder call (memory, not results)
     seed: int = 0  # weights of the random encoder
 
@@ -136,12 +137,13 @@ def make_provider(encoder: EncoderSettings, path: str | None = None):
     try:
         if encoder.name == "random":
             provider = RandomTotoFeatures(path, seed=encoder.seed, layer=encoder.layer, pool=encoder.pool,
-                                          dtype=encoder.dtype, batch_size=encoder.batch_size)
+                                          dtype=encoder.dtype, batch_size=encoder.batch_size, device=encoder.device)
         else:
-            model = load_encoder(path, layer=encoder.layer, pool=encoder.pool, dtype=encoder.dtype)
+            model = load_encoder(path, layer=encoder.layer, pool=encoder.pool, dtype=encoder.dtype, device=encoder.device)
             provider = TotoFeatures(model, batch_size=encoder.batch_size)
     except CheckpointError as error:
         raise ValueError(f"{error} ({PRETRAIN_HINT})") from None
+    provider.encoder.compute.announce(f"{encoder.name} features")
     return provider, provider.encoder.resolution
 
 

@@ -38,7 +38,7 @@ from toto_robot.cli import bad_input_exits  # noqa: E402
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
 # since it would mix rounds collected under different envs or features in one buffer.
-RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress", "vectorization", "encoder.batch_size", "videos")
+RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress", "vectorization", "encoder.batch_size", "encoder.device", "videos")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

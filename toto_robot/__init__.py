@@ -12,12 +12,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load_encoder(path, layer="mid", pool="avg", dtype=None) -> TotoEncoder:
+def load_encoder(path, layer="mid", pool="avg", dtype="auto", device="auto") -> TotoEncoder:
     """The frozen Toto encoder exported to `path`: `load_encoder("runs/pretrain/encoder", layer="mid")`
-    gives features (B, dim) of uint8 frames (B, H, W, 3) (see encoder.frozen.TotoEncoder)."""
+    gives features (B, dim) of uint8 frames (B, H, W, 3) (see encoder.frozen.load_encoder). dtype and
+    device "auto" follow the hardware (toto_robot/compute.py): bf16 only where it is native."""
     from encoder.frozen import load_encoder
 
-    return load_encoder(path, layer=layer, pool=pool, dtype=dtype)
+    return load_encoder(path, layer=layer, pool=pool, dtype=dtype, device=device)
 
 
 def make_env(task: str, **options):

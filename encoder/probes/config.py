@@ -66,8 +66,8 @@ class ProbeConfig:
     token_frames: Optional[int] = 4  # ... and to this many time steps for video; null: all frames
     batch_frames: int = 64  # frames per encoder forward (64 images, 8 clips of 8 frames, ...)
     workers: int = 0  # DataLoader processes decoding samples (0: in the main process)
-    dtype: Optional[str] = "bf16"  # transformer weights: bf16 (3-4x faster than fp32 on this CPU) | fp32
-    device: str = "cpu"
+    dtype: Optional[str] = "auto"  # transformer weights: auto (bf16 where native: toto_robot/compute.py) | fp32 | bf16
+    device: str = "auto"  # encoder and heads: auto (CUDA if present) | cpu | cuda | cuda:N
     cache_features: bool = True  # keep extracted features in <out>/features for reruns (277 MB for the default)
     seed: int = 0
     progress: bool = True

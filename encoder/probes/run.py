@@ -22,13 +22,13 @@ from pretrain.data.clips import ClipSpec
 log = logging.getLogger(__name__)
 
 
-def open_encoder(path: str, dtype: str | None = None, device: str = "cpu"):
-    """The frozen encoder at `path`; a missing path says how to make one."""
+def open_encoder(path: str, dtype: str | None = "auto", device: str = "auto"):
+    """The frozen encoder at `path` on `device` in `dtype` (auto: toto_robot/compute.py); a missing path says how to make one."""
     from encoder.frozen import load_encoder
 
     if not Path(path).expanduser().exists():
         raise FileNotFoundError(f"encoder {path} not found: run `python pretrain/run.py` first or pass encoder=PATH")
-    return load_encoder(str(Path(path).expanduser()), dtype=dtype).to(device)
+    return load_encoder(str(Path(path).expanduser()), dtype=dtype, device=device)
 
 
 def _number(text: str):
@@ -107,7 +107,7 @@ def dataset_features(cfg: ProbeConfig, encoder, dataset: ProbeDataset, layers: l
             features = extract_features(
                 encoder, split, layers, dataset.frames, want_tokens=want_tokens, token_grid=cfg.token_grid,
                 token_frames=cfg.token_frames, batch_frames=cfg.batch_frames, seed=cfg.seed, workers=cfg.workers,
-                device=cfg.device, desc=f"{dataset.name}/{split_name}", progress=cfg.progress)
+                device=encoder.compute.device, desc=f"{dataset.name}/{split_name}", progress=cfg.progress)
             log.info(f"{dataset.name}/{split_name}: {len(features.labels)} samples encoded in {features.seconds:.1f}s"
                      + (f", skipped {features.skipped.as_dict()}" if features.skipped.total else ""))
             if cfg.cache_features:
@@ -124,6 +124,7 @@ def run_probes(cfg: ProbeConfig) -> dict:
     if cfg.token_grid is not None and cfg.token_grid < 1 or cfg.token_frames is not None and cfg.token_frames < 1:
         raise ValueError(f"token_grid={cfg.token_grid}, token_frames={cfg.token_frames}: must be >= 1 or null")
     encoder = open_encoder(cfg.encoder, cfg.dtype, cfg.device)
+    encoder.compute.announce("probe encoder")
     layers = resolve_layers(cfg.layers, encoder.n_layers)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,7 @@ def run_probes(cfg: ProbeConfig) -> dict:
         log.info(f"{dataset.name}: {len(dataset.classes)} classes, {len(dataset.train)} train / {len(dataset.val)} val samples")
         train, val = dataset_features(cfg, encoder, dataset, layers, out)
         results = train_all(train, val, layers, probes, len(dataset.classes), cfg.train, cfg.seed, cfg.progress,
-                            desc=f"{dataset.name} probes")
+                            desc=f"{dataset.name} probes", device=encoder.compute.device)
         summaries[dataset.name] = summary = summarize(dataset, train, val, results, layers, encoder.n_layers, cfg.best_by)
         for probe, by_layer in summary["accuracy"].items():
             log.info(f"{dataset.name} {probe:>13}: " + "  ".join(f"L{k} {100 * v:5.1f}%" for k, v in by_layer.items()))

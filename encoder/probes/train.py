@@ -174,17 +174,20 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 @torch.no_grad()
 def accuracy(head: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
     head.eval()
-    correct = sum(int((head(x[i:i + batch].float()).argmax(-1) == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
+    device = next(head.parameters()).device
+    correct = sum(int((head(x[i:i + batch].to(device).float()).argmax(-1).cpu() == y[i:i + batch]).sum())
+                  for i in range(0, len(y), batch))
     return correct / max(1, len(y))
 
 
 def train_probe(kind: str, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-                n_classes: int, settings, seed: int = 0) -> ProbeResult:
-    """Train one head of type `kind` on cached features; `settings` is a TrainSettings."""
+                n_classes: int, settings, seed: int = 0, device: str | torch.device = "cpu") -> ProbeResult:
+    """Train one head of type `kind` on cached features (kept on the CPU, batches moved to `device`);
+    `settings` is a TrainSettings."""
     start = time.perf_counter()
     torch.manual_seed(seed)
     s = settings
-    head = make_probe(kind, x_train.shape[-1], n_classes, s.attention_heads, s.mlp_hidden, s.dropout)
+    head = make_probe(kind, x_train.shape[-1], n_classes, s.attention_heads, s.mlp_hidden, s.dropout).to(device)
     lr = s.linear_lr if kind == "linear" and s.linear_lr is not None else s.lr
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, betas=tuple(s.betas), weight_decay=s.weight_decay)
     n, batch = len(y_train), min(s.batch_size, len(y_train))
@@ -198,7 +201,7 @@ def train_probe(kind: str, x_train: torch.Tensor, y_train: torch.Tensor, x_val: 
             idx = order[b * batch:(b + 1) * batch]
             for group in optimizer.param_groups:
                 group["lr"] = lr * _lr_factor(step, total, warmup)
-            loss = F.cross_entropy(head(x_train[idx].float()), y_train[idx], label_smoothing=s.label_smoothing)
+            loss = F.cross_entropy(head(x_train[idx].to(device).float()), y_train[idx].to(device), label_smoothing=s.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -208,12 +211,13 @@ def train_probe(kind: str, x_train: torch.Tensor, y_train: torch.Tensor, x_val: 
 
 
 def train_all(train: Features, val: Features, layers: list[int], probes: list[str], n_classes: int, settings,
-              seed: int = 0, progress: bool = True, desc: str = "probes") -> dict[str, dict[int, ProbeResult]]:
+              seed: int = 0, progress: bool = True, desc: str = "probes", device: str | torch.device = "cpu",
+              ) -> dict[str, dict[int, ProbeResult]]:
     """Every probe type on every layer's cache: {probe: {layer: ProbeResult}}."""
     results: dict[str, dict[int, ProbeResult]] = {p: {} for p in probes}
     jobs = [(p, k) for p in probes for k in layers]
     for probe, layer in tqdm(jobs, desc=desc, unit="probe", disable=not progress, leave=False):
         source = "tokens" if probe in TOKEN_PROBES else "pooled"
         x_train, x_val = getattr(train, source)[layer], getattr(val, source)[layer]
-        results[probe][layer] = train_probe(probe, x_train, train.labels, x_val, val.labels, n_classes, settings, seed)
+        results[probe][layer] = train_probe(probe, x_train, train.labels, x_val, val.labels, n_classes, settings, seed, device)
     return results

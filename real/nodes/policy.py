@@ -71,7 +71,7 @@ def load_policy(cfg: PolicyConfig):
     if not cfg.checkpoint:
         raise CheckpointMissing(f"policy.checkpoint is not set: pass checkpoint:=<dir> ({TRAIN_HINT})")
     try:
-        return load_bc_policy(cfg.checkpoint, encoder_path=cfg.encoder or None)
+        return load_bc_policy(cfg.checkpoint, encoder_path=cfg.encoder or None, dtype=cfg.dtype, device=cfg.device)
     except ValueError as e:  # CheckpointError and friends: already one readable line
         raise CheckpointMissing(" ".join(str(e).split())) from None
     except OSError as e:
@@ -97,6 +97,9 @@ class PolicyNode(_NodeBase):
         self.config = cfg = declare_section(self, "policy", config or PolicyConfig())
         self.policy = policy if policy is not None else load_policy(cfg)
         self.uses_gripper = bool(getattr(self.policy, "uses_gripper", True))
+        encoder = getattr(self.policy, "encoder", None)
+        if encoder is not None:  # which device and precision, and why (toto_robot/compute.py)
+            self.get_logger().info(encoder.compute.line("policy encoder"))
         trained_hz = (getattr(self.policy, "layout", None) or {}).get("control_hz")
         if trained_hz and abs(trained_hz - cfg.rate_hz) > 0.1 * cfg.rate_hz:  # deltas are per demo step
             self.get_logger().warning(

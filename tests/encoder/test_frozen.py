@@ -61,7 +61,7 @@ def count_blocks(encoder):
 
 
 def test_runs_only_the_blocks_it_needs(encoder_dir):
-    encoder = load_encoder(encoder_dir, layer=2)
+    encoder = load_encoder(encoder_dir, layer=2, dtype="fp32")
     calls = count_blocks(encoder)
     assert encoder(frames(2)).shape == (2, 32) and calls == [0, 1]
     calls.clear()
@@ -75,7 +75,7 @@ def test_runs_only_the_blocks_it_needs(encoder_dir):
 
 
 def test_token_ids_frames_are_images_clips_are_videos(encoder_dir):
-    encoder = load_encoder(encoder_dir)
+    encoder = load_encoder(encoder_dir, dtype="fp32")
     ids = encoder.token_ids(frames(3))
     assert ids.shape == (3, 1 + GRID**2) and (ids[:, 0] == IMAGE_START).all() and (ids[:, 1:] >= 4).all()
     clip = frames(2, 3)
@@ -94,7 +94,7 @@ def test_resolve_layer():
 
 @pytest.mark.parametrize("pool", ["avg", "attn"])
 def test_pooling_shapes(encoder_dir, pool):
-    encoder = load_encoder(encoder_dir, pool=pool)
+    encoder = load_encoder(encoder_dir, pool=pool, dtype="fp32")
     assert encoder(frames(3)).shape == (3, 32)
     assert encoder(frames(2, 3)).shape == (2, 32)
     assert encoder.frame_features(frames(2, 3)).shape == (2, 3, 32)
@@ -112,12 +112,12 @@ def test_grid_pool_keeps_where_tokens_are(encoder_dir):
     cells = GridPool(2)(tokens).view(2, 2, 2)  # (row, column, dim)
     assert cells[0, 1].tolist() == [1.0, 0.0] and cells[1, 0].tolist() == [0.0, 2.0] and cells[0, 0].abs().sum() == 0
     torch.testing.assert_close(GridPool(2)(tokens).view(4, 2).mean(0, keepdim=True), average_pool(tokens))
-    encoder = load_encoder(encoder_dir, pool="grid2")  # 32 px frames: 4x4 tokens
+    encoder = load_encoder(encoder_dir, pool="grid2", dtype="fp32")  # 32 px frames: 4x4 tokens
     assert encoder.feature_dim == 4 * 32 and encoder(frames(3)).shape == (3, 128)
     assert encoder.frame_features(frames(2, 3)).shape == (2, 3, 128)
     for bad in ("grid0", "grid", "gridx", "max"):
         with pytest.raises(ValueError, match="pool="):
-            load_encoder(encoder_dir, pool=bad)
+            load_encoder(encoder_dir, pool=bad, dtype="fp32")
     with pytest.raises(ValueError, match="divisible by 3"):
         GridPool(3)(tokens)
 
@@ -131,7 +131,7 @@ def test_attention_pool_trains_and_loads_into_the_encoder(encoder_dir):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pool.parameters())
     with pytest.raises(ValueError, match="n_heads=3"):
         AttentionPool(32, n_heads=3)
-    encoder = load_encoder(encoder_dir, pool="attn")  # untrained, one head; a probe's trained pool loads into it
+    encoder = load_encoder(encoder_dir, pool="attn", dtype="fp32")  # untrained, one head; a probe's trained pool loads into it
     pool = AttentionPool(32)
     encoder.pool_module.load_state_dict(pool.state_dict())
     x = frames(2)
@@ -139,7 +139,7 @@ def test_attention_pool_trains_and_loads_into_the_encoder(encoder_dir):
 
 
 def test_frozen(encoder_dir):
-    encoder = load_encoder(encoder_dir, pool="attn")
+    encoder = load_encoder(encoder_dir, pool="attn", dtype="fp32")
     assert not any(p.requires_grad for p in encoder.parameters())
     encoder.train()
     assert not encoder.training and not encoder.model.training
@@ -171,7 +171,7 @@ def test_sliding_window_with_one_block_equals_a_fresh_clip(encoder_dir):
     """Block 1's keys depend on each token alone, so past the window the stream must give exactly
     what a fresh clip of the last context + 1 frames gives: this checks the window, the start token
     kept in front of it and the re-basing of positions (forced often here)."""
-    encoder, context, n = load_encoder(encoder_dir, layer=1), 2, 12
+    encoder, context, n = load_encoder(encoder_dir, layer=1, dtype="fp32"), 2, 12
     clip = frames(2, n, seed=3)
     stream = encoder.stream(context_frames=context)
     stream.rebase_at = stream.window + 2 * GRID**2  # re-base every other frame
@@ -187,7 +187,7 @@ def test_sliding_window_with_one_block_equals_a_fresh_clip(encoder_dir):
 def test_long_stream_is_finite_and_stable(encoder_dir):
     """100 frames of one repeated image: once the window is full every step sees the same layout,
     so the features must settle to one value (no drift from positions or re-basing)."""
-    encoder = load_encoder(encoder_dir)
+    encoder = load_encoder(encoder_dir, dtype="fp32")
     stream = encoder.stream(context_frames=3)
     frame = frames(1)
     out = torch.cat([stream(frame) for _ in range(100)])
@@ -199,7 +199,7 @@ def test_long_stream_is_finite_and_stable(encoder_dir):
 
 def test_patch_encoder_streams_too(tmp_path):
     model = tiny_toto(patch_dim=48, max_seq_len=FRAMES * GRID**2)  # 4x4x3 patches, no start token
-    encoder = load_encoder(save_encoder_dir(tmp_path, model, PatchTokenizer(4)), layer=3)
+    encoder = load_encoder(save_encoder_dir(tmp_path, model, PatchTokenizer(4)), layer=3, dtype="fp32")
     clip = frames(2, FRAMES)
     stream = encoder.stream(context_frames=2)
     streamed = torch.stack([stream(clip[:, t]) for t in range(3)], dim=1)
@@ -210,7 +210,7 @@ def test_patch_encoder_streams_too(tmp_path):
 
 
 def test_bad_inputs_fail_in_one_line(encoder_dir):
-    encoder = load_encoder(encoder_dir)
+    encoder = load_encoder(encoder_dir, dtype="fp32")
     x = frames(2)
     torch.testing.assert_close(encoder(x.numpy()), encoder(x))  # numpy is accepted
     cases = [
@@ -249,7 +249,7 @@ def test_bad_paths_and_options_fail_in_one_line(encoder_dir, tmp_path):
         with pytest.raises(kind, match=match) as error:
             load_encoder(**kwargs)
         assert "\n" not in str(error.value)
-    assert load_encoder(encoder_dir / "toto.json").layer == 2  # naming a file of the directory works
+    assert load_encoder(encoder_dir / "toto.json", dtype="fp32").layer == 2  # naming a file of the directory works
 
 
 def test_facade(encoder_dir):

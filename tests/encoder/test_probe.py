@@ -39,7 +39,7 @@ def config(encoder, out, **overrides) -> ProbeConfig:
 
 @pytest.fixture(scope="module")
 def digit_features(tiny_encoder_dir):
-    encoder = load_encoder(tiny_encoder_dir)
+    encoder = load_encoder(tiny_encoder_dir, dtype="fp32")
     data = digits_dataset(encoder.resolution, val_fraction=0.2, seed=0, limit=300)
     return [extract_features(encoder, split, [1, 4], 1, progress=False) for split in (data.train, data.val)]
 

@@ -57,7 +57,7 @@ def test_feature_stats_floor_nearly_constant_dims():
 
 def test_encoder_gets_no_gradient(tmp_path):
     """A training step through TotoFeatures updates the actor and leaves every encoder .grad None."""
-    encoder = load_encoder(make_encoder_dir(tmp_path / "enc"))
+    encoder = load_encoder(make_encoder_dir(tmp_path / "enc"), dtype="fp32")
     provider = TotoFeatures(encoder)
     pixels = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     features = provider({"pixels": pixels})
@@ -75,7 +75,7 @@ def test_encoder_gets_no_gradient(tmp_path):
 def test_random_toto_features(tmp_path):
     """Same architecture as the checkpoint, seeded untrained weights, features that follow the image."""
     directory = make_encoder_dir(tmp_path / "enc")
-    trained = load_encoder(directory)
+    trained = load_encoder(directory, dtype="fp32")
     state = torch.get_rng_state()
     a, b, c = RandomTotoFeatures(directory, seed=0), RandomTotoFeatures(directory, seed=0), RandomTotoFeatures(directory, seed=1)
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
@@ -85,6 +85,6 @@ def test_random_toto_features(tmp_path):
     assert np.array_equal(fa, b({"pixels": pixels})) and not np.allclose(fa, c({"pixels": pixels}))
     assert not np.allclose(fa, TotoFeatures(trained)({"pixels": pixels}))
     assert fa.std(0).mean() > 1e-4  # codes (and so features) follow the image content
-    random_state, trained_state = random_encoder(directory, seed=0).model.state_dict(), trained.model.state_dict()
+    random_state, trained_state = random_encoder(directory, seed=0, dtype="fp32").model.state_dict(), trained.model.state_dict()
     assert random_state.keys() == trained_state.keys()
     assert not any(torch.equal(random_state[k], trained_state[k]) for k in random_state if k.endswith("wq.weight"))

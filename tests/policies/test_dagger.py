@@ -139,7 +139,7 @@ def test_bc_on_pixels_through_a_frozen_encoder(tmp_path):
     from tests.encoder.conftest import make_encoder_dir
     from toto_robot import load_encoder
 
-    encoder = load_encoder(make_encoder_dir(tmp_path / "enc"))  # 32 px frames
+    encoder = load_encoder(make_encoder_dir(tmp_path / "enc"), dtype="fp32")  # 32 px frames
     env = sim.make_env("franka_pick", obs_mode="pixels+proprio+state", image_size=32)
     expert = make_expert("franka_pick", env.unwrapped.config)
     actor, stats = train_dagger(env, TotoFeatures(encoder), expert, DaggerConfig(algo="bc", steps_per_round=60, epochs=2),

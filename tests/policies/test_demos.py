@@ -31,7 +31,7 @@ def test_rows_are_the_demos_samples(demo_file, tmp_path):
         np.testing.assert_array_equal(rows["features"], np.concatenate([d["states"][()] for d in demos]))
         np.testing.assert_array_equal(rows["proprio"], np.concatenate([d["obs/proprio"][()] for d in demos]))
     assert env_args["env_name"] == "toto_robot/FrankaPick-v0" and (rows["rounds"] == 0).all()
-    encoder = load_encoder(make_encoder_dir(tmp_path / "enc"))  # 32 px, the recording's size
+    encoder = load_encoder(make_encoder_dir(tmp_path / "enc"), dtype="fp32")  # 32 px, the recording's size
     pixels = demo_buffer(demo_file, TotoFeatures(encoder))[0].arrays()["features"]
     assert pixels.shape == (len(rows["actions"]), encoder.dim) and np.isfinite(pixels).all()
 

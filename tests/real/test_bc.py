@@ -90,7 +90,7 @@ def test_rerun_reuses_cached_features(setup):
 
 def test_act_is_preprocess_encoder_actor_by_hand(setup):
     _, encoder_dir, _, run = setup
-    policy = load_bc_policy(run)
+    policy = load_bc_policy(run, dtype="fp32")
     rng = np.random.default_rng(5)
     frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     joints, width = rng.normal(size=7), 0.03
@@ -100,7 +100,7 @@ def test_act_is_preprocess_encoder_actor_by_hand(setup):
     state, meta = load_weights(run, "actor")
     actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
     actor.load_state_dict(state)
-    encoder = load_encoder(encoder_dir, layer=meta["encoder"]["layer"], pool="avg")
+    encoder = load_encoder(encoder_dir, layer=meta["encoder"]["layer"], pool="avg", dtype="fp32")
     features = encoder(preprocess_frame(frame, 32)[None])
     n = {k: np.asarray(v, np.float32) for k, v in meta["normalization"].items()}
     proprio = (np.append(joints, 1.0).astype(np.float32) - n["proprio_mean"]) / n["proprio_std"]  # 3 cm < 7 cm: closed
