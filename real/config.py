@@ -55,6 +55,10 @@ class CameraConfig:
 class SafetyConfig:
     joint_margin: float = _num(0.05, 0.0, 0.3)  # rad kept clear of each joint limit
     max_joint_step: float = _num(0.05, 0.0, 0.2, lo_open=True)  # rad per action, each joint
+    # rad/s of the robot's own clock, each joint: an action moves a target at most this x the robot
+    # time since the last target, so a burst of actions (a slow host or simulator, a runaway policy)
+    # cannot drive the arm faster than a steady 10 Hz stream of max_joint_step would
+    max_joint_speed: float = _num(0.5, 0.0, 2.0, lo_open=True)
     workspace_min: XYZ = _xyz((0.2, -0.4, 0.02))  # hand box in the robot base frame (m)
     workspace_max: XYZ = _xyz((0.75, 0.4, 0.7))
     hand_tcp_offset: float = _num(FRANKA_TCP_OFFSET, 0.0, 0.3)  # flange to fingertip centre along flange z (m)

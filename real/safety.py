@@ -2,7 +2,8 @@
 
 Pure numpy (no ROS, no franky), so it is fuzzed in the tests. An action is 7 joint-position deltas,
 optionally followed by a gripper command in [0, 1]. The deltas are added to the last *commanded*
-target (the measured joints lag a streaming motion), then: each joint's step is limited, the target
+target (the measured joints lag a streaming motion), then: each joint's step is limited (per action,
+and per second of the robot's clock, so actions that arrive in a burst do not speed the arm up), the target
 is clamped into the joint limits shrunk by a margin, and the step is scaled back until the hand
 (flange and fingertip centre, so the whole hand axis: the box is convex) is inside the workspace
 box. Malformed actions, an e-stop or a stale policy hold position: the target stays the last one.
@@ -87,7 +88,9 @@ class SafetyEnvelope:
         self.counts[reason] += 1
         return _start(current_q, last_target), Report(held=True, reason=reason)
 
-    def clamp(self, current_q, last_target, action) -> tuple[np.ndarray, Report]:
+    def clamp(self, current_q, last_target, action, dt: float | None = None) -> tuple[np.ndarray, Report]:
+        """`dt`: robot-clock seconds since `last_target` was commanded (None: no such target); the step
+        is then also at most max_joint_speed x dt, so the target's speed does not follow the host's."""
         start = _start(current_q, last_target)
         if self.estopped:
             return self.hold(current_q, last_target, "estop")
@@ -106,6 +109,10 @@ class SafetyEnvelope:
             return self.hold(current_q, last_target, "outside_workspace")
         limit = self.config.max_joint_step
         step = np.clip(a[:7], -limit, limit)
+        if dt is not None and last_target is not None:
+            fast = max(0.0, self.config.max_joint_speed * dt)
+            self.counts["speed_limited"] += bool(np.any(np.abs(step) > fast))
+            step = np.clip(step, -fast, fast)
         # A joint already outside the shrunk limits (robot started there) may only move inwards.
         wanted = start + step
         # The target may lead the measured joints by at most LEAD_STEPS steps: a lagging arm that is

@@ -149,6 +149,10 @@ class FrankaBridge:
         js = self._call("reading the joint state", lambda: self.robot.current_joint_state)
         return (np.array(js.position, dtype=np.float64), np.array(js.velocity, dtype=np.float64))
 
+    def robot_time(self) -> float:
+        """The robot's clock (s): what the envelope's speed limit is measured in, whatever the host's speed."""
+        return float(self._call("reading the robot time", lambda: self.robot.state.time.to_sec()))
+
     def is_moving(self) -> bool:
         return bool(self._call("reading the control state", lambda: self.robot.is_in_control))
 
@@ -273,6 +277,7 @@ class FrankaNode(_NodeBase):
         self.holding = True  # nothing commanded yet
         self.hold_events = 0
         self.actions_received = 0
+        self.commanded_at: float | None = None  # robot time of the last target an action commanded
         self._recoveries: collections.deque[float] = collections.deque()
         self.bridge = bridge or FrankaBridge()
         self.bridge.connect(cfg.robot_ip, cfg.relative_dynamics_factor, cfg.realtime)
@@ -319,7 +324,9 @@ class FrankaNode(_NodeBase):
             self.envelope.hold(self.q, self.bridge.target, "guiding")
             return
         self.q, self.dq = self.bridge.joint_state()  # fresh: the lead cap is relative to where the arm is now
-        target, report = self.envelope.clamp(self.q, self.bridge.target, np.asarray(msg.data, dtype=np.float64))
+        now = self.bridge.robot_time()
+        dt = None if self.bridge.target is None or self.commanded_at is None else now - self.commanded_at
+        target, report = self.envelope.clamp(self.q, self.bridge.target, np.asarray(msg.data, dtype=np.float64), dt)
         if report.held:
             self.get_logger().warning(f"action held ({report.reason}); counts {dict(self.envelope.counts)}",
                                       throttle_duration_sec=1.0)
@@ -327,6 +334,7 @@ class FrankaNode(_NodeBase):
         self.watchdog.feed()
         self.holding = False
         self._guarded(self.bridge.command, target)
+        self.commanded_at = now
         if report.gripper is not None:
             self._guarded(self.bridge.gripper_command, report.gripper, self.config.gripper_speed,
                           self.config.gripper_force)

@@ -51,7 +51,12 @@ def image_to_rgb(msg) -> np.ndarray:
 
 
 class LatestMessage:
-    """The newest message of one stream, its arrival time and a sequence number."""
+    """The newest message of one stream, when it was made (monotonic clock) and a sequence number.
+
+    A stamped message (a header with a non-zero stamp, as the camera and franka nodes send) counts
+    from its stamp, not from when its callback ran: on a busy host a frame can wait in the queue, and
+    its age must include that wait. Unstamped messages count from arrival.
+    """
 
     __slots__ = ("msg", "time", "seq")
 
@@ -59,7 +64,11 @@ class LatestMessage:
         self.msg, self.time, self.seq = None, 0.0, 0
 
     def put(self, msg) -> None:
-        self.msg, self.time, self.seq = msg, time.monotonic(), self.seq + 1
+        arrived = time.monotonic()
+        stamp = getattr(getattr(msg, "header", None), "stamp", None)
+        if stamp is not None and (stamp.sec or stamp.nanosec):  # ROS stamps are system (wall) time
+            arrived -= max(0.0, time.time() - (stamp.sec + 1e-9 * stamp.nanosec))
+        self.msg, self.time, self.seq = msg, arrived, self.seq + 1
 
     def age(self, now: float) -> float:
         return now - self.time

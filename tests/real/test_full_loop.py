@@ -141,18 +141,34 @@ def test_camera_to_policy_to_franka_to_sim_runs_at_9_hz_for_30_s(stack):
 
 
 def test_camera_stops_the_arm_holds_within_200_ms(stack):
+    """Holding means: the last action comes within 200 ms of the camera's death, no action (so no new
+    target) follows, and the arm settles at the last target and stays there. How long settling takes
+    in wall time depends on how fast the simulator runs on this host, so the test waits for it (up to
+    10 s) and then checks it stays put for a second."""
     w, nodes = stack.watcher, stack.nodes
     assert w.actions[-1][0] > time.monotonic() - 0.5, "the loop was not running"
     killed = time.monotonic()
     stack.camera.proc.kill()
     stack.camera.proc.wait()
-    time.sleep(2.5)
-    last_frame, last_action = w.frames[-1], w.actions[-1][0]
+    time.sleep(0.5)
+    last_frame, last_action, actions = w.frames[-1], w.actions[-1][0], len(w.actions)
     print(f"\nlast action {1e3 * (last_action - killed):.0f} ms after the camera was killed "
           f"({1e3 * (last_action - last_frame):.0f} ms after the last frame the watcher saw)")
     assert last_action - killed <= 0.2, (last_action - killed)
-    # no new target: the arm comes to rest at the last one and stays there, franka node still up
-    q = np.array([q for t, q in w.states if t > last_action + 1.0])
-    assert len(q) > 50 and np.abs(q - q[-1]).max() < 2e-3, np.abs(q - q[-1]).max()
+
+    def still_since(t0: float) -> float:  # largest joint change over the states after t0
+        q = np.array([q for t, q in w.states if t > t0])
+        return np.abs(q - q[-1]).max() if len(q) > 10 else np.inf  # 50 Hz states: ~25 in 0.5 s
+
+    deadline, settled = time.monotonic() + 10.0, None
+    while settled is None and time.monotonic() < deadline:
+        time.sleep(0.25)
+        if still_since(time.monotonic() - 0.5) < 2e-3:
+            settled = time.monotonic() - 0.5
+    assert settled is not None, f"the arm did not settle within 10 s (moving {still_since(time.monotonic() - 0.5):.4f} rad)"
+    time.sleep(1.0)
+    print(f"settled {settled - killed:.2f} s after the camera was killed")
+    assert still_since(settled) < 2e-3, still_since(settled)  # and stayed: no new target
+    assert len(w.actions) == actions  # no action since
     assert nodes.proc.poll() is None, nodes.text[-3000:]
     assert "no fresh action for 0.15 s: holding position" in nodes.text

@@ -29,7 +29,7 @@ from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
 
 from real.bc_policy import load_bc_policy  # noqa: E402
 from real.config import PolicyConfig  # noqa: E402
-from real.nodes.policy import PolicyNode, image_to_rgb  # noqa: E402
+from real.nodes.policy import LatestMessage, PolicyNode, image_to_rgb  # noqa: E402
 from tests.real.tiny_policy import tiny_bc_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +63,22 @@ def test_image_to_rgb_handles_bgr_and_padded_rows():
     np.testing.assert_array_equal(image_to_rgb(msg), frame)
     with pytest.raises(ValueError, match="mono8"):
         image_to_rgb(Image(height=2, width=3, encoding="mono8", step=3, data=bytes(6)))
+
+
+def test_a_stamped_frame_is_as_old_as_its_stamp_not_its_arrival():
+    """On a busy host a frame can wait in the queue: its age counts from the camera's stamp."""
+    from builtin_interfaces.msg import Time
+
+    latest, now = LatestMessage(), time.time()
+    old, fresh, unstamped = Image(), Image(), Float64(data=0.04)
+    old.header.stamp = Time(sec=int(now - 0.5), nanosec=int((now - 0.5) % 1 * 1e9))
+    fresh.header.stamp = Time(sec=int(now), nanosec=int(now % 1 * 1e9))
+    latest.put(old)
+    assert latest.age(time.monotonic()) == pytest.approx(0.5, abs=0.05)
+    latest.put(fresh)
+    assert latest.age(time.monotonic()) < 0.05
+    latest.put(unstamped)  # no header: from arrival
+    assert latest.age(time.monotonic()) < 0.05 and latest.seq == 3
 
 
 def test_acts_at_10hz_on_fresh_observations_only_and_matches_act(checkpoint):

@@ -146,3 +146,19 @@ def test_watchdog_with_an_injected_clock():
     assert dog.fresh(now=200.1) and dog.expired(now=200.2)
     with pytest.raises(ValueError, match="must be > 0"):
         Watchdog(0.0)
+
+
+def test_the_step_is_also_bounded_by_robot_time_so_bursts_do_not_speed_the_arm_up():
+    """max_joint_speed x robot-clock seconds since the last target: ten actions in 20 ms of robot time
+    (a host or simulator that fell behind, a runaway policy) move the target 0.01 rad, not 0.5 rad."""
+    cfg = SafetyConfig(max_joint_step=0.05, max_joint_speed=0.5)
+    env = SafetyEnvelope(cfg, *joint_limits("fr3"))
+    q = np.array(READY)
+    target, report = env.clamp(q, None, [1.0] * 7)  # the first action: no previous target, per-action bound
+    np.testing.assert_allclose(target - q, 0.05)
+    for _ in range(10):  # 2 ms of robot time apart
+        target, report = env.clamp(q, target, [1.0] * 7, dt=0.002)
+    np.testing.assert_allclose(target - q, 0.05 + 10 * 0.001, atol=1e-12)
+    assert env.counts["speed_limited"] == 10
+    after_a_pause, _ = env.clamp(target, target, [1.0] * 7, dt=5.0)  # long after (the arm caught up): per action again
+    np.testing.assert_allclose(after_a_pause - target, [0.05] * 7, atol=1e-12)
