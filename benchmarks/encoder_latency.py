@@ -36,6 +36,7 @@ from encoder.frozen import TotoEncoder  # noqa: E402
 from encoder.model import Toto  # noqa: E402
 from encoder.presets import preset_config  # noqa: E402
 from encoder.tokenizers.fsq import FSQTokenizer  # noqa: E402
+from toto_robot.compute import resolve  # noqa: E402
 
 RES, CONTEXT, CLIP = 128, 15, 16
 GOALS = {"vs_vit": 1.5, "fps": 10.0, "stream": 1.3}
@@ -123,6 +124,7 @@ def main(argv=None) -> None:
     models, dtypes = args.models.split(","), args.dtypes.split(",")
     batches, contexts = [int(b) for b in args.batches.split(",")], sorted(int(c) for c in args.contexts.split(","))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start")
+    print(resolve().line("dtype=auto (load_encoder's default) chooses"))
 
     encoders = build_encoders(models, dtypes)
     cases = {}

@@ -29,8 +29,7 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch
-from toto_robot.compute import resolve  # noqa: E402
+import torch  # noqa: E402
 from encoder_latency import CLIP, RES, time_round_robin  # noqa: E402  (benchmarks/ is the script's sys.path[0])
 
 from encoder.model import Toto  # noqa: E402
@@ -45,6 +44,7 @@ from real.preprocess import RPT_FRAME, preprocess_frame  # noqa: E402
 from real.train_bc import EncoderSettings  # noqa: E402
 from toto_robot import load_encoder  # noqa: E402
 from toto_robot.checkpoint import save_weights  # noqa: E402
+from toto_robot.compute import resolve  # noqa: E402
 
 PERIOD_MS, MARGIN = 100.0, 0.10  # the node's 10 Hz timer; the median must leave 10% of it free
 

@@ -367,12 +367,12 @@ def tokenize_sources(
     if isinstance(tokenizer, torch.nn.Module):
         device = resolve_device(device)
         tokenizer.to(device).eval()
-        if rank == 0:
-            Compute(device, "fp32", "tokenizers encode in fp32: bf16 would flip codes").announce("tokenize")
     encode = _Encoder(tokenizer, cfg.batch_size, settings["grid"]) if settings["content"] == "tokens" else None
 
     mine = [c for c in chunks if c.index % world_size == rank]
     todo = [c for c in mine if _chunk_state(c, out_dir) is None]
+    if todo and rank == 0 and isinstance(tokenizer, torch.nn.Module):
+        Compute(device, "fp32", "tokenizers encode in fp32: bf16 would flip codes").announce("tokenize")
     sequences = {s.name: dict.fromkeys(SPLITS, 0) for s in sources}
     skips, frames, written = SkipReport(), 0, []
     start = time.perf_counter()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from pretrain.config import DataSettings, ModelSettings, RunConfig, TokenizerSettings
 from pretrain.pipeline import run
@@ -88,6 +89,12 @@ def test_checkpoint_of_another_size_is_one_line(finished_run):
     assert "n_layers=4" in line and "n_layers=12" in line and "resume=false" in line
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error; this machine has a GPU")
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    line = one_line_error(cli(f"out={tmp_path}", "device=cuda", "stage=train", cwd=tmp_path))
+    assert "device='cuda'" in line and "no CUDA device is visible" in line
+
+
 def test_wrong_config_key_names_it(tmp_path):
     process = cli(f"out={tmp_path}", "train.stepz=3", cwd=tmp_path)
     assert process.returncode != 0 and "stepz" in process.stderr and "Traceback" not in process.stderr
@@ -112,8 +119,13 @@ def test_torchrun_two_ranks_runs_every_stage(tmp_path):
                str(ROOT / "pretrain" / "run.py"), f"out={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}", *TINY_OVERRIDES]
     process = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
+    # each network stage says once (rank 0) which device and precision it chose, and why
+    for line in ("tokenizer training: device cpu, precision ", "tokenize: device cpu, precision fp32 (tokenizers encode in fp32",
+                 "train: device cpu, precision fp32 (asked for)"):
+        assert process.stdout.count(line) == 1, (line, process.stdout[-3000:])
     _, meta = load_weights(tmp_path / "encoder", "toto", kind="toto")
     assert meta["summary"]["world_size"] == 2 and meta["summary"]["steps"] == 2
+    assert meta["summary"]["device"] == "cpu" and meta["summary"]["precision"] == "fp32"
     index = json.loads((tmp_path / "tokens" / "index.json").read_text())
     assert index["complete"]
 
