@@ -24,11 +24,11 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
 
-import torch
-from toto_robot.compute import resolve  # noqa: E402
+import torch  # noqa: E402
 
 from encoder.model import Toto, TotoConfig  # noqa: E402
 from encoder.objectives import next_token_loss  # noqa: E402
+from toto_robot.compute import resolve  # noqa: E402
 from encoder.presets import PRESETS, preset_config  # noqa: E402
 
 DEFAULT_SHAPES = {"nano": (1, 4098), "base": (1, 1024)}

@@ -106,13 +106,13 @@ class TotoEncoder(nn.Module):
         self.feature_dim = pool_width(pool, c.dim)  # what forward returns per frame (dim, or cells^2 * dim for grid<k>)
         self.compute = _compute(dtype, device)  # toto_robot/compute.py: the device and dtype, and why
         self.dtype = self.compute.dtype
-        self.model = model.to(self.compute.device, self.dtype)
+        self.model = model.to(self.dtype)
         self.tokenizer = tokenizer  # stays fp32: FSQ rounds latents to codes, bf16 would flip codes
         self.resolution, self.grid = resolution, resolution // tokenizer.downsample
         self.n_start = 1 if tokenizer.discrete else 0  # patch sequences have no start token
         self.frames = frames or (c.max_seq_len - self.n_start - 1) // self.grid**2  # longest clip
         self.requires_grad_(False)
-        self.to(self.compute.device)  # the tokenizer (fp32) and the pool follow the model
+        self.to(self.compute.device)  # model, tokenizer (fp32) and pool
         self.eval()
 
     def train(self, mode: bool = True) -> TotoEncoder:

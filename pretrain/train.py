@@ -36,9 +36,7 @@ from pretrain.batches import TokenBatches, is_pixels, validation_batches
 from pretrain.metrics import MetricsLogger
 from pretrain.schedule import lr_at
 from pretrain.shards import ShardSet
-from toto_robot.compute import Compute, resolve_precision
-
-PRECISIONS = ("auto", "fp32", "bf16")
+from toto_robot.compute import PRECISIONS, Compute, resolve
 
 
 @dataclass
@@ -234,7 +232,7 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
 
 def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, init_weights, patchify, info) -> dict:
     wall_start = time.perf_counter()
-    compute = Compute(info.device, *resolve_precision(cfg.precision, info.device))
+    compute = resolve(info.device, cfg.precision)
     if info.is_main:
         compute.announce("train")
     probe = TokenBatches(train_sets, seed=cfg.seed, micro_batch=1, grad_accum=1)

@@ -19,6 +19,7 @@ from typing import Mapping
 
 import yaml
 
+from toto_robot.compute import DEVICE_HELP, DEVICE_PATTERN, PRECISIONS
 from toto_robot.kinematics import FRANKA_TCP_OFFSET
 
 XYZ = tuple[float, float, float]
@@ -100,8 +101,12 @@ class PolicyConfig:
     gripper_topic: str = _text("franka/gripper_width", topic=True)
     action_topic: str = _text("policy/action", topic=True)
     start_enabled: bool = True  # false: publish nothing until ~/enable (the evaluation script toggles it)
-    device: str = _text("auto", choices=("auto", "cpu", "cuda") + tuple(f"cuda:{i}" for i in range(8)))  # the encoder's
-    dtype: str = _text("auto", choices=("auto", "fp32", "bf16"))  # auto: bf16 only where native (toto_robot/compute.py)
+    device: str = _text("auto")  # the encoder's: auto (CUDA if present) | cpu | cuda | cuda:N
+    dtype: str = _text("auto", choices=PRECISIONS)  # auto: bf16 only where native (toto_robot/compute.py)
+
+    def __post_init__(self):
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"device: {self.device!r} is not one of {DEVICE_HELP}")
 
 
 @dataclass(frozen=True)

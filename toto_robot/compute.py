@@ -13,6 +13,7 @@ precision (`precision` or `dtype`) and resolves them here, so a default is never
 
 The CPU check is a capability query, made once per process. It reads what torch itself will use,
 so it follows ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA (how an AMX machine emulates an AVX2 one).
+torch is imported where it is used, so config schemas (real/config.py) can name the choices without it.
 """
 from __future__ import annotations
 
@@ -20,19 +21,22 @@ import contextlib
 import functools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
-_PRECISION_NAMES = {"auto": "auto", "fp32": "fp32", "float32": "fp32", torch.float32: "fp32",
-                    "bf16": "bf16", "bfloat16": "bf16", torch.bfloat16: "bf16"}
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # what a device setting may say (whether it exists is checked on use)
+_PRECISION_NAMES = {"auto": "auto", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16"}
 
 
 @functools.lru_cache(maxsize=None)
 def cpu_bf16() -> tuple[bool, str]:
     """(native, why): whether this process's CPU kernels run bf16 matmuls natively."""
+    import torch
+
     capability = torch.backends.cpu.get_cpu_capability()  # "DEFAULT", "AVX2", "AVX512", "ZVECTOR", "SVE256", ...
     if capability != "AVX512":
         return False, f"CPU kernels at {capability} level, no native bf16: bf16 would be emulated"
@@ -47,9 +51,11 @@ def cpu_bf16() -> tuple[bool, str]:
 
 def resolve_device(device: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
     """`auto` -> cuda:<local_rank> (or the current GPU) when CUDA is available, else cpu; others checked."""
+    import torch
+
     if isinstance(device, torch.device):
         device = str(device)
-    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
         raise ValueError(f"device={device!r}: use {DEVICE_HELP}")
     if device == "auto":
         if not torch.cuda.is_available():
@@ -67,14 +73,17 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int | None =
 
 
 def precision_name(precision) -> str:
-    """'auto' | 'fp32' | 'bf16' for a precision or dtype as users write it."""
-    if not isinstance(precision, (str, torch.dtype)) or precision not in _PRECISION_NAMES:
+    """'auto' | 'fp32' | 'bf16' for a precision or dtype as users write it (a torch dtype too)."""
+    name = precision if isinstance(precision, str) else str(precision).removeprefix("torch.")  # torch.bfloat16 -> bfloat16
+    if name not in _PRECISION_NAMES:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    return _PRECISION_NAMES[precision]
+    return _PRECISION_NAMES[name]
 
 
 def resolve_precision(precision, device: torch.device) -> tuple[str, str]:
     """('fp32' | 'bf16', why) for a requested precision on `device`."""
+    import torch
+
     name = precision_name(precision)
     if name != "auto":
         return name, "asked for"
@@ -96,10 +105,14 @@ class Compute:
 
     @property
     def dtype(self) -> torch.dtype:
-        return _DTYPES[self.precision]
+        import torch
+
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
 
     def autocast(self):
         """bf16 autocast when precision is bf16 (weights stay fp32), else nothing."""
+        import torch
+
         if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
