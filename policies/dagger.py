@@ -125,27 +125,32 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Acto
     done_per_env = np.zeros(n, dtype=int)
     taken = finished = succeeded = 0
     gap_sum, gap_count = 0.0, 0
+    action = np.zeros((n, *env.single_action_space.shape), dtype=np.float32)
     while (steps is not None and taken < steps) or (quota is not None and (done_per_env < quota).any()):
-        features = provider(obs)
-        proprio = np.asarray(obs["proprio"], dtype=np.float32) if "proprio" in obs else np.zeros((n, 0), np.float32)
-        labels = None if expert is None else np.stack([np.asarray(expert(s), dtype=np.float32) for s in obs["state"]])
-        student = None if actor is None else actor.act(features, proprio if actor.proprio_dim else None)
-        if beta >= 1.0 or student is None:
-            if labels is None:
-                raise ValueError("nothing to act with: pass an expert (beta > 0) or an actor")
-            action = labels
-        elif beta <= 0.0 or labels is None:
-            action = student
-        else:
-            action = beta * labels + (1.0 - beta) * student
         valid = ~skip if quota is None else ~skip & (done_per_env < quota)
-        if buffer is not None and labels is not None and valid.any():
-            buffer.add(features[valid], proprio[valid], labels[valid], round_index)
-        if student is not None and labels is not None and valid.any():
-            gap_sum += float(((student[valid] - labels[valid]) ** 2).mean(1).sum())
-            gap_count += int(valid.sum())
+        action[:] = 0.0  # rows not valid: a NEXT_STEP reset row (action ignored) or an env past its quota
+        if valid.any():
+            # Only valid rows are encoded: an env past its quota (evaluation) would cost encoder time for nothing.
+            rows = obs if valid.all() else {k: np.asarray(v)[valid] for k, v in obs.items()}
+            features = provider(rows)
+            proprio = np.asarray(rows["proprio"], dtype=np.float32) if "proprio" in rows else np.zeros((len(features), 0), np.float32)
+            labels = None if expert is None else np.stack([np.asarray(expert(s), dtype=np.float32) for s in rows["state"]])
+            student = None if actor is None else actor.act(features, proprio if actor.proprio_dim else None)
+            if beta >= 1.0 or student is None:
+                if labels is None:
+                    raise ValueError("nothing to act with: pass an expert (beta > 0) or an actor")
+                action[valid] = labels
+            elif beta <= 0.0 or labels is None:
+                action[valid] = student
+            else:
+                action[valid] = beta * labels + (1.0 - beta) * student
+            if buffer is not None and labels is not None:
+                buffer.add(features, proprio, labels, round_index)
+            if student is not None and labels is not None:
+                gap_sum += float(((student - labels) ** 2).mean(1).sum())
+                gap_count += len(labels)
         taken += int(valid.sum())
-        obs, _, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0).astype(np.float32))
+        obs, _, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0))
         done = (np.asarray(terminated) | np.asarray(truncated)) & valid
         done_per_env += done
         finished += int(done.sum())

@@ -183,3 +183,24 @@ def test_episode_counts_do_not_favour_short_episodes(mode):
     assert (result["episodes"], result["successes"]) == (8, 4)
     result = rollout(venv, StateFeatures(), None, actor, 0.0, seed=0, episodes=12)  # quotas 2,2,2,2,1,1,1,1: envs 0, 2 win twice, 4, 6 once
     assert (result["episodes"], result["successes"]) == (12, 6)
+
+
+class CountingFeatures(StateFeatures):
+    """State features that count the rows they are asked to encode."""
+
+    rows = 0
+
+    def __call__(self, obs):
+        self.rows += len(obs["state"])
+        return super().__call__(obs)
+
+
+@pytest.mark.parametrize("mode", [gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP])
+def test_evaluation_encodes_only_the_rows_that_count(mode):
+    # 8 envs, 6 episodes: envs 6 and 7 have no quota, and the fast winners (2 steps) finish long
+    # before the slow losers (20). Their frames must not go through the encoder.
+    venv = gym.vector.SyncVectorEnv([lambda i=i: FixedOutcomeEnv(i) for i in range(8)], autoreset_mode=mode)
+    provider = CountingFeatures()
+    result = rollout(venv, provider, None, Actor.for_state(1, 1), 0.0, seed=0, episodes=6)
+    assert (result["episodes"], result["successes"]) == (6, 3)
+    assert provider.rows == result["steps"] == 3 * 2 + 3 * 20  # every step of envs 0-5's first episode, nothing else
