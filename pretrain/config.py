@@ -52,6 +52,9 @@ class RunConfig:
     stage: str = "all"  # one of STAGES; each stage resumes or skips finished work
     device: str = "auto"  # auto|cpu|cuda|cuda:N for tokenizer training, tokenization and training (toto_robot/compute.py)
     out: str = "runs/pretrain"  # run directory: tokenizer/, tokens/, train/, encoder/
+    # under torchrun: the bound on any one collective (NCCL's own default is 10 min); stages are
+    # joined by file markers, never by collectives (pretrain/markers.py)
+    dist_timeout_minutes: float = 60.0
     model: ModelSettings = field(default_factory=ModelSettings)
     data: DataSettings = field(default_factory=DataSettings)
     tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)

@@ -2,7 +2,10 @@
 
 Rank and world size come from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*);
 without torchrun (or with one process) training runs unwrapped. Backend: nccl on CUDA, gloo on
-CPU. FSDP is FSDP2 (`torch.distributed.fsdp.fully_shard`): each block of the model's
+CPU. Every collective goes through the helpers below, which put their tensors on the rank's
+device: NCCL has no CPU path, so a CPU tensor handed to it fails at the first step. The group
+gets a long timeout (`setup`), and long one-rank work never sits behind a collective: the
+pipeline joins its stages by file markers (pretrain/markers.py). FSDP is FSDP2 (`torch.distributed.fsdp.fully_shard`): each block of the model's
 ModuleLists is its own unit, then the root. It runs on CPU with gloo in torch 2.13 (tested
 with 2 processes). Full (unsharded) state dicts for checkpoints go through
 `torch.distributed.checkpoint.state_dict` for every strategy, so optimizer states are keyed by
@@ -13,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Iterator
 
 import torch
@@ -37,11 +42,13 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup(device: str = "auto") -> DistInfo:
+def setup(device: str = "auto", timeout_minutes: float = 60.0) -> DistInfo:
     """Join the torchrun process group if there is one (creating it if needed).
 
     `device` is auto|cpu|cuda|cuda:N (toto_robot.compute.resolve_device); under torchrun `auto` and
     `cuda` mean this rank's GPU, cuda:LOCAL_RANK. The backend follows the device: nccl on CUDA, gloo on CPU.
+    `timeout_minutes` bounds every collective (NCCL's default, 10 min, is shorter than a full-state
+    checkpoint write at 1b); RunConfig.dist_timeout_minutes sets it.
     """
     from toto_robot.compute import resolve_device
 
@@ -54,9 +61,13 @@ def setup(device: str = "auto") -> DistInfo:
     if not dist.is_initialized():
         if "MASTER_ADDR" not in os.environ:
             raise ValueError(f"WORLD_SIZE={world} but MASTER_ADDR is unset: launch with torchrun --nproc_per_node=N")
-        if resolved.type == "cuda":
+        if timeout_minutes <= 0:
+            raise ValueError(f"dist_timeout_minutes={timeout_minutes}: must be > 0")
+        cuda = resolved.type == "cuda"
+        if cuda:
             torch.cuda.set_device(resolved)
-        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=timeout_minutes),
+                                device_id=resolved if cuda else None)
         owns = True
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, resolved, owns)
 
@@ -113,24 +124,26 @@ def gradient_sync(wrapped: nn.Module, strategy: str, sync: bool) -> Iterator[Non
         yield
 
 
-def barrier(info: DistInfo) -> None:
-    """Wait for every rank (no-op in a single process): separates pipeline stages under torchrun."""
-    if info.world_size > 1:
-        dist.barrier()
+def sum_over_ranks(values: torch.Tensor | Sequence[float], info: DistInfo) -> list[float]:
+    """Element-wise sum over ranks of `values` (numbers, or a 1-D tensor on any device), as floats.
 
-
-def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    The only way numbers cross ranks here: the reduction tensor is built on the rank's device
+    (NCCL reduces device tensors only) in float64 (token counts stay exact to 2^53), and one
+    collective carries all the values.
+    """
+    tensor = values.detach() if isinstance(values, torch.Tensor) else torch.tensor(list(values))
+    tensor = tensor.to(device=info.device, dtype=torch.float64).reshape(-1)
     if info.world_size > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+    return tensor.tolist()
 
 
 def broadcast_object(obj, info: DistInfo):
-    """Rank 0's `obj` on every rank."""
+    """Rank 0's `obj` on every rank (pickled through a byte tensor on the rank's device)."""
     if info.world_size == 1:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, device=info.device)
     return box[0]
 
 

@@ -8,14 +8,16 @@
                `toto_robot.load_encoder(out/encoder)` reads
 
 Under torchrun, rank 0 alone prepares data and tokenizer and exports; every rank tokenizes
-its share of the chunks and trains; barriers separate the stages.
+its share of the chunks (balanced by cost) and trains. The stages before training are joined by
+file markers in out/.markers, not barriers: they can take hours on one rank, far past a
+collective's timeout (pretrain/markers.py).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from pretrain import distributed
+from pretrain import distributed, markers
 from pretrain.config import STAGES, RunConfig
 from pretrain.data.sources import SourceConfig
 
@@ -187,6 +189,20 @@ def _prepare(cfg: RunConfig, stages: tuple[str, ...], train_tokenizer: bool):
     return sources, tokenizer
 
 
+def _join_tokenize(cfg: RunConfig, sources, tokenizer, info, marks: Path, nonce: str) -> None:
+    """Wait until every rank has tokenized its share; rank 0 then marks the index complete."""
+    from pretrain.tokenization import tokenize_sources
+
+    markers.mark(marks / f"tokenized.rank{info.rank}", nonce)
+    if info.is_main:
+        markers.wait_until(lambda: all(markers.is_marked(marks / f"tokenized.rank{r}", nonce) for r in range(info.world_size)),
+                           "every rank to finish its tokenization share")
+        tokenize_sources(sources, tokenizer, Path(cfg.out) / TOKENS_DIR, cfg.tokenize, 0, 1)  # all done: index complete
+        markers.mark(marks / "tokenized", nonce)
+    else:
+        markers.wait_for(marks / "tokenized", nonce, "rank 0 to complete the token index")
+
+
 def run(cfg: RunConfig) -> dict:
     """Run `cfg.stage` (or all stages in order); return what each stage produced."""
     from pretrain.tokenization import tokenize_sources
@@ -195,13 +211,16 @@ def run(cfg: RunConfig) -> dict:
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}: use one of {', '.join(STAGES)}")
     stages = STAGES[1:] if cfg.stage == "all" else (cfg.stage,)
-    info = distributed.setup(cfg.device)
+    info = distributed.setup(cfg.device, cfg.dist_timeout_minutes)
     result: dict = {}
     try:
+        nonce = markers.launch_nonce(info)
+        marks = Path(cfg.out) / markers.MARKERS_DIR
         if info.is_main:  # the others wait, then load what rank 0 made (the robot videos are cached)
             sources, tokenizer = _prepare(cfg, stages, train_tokenizer=True)
-        distributed.barrier(info)
-        if not info.is_main:
+            markers.mark(marks / "prepared", nonce)
+        else:
+            markers.wait_for(marks / "prepared", nonce, "rank 0 to prepare the data and tokenizer")
             sources, tokenizer = _prepare(cfg, stages, train_tokenizer=False)
         if sources is not None:
             result["sources"] = [source.name for source in sources]
@@ -211,10 +230,8 @@ def run(cfg: RunConfig) -> dict:
             tokens = Path(cfg.out) / TOKENS_DIR
             result["tokenize"] = tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, info.rank, info.world_size,
                                                   device=info.device)
-            distributed.barrier(info)
-            if info.world_size > 1 and info.is_main:  # every chunk is finished now: rewrite the index as complete
-                tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, 0, 1)
-            distributed.barrier(info)
+            if info.world_size > 1:
+                _join_tokenize(cfg, sources, tokenizer, info, marks, nonce)
         if "train" in stages:
             index = read_index(cfg)
             train_sets, val_sets = shard_sets(cfg, index)

@@ -172,7 +172,7 @@ def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.Di
     objective = objective or Objective()
     was_training = model.training
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64)
+    totals = torch.zeros(2, dtype=torch.float64, device=info.device)  # (target-weighted loss, targets), no sync per batch
     rounds = math.ceil(len(batches) / info.world_size) if pad_ranks else None
     mine = list(range(info.rank, len(batches), info.world_size))
     for i in range(rounds if rounds is not None else len(mine)):
@@ -182,30 +182,31 @@ def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.Di
             loss = objective.loss(model, objective.inputs(rows, info.device))
         if real:
             count = objective.targets(rows)
-            totals += torch.tensor([loss.item() * count, count], dtype=torch.float64)
+            totals[0] += loss.detach().double() * count
+            totals[1] += count
     model.train(was_training)
-    distributed.all_reduce_sum(totals, info)
-    return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
+    loss_sum, count = distributed.sum_over_ranks(totals, info)
+    return loss_sum / count if count > 0 else float("nan")
 
 
 def _global_step(forward_model, wrapped, model, optimizer, micro: list[torch.Tensor], cfg: TrainConfig, strategy: str,
                  info: distributed.DistInfo, objective: Objective, compute: Compute) -> tuple[float, float]:
     """One optimizer step over this rank's micro-batches; returns (global target-mean loss, grad norm)."""
     counts = [objective.targets(rows) for rows in micro]
-    total = int(distributed.all_reduce_sum(torch.tensor([sum(counts)], dtype=torch.int64), info).item())
-    loss_sum = torch.zeros(1, dtype=torch.float64)
+    total = int(distributed.sum_over_ranks([sum(counts)], info)[0])
+    loss_sum = torch.zeros((), dtype=torch.float64, device=info.device)  # read once per step, not per micro-batch
     for m, rows in enumerate(micro):
         with distributed.gradient_sync(wrapped, strategy, sync=m == len(micro) - 1):
             with compute.autocast():
                 loss = objective.loss(forward_model, objective.inputs(rows, info.device))
             # DDP/FSDP average gradients over ranks: x world_size turns that into the global token mean
             (loss * (counts[m] * info.world_size / total)).backward()
-        loss_sum += loss.detach().double().cpu() * counts[m]
+        loss_sum += loss.detach().double() * counts[m]
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
     grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)  # FSDP: DTensor
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(distributed.all_reduce_sum(loss_sum, info).item()) / total, grad_norm
+    return distributed.sum_over_ranks(loss_sum, info)[0] / total, grad_norm
 
 
 def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]], val_sets: Sequence[ShardSet],

@@ -109,7 +109,8 @@ TINY_OVERRIDES = (
 
 
 def test_torchrun_two_ranks_runs_every_stage(tmp_path):
-    """The stage barriers under torchrun (gloo): rank 0 prepares, both tokenize and train, rank 0 exports."""
+    """Under torchrun (gloo): rank 0 prepares, both tokenize and train, rank 0 exports; the stages are
+    joined by file markers of this launch, so a second launch (everything resumed) is not fooled by the first's."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with socket.socket() as s:  # a free port, so concurrent test runs do not collide
         s.bind(("127.0.0.1", 0))
@@ -128,6 +129,10 @@ def test_torchrun_two_ranks_runs_every_stage(tmp_path):
     assert meta["summary"]["device"] == "cpu" and meta["summary"]["precision"] == "fp32"
     index = json.loads((tmp_path / "tokens" / "index.json").read_text())
     assert index["complete"]
+    first = (tmp_path / ".markers" / "prepared").read_text()
+    process = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert (tmp_path / ".markers" / "prepared").read_text() != first and "0 shards written" in process.stdout
 
 
 def test_coarse_to_fine_experiment_composes(tmp_path):
