@@ -162,6 +162,8 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
     Matmuls run in the autocast dtype if autocast is on; the softmax and the loss in fp32.
     """
     device = h.device.type
+    if not torch.amp.is_autocast_available(device):  # the meta device (pretrain/dry_run.py measures on it)
+        return _LinearCrossEntropy.apply(h, weight, targets, ignore_index, h.dtype, chunk)
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
     with torch.autocast(device, enabled=False):
         return _LinearCrossEntropy.apply(h, weight, targets, ignore_index, dtype, chunk)

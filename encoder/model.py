@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from encoder import tokens
@@ -92,6 +93,9 @@ class Toto(nn.Module):
         cos, sin = rope_tables(c.head_dim, c.rope_base, c.max_seq_len)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        # recompute each block in backward instead of storing its activations (training only;
+        # pretrain's train.activation_checkpointing): memory per block falls to its input
+        self.checkpoint_blocks = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -131,8 +135,12 @@ class Toto(nn.Module):
         else:
             mask = past == 0 and T > 1  # plain causal (True), or one new token seeing everything
         hidden = [x] if output_hidden_states else None
+        recompute = self.checkpoint_blocks and self.training and cache is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers[:n]):
-            x = layer(x, cos, sin, mask, cache, i)
+            if recompute:
+                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, None, i, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask, cache, i)
             if hidden is not None:
                 hidden.append(x)
         logits = loss = None

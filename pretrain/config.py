@@ -55,6 +55,8 @@ class RunConfig:
     # under torchrun: the bound on any one collective (NCCL's own default is 10 min); stages are
     # joined by file markers, never by collectives (pretrain/markers.py)
     dist_timeout_minutes: float = 60.0
+    dry_run: bool = False  # print memory per rank, tokens per step and compute for the run, then exit (pretrain/dry_run.py)
+    dry_run_world_size: int = 8  # the ranks the dry run sizes for
     model: ModelSettings = field(default_factory=ModelSettings)
     data: DataSettings = field(default_factory=DataSettings)
     tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)

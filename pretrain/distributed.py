@@ -88,8 +88,11 @@ def resolve_strategy(strategy: str, n_params: int, world_size: int) -> str:
     return strategy
 
 
-def wrap(model: nn.Module, strategy: str, info: DistInfo) -> nn.Module:
-    """The module to call for training. FSDP shards `model` in place; DDP returns a wrapper."""
+def wrap(model: nn.Module, strategy: str, info: DistInfo, precision: str = "fp32") -> nn.Module:
+    """The module to call for training. FSDP shards `model` in place; DDP returns a wrapper.
+
+    With precision bf16, FSDP gathers and computes in bf16 and reduces gradients in fp32 (its
+    mixed-precision policy); the sharded weights and AdamW stay fp32."""
     if strategy == "single":
         return model
     if strategy == "ddp":
@@ -101,12 +104,14 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo) -> nn.Module:
         quiet = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
         return DistributedDataParallel(model, device_ids=ids, **quiet)
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if precision == "bf16" \
+            else MixedPrecisionPolicy()
         for blocks in [m for m in model.modules() if isinstance(m, nn.ModuleList)]:
             for block in blocks:
-                fully_shard(block)
-        fully_shard(model)
+                fully_shard(block, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
         return model
     raise ValueError(f"strategy={strategy!r}: expected single, ddp or fsdp")
 

@@ -2,7 +2,10 @@
 
     out_dir/metrics.jsonl   {"step", "loss", "lr", "grad_norm", "tokens_seen", "tokens_per_s"[, "val_loss"]}
                             (tokens: whole sequences, all ranks; tokens_per_s: training time since
-                            the previous line, validation and checkpoint time excluded)
+                            the previous line, validation and checkpoint time excluded;
+                            "tflops_per_device": model FLOPs as pretrain/sizing.py counts them,
+                            "mfu" against train.peak_tflops or a known GPU's bf16 peak,
+                            "gpu_mem_peak_gib" on CUDA)
     out_dir/tensorboard/    train/* and val/* scalars against the step
     out_dir/loss_curve.png  train and validation loss against steps and against tokens seen
 

@@ -211,6 +211,10 @@ def run(cfg: RunConfig) -> dict:
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}: use one of {', '.join(STAGES)}")
     stages = STAGES[1:] if cfg.stage == "all" else (cfg.stage,)
+    if cfg.dry_run:
+        from pretrain.dry_run import dry_run
+
+        return {"dry_run": dry_run(cfg, cfg.dry_run_world_size)}
     info = distributed.setup(cfg.device, cfg.dist_timeout_minutes)
     result: dict = {}
     try:

@@ -31,7 +31,7 @@ from torch import nn
 from encoder.model import Toto, TotoConfig
 from encoder.objectives import next_patch_loss, next_token_loss
 from encoder.tokens import PAD
-from pretrain import checkpoints, distributed
+from pretrain import checkpoints, distributed, sizing
 from pretrain.batches import TokenBatches, is_pixels, validation_batches
 from pretrain.metrics import MetricsLogger
 from pretrain.schedule import lr_at
@@ -62,6 +62,8 @@ class TrainConfig:
     resume: bool = True  # continue from out_dir's latest checkpoint if there is one
     strategy: str = "auto"  # "auto" | "ddp" | "fsdp" (auto: fsdp from ~1B params); unwrapped without torchrun
     compile: bool = False
+    activation_checkpointing: bool = False  # recompute each block in backward: activations per block fall to its input
+    peak_tflops: Optional[float] = None  # one device's peak, for the logged MFU; None: known GPUs' bf16 peak (pretrain/sizing.py)
     progress: bool = True
 
     def __post_init__(self):
@@ -209,6 +211,17 @@ def _global_step(forward_model, wrapped, model, optimizer, micro: list[torch.Ten
     return distributed.sum_over_ranks(loss_sum, info)[0] / total, grad_norm
 
 
+def _efficiency(step_flops: float, steps: float, seconds: float, info: distributed.DistInfo, peak: float | None) -> dict:
+    """Model TFLOP/s per device (the PaLM count, pretrain/sizing.py), MFU against `peak`, peak GPU memory."""
+    tflops = step_flops * steps / max(seconds, 1e-9) / info.world_size / 1e12
+    out = {"tflops_per_device": tflops}
+    if peak:
+        out["mfu"] = tflops / peak
+    if info.device.type == "cuda":
+        out["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(info.device) / sizing.GIB
+    return out
+
+
 def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]], val_sets: Sequence[ShardSet],
           cfg: TrainConfig, out_dir, *, init_weights: dict | None = None,
           patchify: Callable[[torch.Tensor], torch.Tensor] | None = None, device: str = "auto") -> dict:
@@ -261,11 +274,15 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
     if init_weights is not None:
         load_init_weights(model, init_weights)
     model.to(info.device)
+    model.checkpoint_blocks = cfg.activation_checkpointing
     n_params = sum(p.numel() for p in model.parameters())
     strategy = distributed.resolve_strategy(cfg.strategy, n_params, info.world_size)
-    wrapped = distributed.wrap(model, strategy, info)
+    wrapped = distributed.wrap(model, strategy, info, compute.precision)
     forward_model = torch.compile(wrapped) if cfg.compile else wrapped
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    fused = {"fused": True} if info.device.type == "cuda" else {}  # one kernel for all parameters
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **fused)
+    step_flops = sizing.flops_per_token(model_config, seq_len) * step_tokens
+    peak = sizing.peak_tflops(info.device, compute.precision, cfg.peak_tflops)
 
     def lr_of(step: int) -> float:
         return lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio)
@@ -284,6 +301,8 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
         if torch.cuda.is_available() and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], info.device)
 
+    writer = checkpoints.BackgroundWriter()
+
     def save(step: int) -> Path:
         model_state, optim_state = distributed.full_state(model, optimizer)  # collective: all ranks
         if info.is_main:
@@ -295,7 +314,11 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
                 "train_config": dataclasses.asdict(cfg), "model_config": model_config.to_dict(),
                 "world_size": info.world_size, "global_batch": batches.global_batch,
             }
-            checkpoints.save_checkpoint(out_dir, step, model_state, model_config.to_dict(), state, cfg.keep_checkpoints)
+            if info.device.type == "cpu":  # the state dicts alias the live weights: copy before training moves on
+                model_state, state = checkpoints.host_copy(model_state), checkpoints.host_copy(state)
+            # (on a GPU full_state's cpu_offload already made host copies: no second 14 GB copy at 1b)
+            writer.submit(checkpoints.save_checkpoint, out_dir, step, model_state, model_config.to_dict(), state,
+                          cfg.keep_checkpoints)
         return checkpoints.checkpoints_dir(out_dir) / f"step_{step:07d}"
 
     def validate() -> dict:
@@ -337,7 +360,8 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
             val_loss = val_record.get("val_loss", val_loss)
             if validating or _due(done, cfg.log_every, last):
                 record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": tokens_seen,
-                          "tokens_per_s": window_tokens / max(window_time, 1e-9)}
+                          "tokens_per_s": window_tokens / max(window_time, 1e-9),
+                          **_efficiency(step_flops, window_tokens / step_tokens, window_time, info, peak)}
                 logger.log({**record, **val_record})
                 window_time, window_tokens = 0.0, 0
             if validating or last:
@@ -351,6 +375,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
     finally:
         bar.close()
         logger.close()
+        writer.wait()  # the last checkpoint is on disk before train() returns (or its write error is raised)
     trained = max(0, cfg.steps - start_step) * step_tokens
     return {
         "steps": max(cfg.steps, start_step), "final_train_loss": loss, "final_val_loss": val_loss,
