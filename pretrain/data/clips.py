@@ -16,7 +16,7 @@ import numpy as np
 
 from pretrain.data.images import crop, random_crop_box, resize_short_side
 from pretrain.data.sources import BadMediaError
-from pretrain.data.video import probe_video, read_frames
+from pretrain.data.video import probe_video, read_clips
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,17 @@ def crop_clip(frames: np.ndarray, resolution: int, rng: np.random.Generator) -> 
     return np.ascontiguousarray(crop(frames, random_crop_box(*frames.shape[1:3], resolution, rng), resolution))
 
 
-def sample_clips(path: str | os.PathLike, count: int, spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
-    """`count` random clips of one video as uint8 (count, T, R, R, 3), decoding the file once."""
+def sample_clips(path: str | os.PathLike, count: int, spec: ClipSpec, rng: np.random.Generator,
+                 stats: dict | None = None) -> np.ndarray:
+    """`count` random clips of one video as uint8 (count, T, R, R, 3): one open, a seek per clip.
+
+    `stats["decoded"]` adds up the frames the codec decoded (pretrain.data.video.read_clips)."""
     num_frames = probe_video(path).frames
     if fitting_stride(num_frames, spec.frames, spec.stride) is None:
         raise BadMediaError(path, "too short", f"{num_frames} frames < {spec.frames}")
     indices = [clip_indices(num_frames, spec, rng) for _ in range(count)]
-    frames = read_frames(path, np.concatenate(indices), short_side=spec.resolution)
-    frames = frames.reshape(count, spec.frames, *frames.shape[1:])
-    return np.stack([crop_clip(clip, spec.resolution, rng) for clip in frames])
+    clips = read_clips(path, indices, short_side=spec.resolution, stats=stats)
+    return np.stack([crop_clip(clip, spec.resolution, rng) for clip in clips])
 
 
 def sample_clip(path: str | os.PathLike, rng: np.random.Generator, spec: ClipSpec = ClipSpec()) -> np.ndarray:

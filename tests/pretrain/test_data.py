@@ -56,6 +56,23 @@ def test_seeking_matches_decoding_from_start(media, monkeypatch):
     assert [frame_index(f) for f in reference] == wanted
 
 
+def test_clips_of_a_long_video_seek_each_instead_of_decoding_through(tmp_path, monkeypatch):
+    # 1,200 frames (2 min at 10 fps), a key frame every 12: four clips of 16 frames at stride 4 (61-frame spans)
+    frames = synthetic_frames(1200, 32, 32)
+    path = write_video(tmp_path / "long.mp4", frames, gop=12)
+    starts = [300, 900, 520, 1100]
+    clips_wanted = [start + 4 * np.arange(16) for start in starts]
+    with monkeypatch.context() as patch:  # the reference: one pass from the start, no seeking, no threads
+        patch.setattr(video, "SEEK_AFTER", 10**9)
+        one_pass = {}
+        reference = video.read_frames(path, np.concatenate(clips_wanted), stats=one_pass, threads=False)
+    stats = {}
+    got = video.read_clips(path, clips_wanted, stats=stats)
+    assert np.array_equal(np.concatenate(got), reference)  # the same frames, in each clip's order
+    assert stats["decoded"] <= 4 * (12 + 61)  # each clip: from its key frame to its end
+    assert one_pass["decoded"] == 1100 + 61  # through the whole video up to the last clip's end
+
+
 @pytest.mark.parametrize("name, reasons", [
     ("corrupt", {"unreadable"}), ("truncated", {"unreadable"}), ("cut_after_header", {"truncated"}),
     ("empty", {"empty file"}),
