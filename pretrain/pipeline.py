@@ -19,9 +19,10 @@ from pathlib import Path
 
 from pretrain import distributed, markers
 from pretrain.config import STAGES, RunConfig
-from pretrain.data.sources import SourceConfig
+from pretrain.data.sources import SourceConfig, listed_once, load_listings, save_listings
 
 TOKENIZER_DIR, TOKENS_DIR, TRAIN_DIR, ENCODER_DIR = "tokenizer", "tokens", "train", "encoder"
+LISTING_DIR = "listing"  # rank 0's file listings, read by the other ranks
 
 
 def resolve_sources(cfg: RunConfig) -> list[SourceConfig]:
@@ -204,7 +205,14 @@ def _join_tokenize(cfg: RunConfig, sources, tokenizer, info, marks: Path, nonce:
 
 
 def run(cfg: RunConfig) -> dict:
-    """Run `cfg.stage` (or all stages in order); return what each stage produced."""
+    """Run `cfg.stage` (or all stages in order); return what each stage produced.
+
+    Each source is walked once per run (`listed_once`); under torchrun, once in all."""
+    with listed_once():
+        return _run(cfg)
+
+
+def _run(cfg: RunConfig) -> dict:
     from pretrain.tokenization import tokenize_sources
     from pretrain.train import train
 
@@ -220,11 +228,16 @@ def run(cfg: RunConfig) -> dict:
     try:
         nonce = markers.launch_nonce(info)
         marks = Path(cfg.out) / markers.MARKERS_DIR
-        if info.is_main:  # the others wait, then load what rank 0 made (the robot videos are cached)
+        listings = Path(cfg.out) / LISTING_DIR
+        if info.is_main:  # the others wait, then load what rank 0 made (the robot videos are cached, the listings saved)
             sources, tokenizer = _prepare(cfg, stages, train_tokenizer=True)
+            if sources is not None and info.world_size > 1:
+                save_listings(sources, listings)
             markers.mark(marks / "prepared", nonce)
         else:
             markers.wait_for(marks / "prepared", nonce, "rank 0 to prepare the data and tokenizer")
+            if cfg.data.sources:
+                load_listings(resolve_sources(cfg), listings)
             sources, tokenizer = _prepare(cfg, stages, train_tokenizer=False)
         if sources is not None:
             result["sources"] = [source.name for source in sources]

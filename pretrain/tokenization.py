@@ -112,8 +112,7 @@ class Chunk:
         return out_dir / self.source.name / self.split
 
     def relative_files(self) -> list[str]:
-        root = Path(self.source.path)
-        return [p.relative_to(root).as_posix() if root.is_dir() else p.name for p in self.files]
+        return [self.source.relative(p) for p in self.files]
 
 
 def plan_chunks(sources: Sequence[SourceConfig], cfg: TokenizeConfig) -> list[Chunk]:
@@ -134,8 +133,8 @@ def plan_chunks(sources: Sequence[SourceConfig], cfg: TokenizeConfig) -> list[Ch
 
 def chunk_cost(chunk: Chunk, cfg: TokenizeConfig) -> int:
     """Frames the chunk will encode (the tokenizer's work, and roughly the decoding's)."""
-    if chunk.source.kind == "video":
-        return len(chunk.files) * cfg.clips_per_video * cfg.frames
+    if chunk.source.kind == "video":  # (clips_per_minute: unknown before probing, estimated as the default count)
+        return len(chunk.files) * (chunk.source.clips_per_video or cfg.clips_per_video) * cfg.frames
     return len(chunk.files) * cfg.image_repeats
 
 
@@ -255,7 +254,8 @@ def _chunk_pixels(chunk: Chunk, cfg: TokenizeConfig, rng: np.random.Generator, s
     if chunk.source.kind == "video":
         for path in chunk.files:
             try:
-                yield sample_clips(path, cfg.clips_per_video, spec, rng)
+                yield sample_clips(path, chunk.source.clips_per_video or cfg.clips_per_video, spec, rng,
+                                   per_minute=chunk.source.clips_per_minute)
             except BadMediaError as error:
                 skips.add(error)
             bar.update(1)

@@ -56,11 +56,15 @@ def crop_clip(frames: np.ndarray, resolution: int, rng: np.random.Generator) -> 
 
 
 def sample_clips(path: str | os.PathLike, count: int, spec: ClipSpec, rng: np.random.Generator,
-                 stats: dict | None = None) -> np.ndarray:
+                 stats: dict | None = None, per_minute: float | None = None) -> np.ndarray:
     """`count` random clips of one video as uint8 (count, T, R, R, 3): one open, a seek per clip.
 
-    `stats["decoded"]` adds up the frames the codec decoded (pretrain.data.video.read_clips)."""
-    num_frames = probe_video(path).frames
+    `per_minute`: instead, round(minutes x per_minute) clips, at least 1 (`count` when the file
+    states no frame rate). `stats["decoded"]` adds up the frames the codec decoded."""
+    probe = probe_video(path)
+    num_frames = probe.frames
+    if per_minute is not None and probe.fps > 0:
+        count = max(1, round(num_frames / probe.fps / 60 * per_minute))
     if fitting_stride(num_frames, spec.frames, spec.stride) is None:
         raise BadMediaError(path, "too short", f"{num_frames} frames < {spec.frames}")
     indices = [clip_indices(num_frames, spec, rng) for _ in range(count)]
