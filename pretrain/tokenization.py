@@ -37,6 +37,7 @@ yields ceil(n * image_repeats / images_per_sequence) rows (the last one filled u
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,6 +45,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +53,7 @@ import torch
 from tqdm import tqdm
 
 from encoder import tokens as token_ids
-from pretrain.data.clips import ClipSpec, sample_clips
-from pretrain.data.images import crop, load_resized, pack_groups, random_crop_box
+from pretrain.data.images import crop, pack_groups, random_crop_box
 from pretrain.data.sources import (
     DEFAULT_VAL_FRACTION,
     BadMediaError,
@@ -61,8 +62,9 @@ from pretrain.data.sources import (
     list_media,
     split_files,
 )
+from pretrain.media_loader import default_workers, media_items
 from pretrain.shards import shard_finished, write_shard
-from toto_robot.compute import Compute, resolve_device
+from toto_robot.compute import PRECISIONS, Compute, resolve
 from toto_robot.io import TEMP_SUFFIX, atomic_write
 
 SPLITS = ("train", "val")
@@ -79,7 +81,12 @@ class TokenizeConfig:
     image_repeats: int = 1  # uses of each image per pass, each with its own crop
     files_per_shard: int = 64  # videos per chunk/shard
     images_per_shard: int = 1024  # images per chunk/shard
-    batch_size: int = 64  # frames per tokenizer.encode call
+    batch_size: int = 64  # frames per tokenizer.encode call (a chunk's frames are batched across its files)
+    # fp32 by default: the frozen encoder tokenizes frames in fp32 at run time (encoder/frozen.py), and bf16 changes
+    # 3.5% of the FSQ codes (measured on embedded robot frames), so pre-training would see other tokens than
+    # deployment. On a GPU fp32 convolutions already use TF32 tensor cores. bf16 (or auto) trades that for speed
+    precision: str = "fp32"
+    decode_workers: Optional[int] = None  # DataLoader processes decoding media; None: this process's cores less one (media_loader)
     seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION  # share of each source's files (groups) held out for val
     progress: bool = True  # a tqdm bar on rank 0
@@ -88,10 +95,14 @@ class TokenizeConfig:
         positive = ("clips_per_video", "frames", "stride", "resolution", "images_per_sequence", "image_repeats",
                     "files_per_shard", "images_per_shard", "batch_size")
         bad = [f"{name}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]
+        if self.decode_workers is not None and self.decode_workers < 0:
+            bad.append(f"decode_workers={self.decode_workers}")
         if bad:
             raise ValueError(f"tokenize settings must be >= 1: {', '.join(bad)}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction={self.val_fraction} must be in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"tokenize.precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -230,15 +241,16 @@ def _chunk_state(chunk: Chunk, out_dir: Path) -> dict | None:
 class _Encoder:
     """Frames -> codes in batches, with the checks a foreign tokenizer deserves."""
 
-    def __init__(self, tokenizer, batch_size: int, grid: int):
-        self.tokenizer, self.batch_size, self.grid = tokenizer, batch_size, grid
+    def __init__(self, tokenizer, batch_size: int, grid: int, compute: Compute | None = None):
+        self.tokenizer, self.batch_size, self.grid, self.compute = tokenizer, batch_size, grid, compute
         self.codebook_size = getattr(tokenizer, "codebook_size", None)
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         out = []
         for start in range(0, len(frames), self.batch_size):
-            codes = self.tokenizer.encode(torch.from_numpy(np.ascontiguousarray(frames[start : start + self.batch_size])))
+            with self.compute.autocast() if self.compute else contextlib.nullcontext():
+                codes = self.tokenizer.encode(torch.from_numpy(np.ascontiguousarray(frames[start : start + self.batch_size])))
             out.append(torch.as_tensor(codes).cpu().numpy())
         codes = np.concatenate(out)
         if codes.shape != (len(frames), self.grid, self.grid):
@@ -248,54 +260,51 @@ class _Encoder:
         return codes
 
 
-def _chunk_pixels(chunk: Chunk, cfg: TokenizeConfig, rng: np.random.Generator, skips: SkipReport, bar):
-    """Yield uint8 rows (n, T, R, R, 3) of one chunk: file by file (videos), all at once (images)."""
-    spec = ClipSpec(cfg.frames, cfg.stride, cfg.resolution)
+def _chunk_pixels(chunk: Chunk, media: list, cfg: TokenizeConfig, skips: SkipReport) -> np.ndarray | None:
+    """uint8 rows (n, T, R, R, 3) of one chunk from its files' decoded media (pretrain.media_loader):
+    video clips as they are; images packed into sequences with crops drawn from the chunk's seed."""
+    good = []
+    for item in media:
+        if isinstance(item, BadMediaError):
+            skips.add(item)
+        else:
+            good.append(item)
     if chunk.source.kind == "video":
-        for path in chunk.files:
-            try:
-                yield sample_clips(path, chunk.source.clips_per_video or cfg.clips_per_video, spec, rng,
-                                   per_minute=chunk.source.clips_per_minute)
-            except BadMediaError as error:
-                skips.add(error)
-            bar.update(1)
-        return
-    images = []
-    for path in chunk.files:
-        try:
-            images.append(load_resized(path, cfg.resolution))
-        except BadMediaError as error:
-            skips.add(error)
-        bar.update(1)
-    groups = pack_groups(len(images), cfg.image_repeats, cfg.images_per_sequence, rng)
+        return np.concatenate(good) if good else None
+    seed = [cfg.seed, zlib.crc32(chunk.source.name.encode()), SPLITS.index(chunk.split), chunk.number]
+    rng = np.random.default_rng(seed)
+    groups = pack_groups(len(good), cfg.image_repeats, cfg.images_per_sequence, rng)
     R = cfg.resolution
-    if len(groups):
-        yield np.stack([[crop(images[i], random_crop_box(*images[i].shape[:2], R, rng), R) for i in g] for g in groups])
+    if not len(groups):
+        return None
+    return np.stack([[crop(good[i], random_crop_box(*good[i].shape[:2], R, rng), R) for i in g] for g in groups])
 
 
-def _do_chunk(chunk: Chunk, out_dir: Path, settings: dict, encode, cfg: TokenizeConfig, skips: SkipReport, bar) -> dict:
-    """Tokenize one chunk into its shard (or empty marker); return its metadata. Skips go to `skips` too."""
+def _do_chunk(chunk: Chunk, media: list, out_dir: Path, settings: dict, encode, cfg: TokenizeConfig, skips: SkipReport) -> dict:
+    """Tokenize one chunk into its shard (or empty marker); return its metadata. Skips go to `skips` too.
+
+    The chunk's frames are encoded together, in batches across its files."""
     directory = chunk.directory(out_dir)
     for stale in directory.glob(f".{chunk.name}.*{TEMP_SUFFIX}"):  # only this chunk's: other ranks share the dir
         stale.unlink(missing_ok=True)
-    seed = [cfg.seed, zlib.crc32(chunk.source.name.encode()), SPLITS.index(chunk.split), chunk.number]
-    rng, chunk_skips = np.random.default_rng(seed), SkipReport()
-    rows, frames = [], 0
+    chunk_skips = SkipReport()
+    pixels = _chunk_pixels(chunk, media, cfg, chunk_skips)
     kind = chunk.source.kind
-    for pixels in _chunk_pixels(chunk, cfg, rng, chunk_skips, bar):
-        frames += pixels.shape[0] * pixels.shape[1]
+    rows = None
+    if pixels is not None:
         if encode is None:
-            rows.append(pixels)
+            rows = pixels
         else:
             codes = encode(pixels.reshape(-1, *pixels.shape[2:])).reshape(*pixels.shape[:2], settings["grid"], settings["grid"])
-            rows.append(np.stack([token_ids.build_sequence(c, kind) for c in codes]))
+            rows = np.stack([token_ids.build_sequence(c, kind) for c in codes])
     meta = {
         "source": chunk.source.name, "kind": kind, "split": chunk.split, "content": settings["content"],
-        "frames": frames, "skipped": chunk_skips.as_dict(), "files": chunk.relative_files(),
+        "frames": 0 if pixels is None else pixels.shape[0] * pixels.shape[1], "skipped": chunk_skips.as_dict(),
+        "files": chunk.relative_files(),
     }
-    if rows:
-        write_shard(directory, chunk.name, np.concatenate(rows), **meta)
-        meta["rows"] = sum(len(r) for r in rows)
+    if rows is not None:
+        write_shard(directory, chunk.name, rows, **meta)
+        meta["rows"] = len(rows)
     else:
         meta["rows"] = 0
         with atomic_write(directory / f"{chunk.name}.empty.json") as tmp:
@@ -378,7 +387,8 @@ def tokenize_sources(
     `.codebook_size`, `.discrete` (nn.Modules are put in eval mode). Stats: sequences and frames
     written by this call per source/split, frames/s, skipped files by reason, shards written and
     resumed, and the index's "complete" flag. `device`: where an nn.Module tokenizer encodes
-    (auto|cpu|cuda|cuda:N); it encodes in fp32, since bf16 would flip codes.
+    (auto|cpu|cuda|cuda:N), in `cfg.precision`. Files are decoded by `cfg.decode_workers`
+    DataLoader processes (pretrain/media_loader.py) while this process encodes.
     """
     out_dir, cfg = Path(out_dir), cfg or TokenizeConfig()
     rank, world_size = _rank_world(rank, world_size)
@@ -387,23 +397,34 @@ def tokenize_sources(
     _check_settings(out_dir, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     build_index(out_dir, sources, chunks, settings)
+    compute = None
     if isinstance(tokenizer, torch.nn.Module):
-        device = resolve_device(device)
-        tokenizer.to(device).eval()
-    encode = _Encoder(tokenizer, cfg.batch_size, settings["grid"]) if settings["content"] == "tokens" else None
+        compute = resolve(device, cfg.precision)
+        tokenizer.to(compute.device).eval()
+    encode = _Encoder(tokenizer, cfg.batch_size, settings["grid"], compute) if settings["content"] == "tokens" else None
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    workers = default_workers(local_world) if cfg.decode_workers is None else cfg.decode_workers
 
     mine = [c for c, r in zip(chunks, assign_ranks(chunks, cfg, world_size)) if r == rank]
     todo = [c for c in mine if _chunk_state(c, out_dir) is None]
     if todo and rank == 0 and isinstance(tokenizer, torch.nn.Module):
-        Compute(device, "fp32", "tokenizers encode in fp32: bf16 would flip codes").announce("tokenize")
+        compute.announce("tokenize")
+        print(f"tokenize: {workers} decode worker{'s' * (workers != 1)}", flush=True)
     sequences = {s.name: dict.fromkeys(SPLITS, 0) for s in sources}
     skips, frames, written = SkipReport(), 0, []
     start = time.perf_counter()
     bar = tqdm(total=sum(len(c.files) for c in todo), unit="file", desc="tokenize", disable=not cfg.progress or rank != 0)
     try:
-        for chunk in todo:
+        media: list = []
+        for i, j, item in media_items(todo, cfg, workers):
+            media.append(item)
+            bar.update(1)
+            chunk = todo[i]
+            if j < len(chunk.files) - 1:
+                continue
             bar.set_description(f"{chunk.source.name}/{chunk.split}")
-            meta = _do_chunk(chunk, out_dir, settings, encode, cfg, skips, bar)
+            meta = _do_chunk(chunk, media, out_dir, settings, encode, cfg, skips)
+            media = []
             sequences[chunk.source.name][chunk.split] += meta["rows"]
             frames += meta["frames"]
             written.append(f"{chunk.source.name}/{chunk.split}/{chunk.name}")

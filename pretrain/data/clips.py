@@ -56,7 +56,7 @@ def crop_clip(frames: np.ndarray, resolution: int, rng: np.random.Generator) -> 
 
 
 def sample_clips(path: str | os.PathLike, count: int, spec: ClipSpec, rng: np.random.Generator,
-                 stats: dict | None = None, per_minute: float | None = None) -> np.ndarray:
+                 stats: dict | None = None, per_minute: float | None = None, threads: bool = True) -> np.ndarray:
     """`count` random clips of one video as uint8 (count, T, R, R, 3): one open, a seek per clip.
 
     `per_minute`: instead, round(minutes x per_minute) clips, at least 1 (`count` when the file
@@ -68,7 +68,7 @@ def sample_clips(path: str | os.PathLike, count: int, spec: ClipSpec, rng: np.ra
     if fitting_stride(num_frames, spec.frames, spec.stride) is None:
         raise BadMediaError(path, "too short", f"{num_frames} frames < {spec.frames}")
     indices = [clip_indices(num_frames, spec, rng) for _ in range(count)]
-    clips = read_clips(path, indices, short_side=spec.resolution, stats=stats)
+    clips = read_clips(path, indices, short_side=spec.resolution, stats=stats, threads=threads)
     return np.stack([crop_clip(clip, spec.resolution, rng) for clip in clips])
 
 

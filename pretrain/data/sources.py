@@ -36,6 +36,9 @@ class BadMediaError(Exception):
         self.path, self.reason, self.detail = Path(path), reason, detail
         super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
 
+    def __reduce__(self):  # picklable, so decode workers can hand it back (pretrain/media_loader.py)
+        return type(self), (self.path, self.reason, self.detail)
+
 
 @dataclass
 class SourceConfig:

@@ -103,7 +103,7 @@ def test_wrong_config_key_names_it(tmp_path):
 TINY_OVERRIDES = (
     "data.robot=false", "tokenizer.train_frames=64", "tokenizer.val_frames=16", "tokenizer.train.steps=3",
     "tokenizer.train.batch_size=4", "tokenizer.train.progress=false", "tokenize.clips_per_video=1", "tokenize.frames=2",
-    "tokenize.images_per_sequence=2", "tokenize.progress=false", "train.steps=2", "train.batch_tokens=1024",
+    "tokenize.images_per_sequence=2", "tokenize.progress=false", "tokenize.precision=fp32", "train.steps=2", "train.batch_tokens=1024",
     "train.warmup_steps=1", "train.val_every=0", "train.ckpt_every=1", "train.precision=fp32", "train.progress=false",
 )
 
@@ -121,7 +121,7 @@ def test_torchrun_two_ranks_runs_every_stage(tmp_path):
     process = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     # each network stage says once (rank 0) which device and precision it chose, and why
-    for line in ("tokenizer training: device cpu, precision ", "tokenize: device cpu, precision fp32 (tokenizers encode in fp32",
+    for line in ("tokenizer training: device cpu, precision ", "tokenize: device cpu, precision fp32 (asked for)",
                  "train: device cpu, precision fp32 (asked for)"):
         assert process.stdout.count(line) == 1, (line, process.stdout[-3000:])
     _, meta = load_weights(tmp_path / "encoder", "toto", kind="toto")

@@ -156,6 +156,28 @@ def test_two_ranks_cover_every_chunk_once(corpus, tokenized, tmp_path):
             assert (tmp_path / f"{name}.bin").read_bytes() == single.read_bytes()
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_tokens_do_not_depend_on_the_decode_workers(corpus, tokenized, tmp_path, workers):
+    out, stats = tokenized  # made with the machine's default worker count
+    again = tokenize_sources(corpus, FakeTokenizer(), tmp_path, config(decode_workers=workers), rank=0, world_size=1)
+    assert again["skipped"] == stats["skipped"] and again["frames"] == stats["frames"]
+    names = sorted(p.relative_to(out) for p in out.rglob("shard_*.bin"))
+    assert names and names == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("shard_*.bin"))
+    assert all((tmp_path / name).read_bytes() == (out / name).read_bytes() for name in names)
+
+
+@pytest.mark.parametrize("precision, autocast", [("fp32", False), ("bf16", True)])
+def test_a_network_tokenizer_encodes_on_the_device_in_the_precision_asked(corpus, tmp_path, capsys, precision, autocast):
+    from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
+
+    tokenizer = FSQTokenizer(FSQConfig(channels=(8, 8, 8)))
+    seen = []
+    tokenizer.encoder.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    tokenize_sources(corpus[1:], tokenizer, tmp_path, config(precision=precision, decode_workers=0), device="cpu")
+    assert seen and set(seen) == {autocast}
+    assert f"tokenize: device cpu, precision {precision} (asked for" in capsys.readouterr().out
+
+
 def test_rank_and_world_from_the_environment(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")

@@ -1,0 +1,78 @@
+"""Decoding for tokenization in worker processes, one file an item, in plan order.
+
+Why: decoding and resizing (PyAV, PIL) run in Python on one core per process; under torchrun a
+rank has one thread, so a GPU tokenizer would wait on them. A torch DataLoader decodes the next
+files in `workers` processes while the main process encodes. Each file's randomness (clip
+starts, crops) comes from its own seed (seed, source, split, shard number, file index), so the
+tokens do not depend on the number of workers or ranks. Images are only decoded and resized
+here; their packing into sequences and their crops are drawn per chunk by the caller.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from pretrain.data.clips import ClipSpec, sample_clips
+from pretrain.data.images import load_resized
+from pretrain.data.sources import BadMediaError
+
+SPLITS = ("train", "val")
+
+
+def default_workers(local_world_size: int = 1) -> int:
+    """Decode workers per process: the cores this process may use, shared by the ranks of a node,
+    minus the one that encodes (0: decode in the main process, as on a 2-core machine with 2 ranks)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores // max(1, local_world_size) - 1))
+
+
+def file_seed(seed: int, chunk, position: int) -> list[int]:
+    return [seed, zlib.crc32(chunk.source.name.encode()), SPLITS.index(chunk.split), chunk.number, position]
+
+
+class ChunkFiles(torch.utils.data.Dataset):
+    """Item k: (chunk index in `chunks`, file position, decoded media or the BadMediaError).
+
+    Videos give uint8 clips (n, T, R, R, 3); images a uint8 (H, W, 3) resized image."""
+
+    def __init__(self, chunks: Sequence, cfg, threads: bool):
+        self.chunks, self.cfg, self.threads = chunks, cfg, threads
+        self.items = [(i, j) for i, chunk in enumerate(chunks) for j in range(len(chunk.files))]
+        self.spec = ClipSpec(cfg.frames, cfg.stride, cfg.resolution)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int):
+        i, j = self.items[k]
+        chunk = self.chunks[i]
+        path = chunk.files[j]
+        try:
+            if chunk.source.kind == "video":
+                rng = np.random.default_rng(file_seed(self.cfg.seed, chunk, j))
+                media = sample_clips(path, chunk.source.clips_per_video or self.cfg.clips_per_video, self.spec, rng,
+                                     per_minute=chunk.source.clips_per_minute, threads=self.threads)
+            else:
+                media = load_resized(path, self.cfg.resolution)
+        except BadMediaError as error:
+            media = error
+        return i, j, media
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)  # the workers decode; the main process keeps the cores for encoding
+
+
+def media_items(chunks: Sequence, cfg, workers: int) -> Iterator[tuple[int, int, object]]:
+    """(chunk index, file position, media or BadMediaError) for every file of `chunks`, in order."""
+    dataset = ChunkFiles(chunks, cfg, threads=workers == 0)
+    if workers == 0 or len(dataset) == 0:
+        yield from (dataset[k] for k in range(len(dataset)))
+        return
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
+                                         prefetch_factor=4, worker_init_fn=_one_thread, collate_fn=lambda item: item)
+    yield from loader
