@@ -68,7 +68,7 @@ class ProbeConfig:
     workers: int = 0  # DataLoader processes decoding samples (0: in the main process)
     dtype: Optional[str] = "auto"  # transformer weights: auto (bf16 where native: toto_robot/compute.py) | fp32 | bf16
     device: str = "auto"  # encoder and heads: auto (CUDA if present) | cpu | cuda | cuda:N
-    cache_features: bool = True  # keep extracted features in <out>/features for reruns (277 MB for the default)
+    cache_features: bool = True  # reuse the features streamed to <out>/features by a run with the same settings (277 MB for the default)
     seed: int = 0
     progress: bool = True
     out: str = "runs/probe/${probe_name:${image.source},${video.source}}"

@@ -16,7 +16,8 @@ from encoder.probes.config import EMBEDDED_IMAGES, EMBEDDED_VIDEOS, ProbeConfig
 from encoder.probes.data import ProbeDataset, csv_video_dataset, digits_dataset, image_folder_dataset, robot_dataset
 from encoder.probes.heads import TOKEN_PROBES, check_probes
 from encoder.probes.report import plot, summarize
-from encoder.probes.train import encoder_stamp, extract_features, fingerprint, load_features, save_features, train_all
+from encoder.probes.store import read_store
+from encoder.probes.train import encoder_stamp, extract_features, fingerprint, train_all
 from pretrain.data.clips import ClipSpec
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ def load_datasets(cfg: ProbeConfig, resolution: int) -> list[ProbeDataset]:
 
 
 def dataset_features(cfg: ProbeConfig, encoder, dataset: ProbeDataset, layers: list[int], out: Path) -> tuple:
-    """(train, val) Features, from <out>/features/<name>_<split>.pt when made with the same settings."""
+    """(train, val) Features, streamed to <out>/features/<name>_<split>/ and memory-mapped from there
+    (reused as they are by a rerun with the same encoder, data and settings when cache_features)."""
     want_tokens = any(p in TOKEN_PROBES for p in cfg.probes)
     result = []
     for split_name, split in (("train", dataset.train), ("val", dataset.val)):
@@ -99,19 +101,17 @@ def dataset_features(cfg: ProbeConfig, encoder, dataset: ProbeDataset, layers: l
                           split=split_name, items=[str(i) for i in split.items], layers=layers, tokens=want_tokens,
                           token_grid=cfg.token_grid, token_frames=cfg.token_frames, seed=cfg.seed,
                           resolution=encoder.resolution)
-        path = out / "features" / f"{dataset.name}_{split_name}.pt"
-        features = load_features(path, key) if cfg.cache_features else None
+        path = out / "features" / f"{dataset.name}_{split_name}"
+        features = read_store(path, key) if cfg.cache_features else None
         if features is not None:
             log.info(f"{dataset.name}/{split_name}: features from {path}")
         else:
             features = extract_features(
                 encoder, split, layers, dataset.frames, want_tokens=want_tokens, token_grid=cfg.token_grid,
                 token_frames=cfg.token_frames, batch_frames=cfg.batch_frames, seed=cfg.seed, workers=cfg.workers,
-                device=encoder.compute.device, desc=f"{dataset.name}/{split_name}", progress=cfg.progress)
+                device=encoder.compute.device, desc=f"{dataset.name}/{split_name}", progress=cfg.progress, store=path, key=key)
             log.info(f"{dataset.name}/{split_name}: {len(features.labels)} samples encoded in {features.seconds:.1f}s"
                      + (f", skipped {features.skipped.as_dict()}" if features.skipped.total else ""))
-            if cfg.cache_features:
-                save_features(path, key, features)
         result.append(features)
     return tuple(result)
 

@@ -12,9 +12,10 @@ cached tensors for as many epochs as it likes. Two caches per layer:
              grid keeps the spatial layout the attention pool weighs, at a quarter of that.
              token_grid=null / token_frames=null keep every token (the paper's setting).
 
-The caches can be saved to disk (`save_features`/`load_features`, keyed by a fingerprint of
-encoder, data and settings) so a rerun with other probe settings skips extraction (the embedded
-default writes 277 MB for the nano model's 4 layers).
+With `store`, features stream to per-layer files as they are made and come back memory-mapped
+(encoder/probes/store.py): RAM stays flat at ImageNet scale, and a rerun with other probe
+settings reuses them (keyed by a fingerprint of encoder, data and settings; the embedded default
+writes 277 MB for the nano model's 4 layers).
 """
 from __future__ import annotations
 
@@ -80,9 +81,15 @@ def pool_tokens(tokens: torch.Tensor, frames: int, grid: int, token_grid: int | 
 def extract_features(encoder, split: Split, layers: list[int], frames: int, *, want_tokens: bool = True,
                      token_grid: int | None = 8, token_frames: int | None = 4, batch_frames: int = 64,
                      seed: int = 0, workers: int = 0, device: str = "cpu", desc: str = "features",
-                     progress: bool = True) -> Features:
-    """Run every sample of `split` through the frozen encoder once; bad files are skipped and counted."""
+                     progress: bool = True, store: Path | None = None, key: str = "") -> Features:
+    """Run every sample of `split` through the frozen encoder once; bad files are skipped and counted.
+
+    With `store` (a directory) each batch is appended to disk and the result is memory-mapped
+    from there; without it, features are kept in RAM (small datasets, tests)."""
+    from encoder.probes.store import FeatureWriter, read_store
+
     start = time.perf_counter()
+    writer = FeatureWriter(store) if store is not None else None
     batch = max(1, batch_frames // frames)
     loader = DataLoader(_Samples(split, seed), batch_size=batch, num_workers=workers, collate_fn=list)
     labels, pooled, token_grids, skipped = [], {k: [] for k in layers}, {k: [] for k in layers}, SkipReport()
@@ -95,12 +102,23 @@ def extract_features(encoder, split: Split, layers: list[int], frames: int, *, w
             continue
         x = torch.from_numpy(np.stack([x for _, x in good])).to(device)
         feats = encoder.token_features(x, layers=layers)
+        labels.append(split.labels[[i for i, _ in good]])
         for layer in layers:
             f = feats[layer].float()
             pooled[layer].append(f.mean(1).cpu())
             if want_tokens:
                 token_grids[layer].append(pool_tokens(f, frames, encoder.grid, token_grid, token_frames).half().cpu())
-        labels.append(split.labels[[i for i, _ in good]])
+        if writer is not None:  # to disk, and out of RAM
+            writer.append("labels", "labels", labels.pop())
+            for layer in layers:
+                writer.append(f"pooled_{layer}", "pooled", pooled[layer].pop().numpy())
+                if want_tokens:
+                    writer.append(f"tokens_{layer}", "tokens", token_grids[layer].pop().numpy())
+    if writer is not None:
+        if "labels" not in writer.shapes:
+            raise ValueError(f"{desc}: none of the {len(split)} samples could be read ({skipped.as_dict()})")
+        writer.finish(key, skipped, time.perf_counter() - start)
+        return read_store(store)
     if not labels:
         raise ValueError(f"{desc}: none of the {len(split)} samples could be read ({skipped.as_dict()})")
     return Features(
@@ -123,36 +141,6 @@ def encoder_stamp(path: str | os.PathLike) -> dict:
     """Identity of an encoder directory's weight files (path, size, mtime): changes when re-exported."""
     files = sorted(Path(path).glob("*.safetensors"))
     return {"path": str(Path(path).resolve()), "files": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
-
-
-def save_features(path: Path, key: str, features: Features) -> None:
-    from toto_robot.checkpoint import save_state
-
-    save_state(path, {
-        "key": key, "labels": features.labels, "seconds": features.seconds,
-        "pooled": {str(k): v for k, v in features.pooled.items()},
-        "tokens": {str(k): v for k, v in features.tokens.items()},
-        "skipped": features.skipped.as_dict(),
-    })
-
-
-def load_features(path: Path, key: str) -> Features | None:
-    """The cached features at `path` if they were made with the same `key`, else None."""
-    from toto_robot.checkpoint import CheckpointError, load_state
-
-    if not path.is_file():
-        return None
-    try:
-        state = load_state(path)
-    except CheckpointError:
-        return None
-    if state.get("key") != key:
-        return None
-    skipped = SkipReport()
-    for reason, count in state["skipped"].items():
-        skipped.counts[reason] = count
-    return Features(state["labels"], {int(k): v for k, v in state["pooled"].items()},
-                    {int(k): v for k, v in state["tokens"].items()}, skipped, state["seconds"])
 
 
 # --- probe training ---------------------------------------------------------------------------------

@@ -51,6 +51,35 @@ def test_linear_probe_beats_chance(digit_features):
     assert result.losses[-1] < 0.75 * result.losses[0]
 
 
+def mapped_file(tensor: torch.Tensor) -> str:
+    """The file the tensor's memory is mapped from ("" if anonymous memory), from /proc/self/maps."""
+    address = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split()
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if start <= address < end:
+            return fields[5] if len(fields) > 5 else ""
+    return ""
+
+
+def test_features_stream_to_disk_and_come_back_memory_mapped(tiny_encoder_dir, digit_features, tmp_path):
+    from encoder.probes.store import read_store
+
+    encoder = load_encoder(tiny_encoder_dir, dtype="fp32")
+    data = digits_dataset(encoder.resolution, val_fraction=0.2, seed=0, limit=300)
+    stored = extract_features(encoder, data.train, [1, 4], 1, progress=False, batch_frames=16, store=tmp_path / "s", key="k1")
+    in_ram = digit_features[0]
+    assert torch.equal(stored.labels, in_ram.labels)
+    for layer in (1, 4):
+        assert torch.allclose(stored.pooled[layer], in_ram.pooled[layer], atol=1e-6)
+        assert torch.equal(stored.tokens[layer], in_ram.tokens[layer])
+        assert mapped_file(stored.pooled[layer]).endswith(f"pooled_{layer}.f32")  # read from the file, not held in RAM
+    assert (tmp_path / "s" / "pooled_4.f32").stat().st_size == len(in_ram.labels) * 32 * 4
+    assert read_store(tmp_path / "s", "k1") is not None and read_store(tmp_path / "s", "other settings") is None
+    (tmp_path / "s" / "meta.json").unlink()  # an extraction killed before the end is not taken
+    assert read_store(tmp_path / "s", "k1") is None
+
+
 def test_attention_probe_trains(digit_features):
     train, val = digit_features
     assert train.tokens[1].dtype.is_floating_point and train.tokens[1].shape[1:] == (16, 32)  # 4x4 grid kept
@@ -93,7 +122,7 @@ def test_features_are_cached_for_reruns(tiny_encoder_dir, tmp_path, monkeypatch)
     cfg = config(tiny_encoder_dir, tmp_path / "out", layers=["2"], probes=["linear"], cache_features=True,
                  image=ImageData(limit=60))
     first = run_probes(cfg)["datasets"]["digits"]
-    assert sorted(p.name for p in (tmp_path / "out" / "features").iterdir()) == ["digits_train.pt", "digits_val.pt"]
+    assert sorted(p.name for p in (tmp_path / "out" / "features").iterdir()) == ["digits_train", "digits_val"]
     monkeypatch.setattr(run, "extract_features", lambda *a, **k: pytest.fail("features were extracted again"))
     again = run_probes(cfg)["datasets"]["digits"]
     assert again["accuracy"] == first["accuracy"]  # same features, same seed
