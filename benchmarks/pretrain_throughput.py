@@ -30,6 +30,7 @@ from encoder.model import Toto, TotoConfig  # noqa: E402
 from encoder.objectives import next_token_loss  # noqa: E402
 from toto_robot.compute import resolve  # noqa: E402
 from encoder.presets import PRESETS, preset_config  # noqa: E402
+from pretrain.sizing import flops_per_token  # noqa: E402  (the count the training metrics use)
 
 DEFAULT_SHAPES = {"nano": (1, 4098), "base": (1, 1024)}
 TARGET_SPEEDUP = 1.2
@@ -67,13 +68,6 @@ def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
-
-
-def flops_per_token(config: TotoConfig, seq: int) -> float:
-    with torch.device("meta"):
-        params = Toto(config).named_parameters()
-        matmul_params = sum(p.numel() for name, p in params if p.dim() == 2 and not name.startswith("tok_embeddings"))
-    return 6 * matmul_params + 6 * config.n_layers * seq * config.dim
 
 
 def _timed(fn) -> float:

@@ -1,7 +1,7 @@
 """What a training run costs: FLOPs per token, memory per rank, the GPU's peak (for MFU).
 
-FLOPs: 6 x (parameters outside the token embedding) per token for the matmuls forward and
-backward, plus 6 x n_layers x seq_len x dim for causal attention (the scores and their use, half
+FLOPs: 6 x (matmul parameters: the 2-D weights outside the token embedding) per token for the
+matmuls forward and backward, plus 6 x n_layers x seq_len x dim for causal attention (the scores and their use, half
 of the square masked away): the PaLM appendix-B count that MFU figures are usually quoted in.
 
 Memory per rank (`memory_plan`), in bytes, of one training step:
@@ -38,9 +38,10 @@ GIB = 1024**3
 
 def flops_per_token(config: TotoConfig, seq_len: int) -> float:
     """Training FLOPs per token (forward and backward), see the module docstring."""
-    n_params = count_params(config)
-    embedding = config.vocab_size * config.dim if config.patch_dim is None else 0
-    return 6.0 * (n_params - embedding) + 6.0 * config.n_layers * seq_len * config.dim
+    with torch.device("meta"):
+        params = Toto(config).named_parameters()
+        matmul = sum(p.numel() for name, p in params if p.dim() == 2 and not name.startswith("tok_embeddings"))
+    return 6.0 * matmul + 6.0 * config.n_layers * seq_len * config.dim
 
 
 def peak_tflops(device: torch.device, precision: str, override: float | None = None) -> float | None:

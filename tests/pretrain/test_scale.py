@@ -47,7 +47,9 @@ def test_activation_estimate_on_meta_matches_a_real_forward():
 
 
 def test_flops_per_token_is_six_n_plus_causal_attention():
-    n = count_params(SMALL) - SMALL.vocab_size * SMALL.dim
+    d, h, v, layers = SMALL.dim, SMALL.hidden_dim, SMALL.vocab_size, SMALL.n_layers
+    n = layers * (4 * d * d + 3 * d * h) + v * d  # attention and SwiGLU matrices, and the output head
+    assert count_params(SMALL) == n + v * d + (2 * layers + 1) * d  # plus the embedding and the norm gains
     assert flops_per_token(SMALL, 130) == 6 * n + 6 * SMALL.n_layers * 130 * SMALL.dim
 
 
