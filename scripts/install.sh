@@ -19,6 +19,7 @@ python -m pip install -q --disable-pip-version-check -c constraints.txt "torch==
 python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[sim,pretrain,real,dev]"
 # robomimic, whose SequenceDataset reads our demo files (a test checks it), without its declared
 # dependencies: they resolve to torchvision 0.28.0, a build that fails to import next to torch
-# 2.13.0 ("operator torchvision::nms does not exist"); the dataset code needs only termcolor.
+# 2.13.0 ("operator torchvision::nms does not exist"); the dataset code needs only termcolor (in
+# the dev extra above). Last: a later install of one of its dependencies would make pip print
+# ERROR lines about the ones left out, which tell a new user something broke when nothing did.
 python -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps "robomimic==0.3.0"
-python -m pip install -q --disable-pip-version-check -c constraints.txt termcolor

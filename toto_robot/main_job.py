@@ -27,17 +27,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from sim.policy_config import AlgoSettings, TrainPolicyConfig
+
     parser = argparse.ArgumentParser(prog="python -m toto_robot.main_job", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="runs/main", help="where the policy run, evaluation and REPORT.md go")
     parser.add_argument("--pretrain-out", default="runs/pretrain", help="pretrain/run.py's out (its encoder/ is used)")
     parser.add_argument("--task", default="franka_pick", help="sim task of the policy")
-    parser.add_argument("--pool", default="grid4",
+    policy, algo = TrainPolicyConfig(), AlgoSettings()  # the defaults of `python sim/train_policy.py`: one source
+    parser.add_argument("--pool", default=policy.encoder.pool,
                         help="pooling of the mid-layer tokens: avg is the paper's protocol; grid4 (4x4 regional averages) "
                              "keeps where the cube is, which avg loses with a RoPE-only model (see README, Policies)")
-    parser.add_argument("--rounds", type=int, default=6, help="DAgger rounds")
-    parser.add_argument("--steps-per-round", type=int, default=8192, help="env steps per DAgger round")
-    parser.add_argument("--num-envs", type=int, default=16, help="envs stepped together (batched encoder calls)")
+    parser.add_argument("--rounds", type=int, default=algo.rounds, help="DAgger rounds")
+    parser.add_argument("--steps-per-round", type=int, default=algo.steps_per_round, help="env steps per DAgger round")
+    parser.add_argument("--num-envs", type=int, default=policy.num_envs, help="envs stepped together (batched encoder calls)")
     parser.add_argument("--eval-episodes", type=int, default=50, help="final evaluation episodes")
     parser.add_argument("--videos", type=int, default=4, help="MP4s of the first evaluation episodes")
     parser.add_argument("--pretrain-arg", action="append", default=[], metavar="KEY=VALUE",

@@ -1,39 +1,38 @@
-"""`ros2 launch real cube_pick.launch.py robot_ip:=<FCI address> checkpoint:=<policy checkpoint>`
+"""`ros2 launch real cube_pick.launch.py [robot_ip:=<FCI address>] [checkpoint:=<policy run>] [config:=<yaml>]`
 
 Thin on purpose: every setting lives in config/cube_pick.yaml (schema: real/config.py), passed to
-each node as its parameters file; the two launch arguments override one parameter each. The
-ROS-free bring-up starts the same executables with the same file. If the franka node exits (robot
-lost, e-stop), everything shuts down.
+each node as its parameters file; robot_ip:= and checkpoint:= override one parameter each when
+given. Which nodes run is real.bringup.launch_plan's rule, the one the ROS-free bring-up uses:
+camera, franka and recorder, plus the policy node when a checkpoint is set; without one, a line
+says no policy runs (record demos). If the franka node exits (robot lost, e-stop), all stop.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, Shutdown
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from real.bringup import launch_plan
 
-def _text(argument):
-    """A launch argument as a string parameter (plain substitution would YAML-parse '10' to int)."""
-    return ParameterValue(LaunchConfiguration(argument), value_type=str)
+ARGUMENTS = {"robot_ip": "the robot's FCI address (default: the config's, 172.16.0.2)",
+             "checkpoint": "policy run of python real/train_bc.py (default: none, no policy node)"}
+
+
+def _nodes(context):
+    plan = launch_plan(*(LaunchConfiguration(name).perform(context) for name in ("config", *ARGUMENTS)))
+    return [LogInfo(msg=note) for note in [plan.note] if note] + [
+        Node(package="real", executable=f"{name}_node", name=name, output="screen",
+             # strings as strings: a plain value would be YAML-parsed ('10' -> int)
+             parameters=[plan.config, *({k: ParameterValue(v, value_type=str)} for k, v in plan.overrides.get(name, {}).items())],
+             on_exit=Shutdown() if name == "franka" else None)
+        for name in plan.nodes]
 
 
 def generate_launch_description():
-    config = LaunchConfiguration("config")
+    share = PathJoinSubstitution([FindPackageShare("real"), "config", "cube_pick.yaml"])
     return LaunchDescription([
-        DeclareLaunchArgument(
-            "config",
-            default_value=PathJoinSubstitution([FindPackageShare("real"), "config", "cube_pick.yaml"]),
-            description="parameters file of all nodes",
-        ),
-        DeclareLaunchArgument("robot_ip", description="the robot's FCI address, e.g. 172.16.0.2"),
-        DeclareLaunchArgument("checkpoint", description="behaviour-cloned policy checkpoint"),
-        Node(package="real", executable="camera_node", name="camera", output="screen",
-             parameters=[config]),
-        Node(package="real", executable="franka_node", name="franka", output="screen",
-             parameters=[config, {"robot_ip": _text("robot_ip")}], on_exit=Shutdown()),
-        Node(package="real", executable="policy_node", name="policy", output="screen",
-             parameters=[config, {"checkpoint": _text("checkpoint")}]),
-        Node(package="real", executable="recorder_node", name="recorder", output="screen",
-             parameters=[config]),
+        DeclareLaunchArgument("config", default_value=share, description="parameters file of all nodes"),
+        *(DeclareLaunchArgument(name, default_value="", description=text) for name, text in ARGUMENTS.items()),
+        OpaqueFunction(function=_nodes),
     ])

@@ -26,10 +26,9 @@ ENV = ros_env(60 + os.getpid() % 20)
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--robot-ip", "", "--nodes", "franka"], "franka.robot_ip: must not be empty"),
     (["--robot-ip", "127.0.0.83", "--nodes", "franka,arm"], "--nodes: arm (valid: camera,franka,policy,recorder)"),
-    (["--nodes", "franka"], "--robot-ip is required to start the franka node"),
-    (["--nodes", "policy"], "--checkpoint is required to start the policy node"),
+    (["--nodes", "camera,policy"], "the policy node needs a checkpoint: --checkpoint <run>"),
+    (["--nodes", "policy"], "the policy node needs a checkpoint"),
     (["--config", "missing.yaml", "--robot-ip", "127.0.0.83", "--nodes", "franka"], "cannot read the config file"),
 ])
 def test_bad_config_or_override_is_one_line_exit_2_before_starting(args, words):
@@ -37,6 +36,21 @@ def test_bad_config_or_override_is_one_line_exit_2_before_starting(args, words):
     lines = (out.stdout + out.stderr).strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1, lines
     assert lines[0].startswith("bringup: error: ") and words in lines[0], lines
+
+
+def test_as_typed_the_plan_takes_the_config_and_runs_no_policy_without_a_checkpoint(tmp_path):
+    from real.bringup import NO_POLICY, launch_plan
+
+    plan = launch_plan()
+    assert plan.nodes == ["camera", "franka", "recorder"] and plan.note == NO_POLICY and plan.overrides == {}
+    plan = launch_plan(robot_ip="10.0.0.2", checkpoint="runs/real/bc/run1")
+    assert plan.nodes == ["camera", "franka", "policy", "recorder"] and plan.note is None
+    assert plan.overrides == {"franka": {"robot_ip": "10.0.0.2"}, "policy": {"checkpoint": "runs/real/bc/run1"}}
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["franka"]["ros__parameters"]["robot_ip"] = ""
+    (tmp_path / "no_ip.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="franka.robot_ip: must not be empty"):
+        launch_plan(tmp_path / "no_ip.yaml")
 
 
 # ---- processes against franky-sim ----------------------------------------------------------

@@ -1,85 +1,100 @@
-"""The launch file stays thin and names only what exists: entry points, config sections, parameters.
+"""The launch file as `ros2 launch` runs it: defaults from the parameters file, the policy node only
+with a checkpoint, overrides that exist, executables that exist.
 
-`launch`/`launch_ros` are not installable here, so the file is read with `ast`, never imported.
+`launch`/`launch_ros` are not installable here, so the file runs against stand-ins of the few
+classes it uses, which record their arguments (the real API's names and signatures).
 """
-import ast
+from __future__ import annotations
 
+import importlib.util
+import sys
+import types
+
+import pytest
 import yaml
 
+from real.bringup import DEFAULT_CONFIG, NO_POLICY
 from real.config import NODE_SCHEMAS, ros_parameters
 from real.entry_points import NODES
 from tests.real.package_files import REAL, setup_kwargs
 
 LAUNCH = REAL / "launch" / "cube_pick.launch.py"
-TREE = ast.parse(LAUNCH.read_text())
 
 
-def _calls(name: str) -> list[ast.Call]:
-    def called(node):
-        func = node.func
-        return func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-
-    return [n for n in ast.walk(TREE) if isinstance(n, ast.Call) and called(n) == name]
+class Recorded:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
 
 
-def _kwargs(call: ast.Call) -> dict:
-    return {k.arg: k.value for k in call.keywords}
+class LaunchConfiguration(Recorded):
+    def perform(self, context):
+        return context[self.args[0]]
 
 
-def _constant(node) -> str:
-    assert isinstance(node, ast.Constant) and isinstance(node.value, str), ast.dump(node)
-    return node.value
+def stand_ins() -> dict[str, types.ModuleType]:
+    names = {"launch": ["LaunchDescription"], "launch.actions": ["DeclareLaunchArgument", "LogInfo", "OpaqueFunction", "Shutdown"],
+             "launch.substitutions": ["PathJoinSubstitution"], "launch_ros": [], "launch_ros.actions": ["Node"],
+             "launch_ros.parameter_descriptions": ["ParameterValue"], "launch_ros.substitutions": ["FindPackageShare"]}
+    modules = {}
+    for module, classes in names.items():
+        modules[module] = types.ModuleType(module)
+        for cls in classes:
+            setattr(modules[module], cls, type(cls, (Recorded,), {}))
+    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    return modules
 
 
-NODE_CALLS = _calls("Node")
-DECLARED = {_constant(c.args[0]) for c in _calls("DeclareLaunchArgument")}
+@pytest.fixture
+def launch(monkeypatch):
+    """(declared arguments, nodes(**arguments) -> (log lines, {name: Node}))."""
+    for name, module in stand_ins().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("cube_pick_launch", LAUNCH)
+    file = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(file)
+    description = file.generate_launch_description().args[0]
+    declared = {a.args[0]: a.kwargs for a in description if type(a).__name__ == "DeclareLaunchArgument"}
+    opaque = [a for a in description if type(a).__name__ == "OpaqueFunction"]
+    assert len(opaque) == 1
+
+    def nodes(**arguments):
+        context = {"config": str(DEFAULT_CONFIG), "robot_ip": "", "checkpoint": "", **arguments}
+        actions = opaque[0].kwargs["function"](context)
+        logs = [a.kwargs["msg"] for a in actions if type(a).__name__ == "LogInfo"]
+        return logs, {a.kwargs["name"]: a for a in actions if type(a).__name__ == "Node"}
+
+    return declared, nodes
 
 
-def test_launches_every_node_executable_once():
-    assert len(NODE_CALLS) == len(NODES)
-    for call in NODE_CALLS:
-        assert _constant(_kwargs(call)["package"]) == "real"
-    assert sorted(_constant(_kwargs(c)["executable"]) for c in NODE_CALLS) == sorted(NODES)
+def test_as_typed_it_starts_camera_franka_and_recorder_and_says_no_policy_runs(launch):
+    declared, nodes = launch
+    assert set(declared) == {"config", "robot_ip", "checkpoint"}
+    assert declared["robot_ip"]["default_value"] == declared["checkpoint"]["default_value"] == ""  # nothing required
+    logs, started = nodes()
+    assert logs == [NO_POLICY] and list(started) == ["camera", "franka", "recorder"]
+    for name, node in started.items():
+        assert node.kwargs["package"] == "real" and node.kwargs["executable"] in NODES
+        assert node.kwargs["parameters"] == [str(DEFAULT_CONFIG)]  # the file's values, robot_ip 172.16.0.2 included
+    assert type(started["franka"].kwargs["on_exit"]).__name__ == "Shutdown"
+    assert yaml.safe_load(DEFAULT_CONFIG.read_text())["franka"]["ros__parameters"]["robot_ip"] == "172.16.0.2"
 
 
-def test_every_node_name_has_a_config_section():
-    sections = yaml.safe_load((REAL / "config" / "cube_pick.yaml").read_text())
-    names = [_constant(_kwargs(c)["name"]) for c in NODE_CALLS]
-    assert sorted(names) == sorted(NODE_SCHEMAS)
-    assert all(name in sections for name in names)
+def test_arguments_override_one_parameter_each_and_a_checkpoint_adds_the_policy(launch):
+    _, nodes = launch
+    logs, started = nodes(robot_ip="10.0.0.2", checkpoint="runs/real/bc/run1")
+    assert logs == [] and list(started) == ["camera", "franka", "policy", "recorder"]
+    for name, key, value in (("franka", "robot_ip", "10.0.0.2"), ("policy", "checkpoint", "runs/real/bc/run1")):
+        config, override = started[name].kwargs["parameters"]
+        assert config == str(DEFAULT_CONFIG) and list(override) == [key]
+        assert override[key].args == (value,) and override[key].kwargs == {"value_type": str}
+        assert key in ros_parameters(NODE_SCHEMAS[name]())
+    assert sorted(started) == sorted(NODE_SCHEMAS)  # every node has a config section
 
 
-def test_parameter_overrides_exist_in_the_schema_and_come_from_declared_arguments():
-    overrides = 0
-    for call in NODE_CALLS:
-        node = _constant(_kwargs(call)["name"])
-        schema = ros_parameters(NODE_SCHEMAS[node]())
-        for item in _kwargs(call)["parameters"].elts:
-            if isinstance(item, ast.Dict):
-                for key, value in zip(item.keys, item.values):
-                    assert _constant(key) in schema, f"{node}: {_constant(key)} is not a parameter"
-                    used = {c.args[0].value for c in ast.walk(value)
-                            if isinstance(c, ast.Call) and c.args and isinstance(c.args[0], ast.Constant)}
-                    assert used and used <= DECLARED  # a launch argument, not a hard-coded value
-                    overrides += 1
-            else:
-                assert isinstance(item, ast.Name) and item.id == "config"  # the parameters file
-    assert overrides == 2  # robot_ip and checkpoint
-
-
-def test_arguments_are_the_documented_ones():
-    assert DECLARED == {"config", "robot_ip", "checkpoint"}
-    used = {_constant(c.args[0]) for c in _calls("LaunchConfiguration") if isinstance(c.args[0], ast.Constant)}
-    assert used <= DECLARED
-
-
-def test_launch_file_is_thin():
-    """Only launch/launch_ros imports and no logic of its own: settings live in the YAML."""
-    modules = {n.module.split(".")[0] for n in ast.walk(TREE) if isinstance(n, ast.ImportFrom)}
-    assert modules == {"launch", "launch_ros"}
-    assert not any(isinstance(n, ast.Import) for n in ast.walk(TREE))
-    assert not any(isinstance(n, (ast.For, ast.While, ast.If, ast.Try)) for n in ast.walk(TREE))
-    assert len(LAUNCH.read_text().splitlines()) < 60
+def test_a_bad_config_is_one_line(launch, tmp_path):
+    _, nodes = launch
+    with pytest.raises(ValueError, match="cannot read the config file"):
+        nodes(config=str(tmp_path / "missing.yaml"))
 
 
 def test_setup_entry_points_are_the_nodes(monkeypatch):

@@ -17,7 +17,7 @@ from sim.train_policy import train
 from tests.cli_errors import one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ("encoder=state", "algo.steps_per_round=150", "algo.epochs=2", "algo.batch_size=64", "eval_episodes=1",
+TINY = ("encoder=state", "num_envs=1", "algo.steps_per_round=150", "algo.epochs=2", "algo.batch_size=64", "eval_episodes=1",
         "videos=1", "progress=false")
 
 
@@ -127,14 +127,24 @@ def test_pixel_encoders_train_in_process(tmp_path, name):
     from tests.encoder.conftest import make_encoder_dir
 
     path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
-    cfg = TrainPolicyConfig(encoder=EncoderSettings(name=name, path=str(path), dtype=None), eval_episodes=0, videos=0,
-                            out=str(tmp_path / "run"), progress=False)
+    cfg = TrainPolicyConfig(encoder=EncoderSettings(name=name, path=str(path), dtype=None, pool="avg"), eval_episodes=0, videos=0,
+                            num_envs=1, out=str(tmp_path / "run"), progress=False)
     cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 40, 1
     summary = train(cfg)
     assert summary["rounds"] == 1 and summary["env_steps"] == 40 and summary["eval_success_rate"] is None
     actor = json.loads((tmp_path / "run" / "actor.json").read_text())["config"]
     assert actor["feat_dim"] == 32 and actor["proprio_dim"] == 18
     assert len(read_metrics(tmp_path / "run")) == 1 and (tmp_path / "run" / "success_curve.png").is_file()
+
+
+def test_typed_command_defaults_are_the_main_jobs_protocol():
+    """`python sim/train_policy.py task=franka_pick` runs what the quickstart measured (grid4, 6 x 8,192 steps, 16 envs)."""
+    from toto_robot.main_job import parse_args
+
+    cfg, main = TrainPolicyConfig(), parse_args([])
+    assert (cfg.encoder.name, cfg.encoder.pool, cfg.encoder.layer) == ("toto", "grid4", "mid")
+    assert (cfg.algo.name, cfg.algo.rounds, cfg.algo.steps_per_round, cfg.num_envs) == ("dagger", 6, 8192, 16)
+    assert (main.pool, main.rounds, main.steps_per_round, main.num_envs) == ("grid4", 6, 8192, 16)
 
 
 def test_ppo_trains_in_process(tmp_path):
@@ -158,7 +168,7 @@ def test_env_options_pass_through_to_training_and_evaluation(tmp_path):
     from sim.policy_config import EvalPolicyConfig
 
     cfg = TrainPolicyConfig(encoder=EncoderSettings(name="state"), eval_episodes=0, videos=0, out=str(tmp_path / "run"),
-                            progress=False)
+                            num_envs=1, progress=False)
     cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 100, 1
     cfg.env.episode_seconds = 1.0
     cfg.env.terminate_on_success = False
