@@ -31,9 +31,9 @@ from pathlib import Path  # noqa: E402
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pretrain.data.clips import ClipSpec, clip_indices  # noqa: E402
+from toto_robot.media.clips import ClipSpec, clip_indices  # noqa: E402
 from pretrain.data.sources import SourceConfig, list_media  # noqa: E402
-from pretrain.data.video import probe_video, read_clips, read_frames  # noqa: E402
+from toto_robot.media.video import probe_video, read_clips, read_frames  # noqa: E402
 from pretrain.media_loader import default_workers  # noqa: E402
 
 

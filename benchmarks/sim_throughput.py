@@ -3,7 +3,7 @@
 Why: data collection (DAgger, BC rollouts) is bound by env steps/s on a 2-core CPU box, so we need
 to know what pixels cost (128 vs 224 px), what the state-only path costs, whether 2 async workers
 pay off, and how much the gymnasium wrapper in `sim/env.py` adds on top of the bare MuJoCo loop
-(mj_step x substeps + render of the same camera). Targets (DESIGN.md section 6 measurements):
+(mj_step x substeps + render of the same camera). Targets (docs/design.md section 10 measurements):
 >= 300 env steps/s at 128 px in one process, wrapper overhead <= 15 %.
 
     python benchmarks/sim_throughput.py --steps 300 --tasks franka_pick kuka_cabinet

@@ -1,6 +1,6 @@
 """The frozen Toto encoder: uint8 pixels -> tokenizer -> Toto blocks up to layer L -> pooled features.
 
-This is what robot policies and probes see (DESIGN.md sections 1 and 4): the paper's robotics
+This is what robot policies and probes see (docs/design.md sections 1 and 8): the paper's robotics
 protocol reads the tokens of an intermediate block (the best probing layer is near 50% depth),
 average pools them and trains only a small head on top. So the encoder
 

@@ -1,4 +1,4 @@
-"""Model presets: the paper's sizes (DESIGN.md section 4) and `nano`, the one this CPU can train.
+"""Model presets: the paper's sizes (docs/design.md section 8) and `nano`, the one this CPU can train.
 
 FFN width. LLaMA's default rule (SwiGLU hidden = 2/3 * 4 * dim, rounded up to 256) does not give
 the paper's totals for base and large (97.5M and 222M, not 120M and 280M), and a 4 * dim SwiGLU
@@ -41,7 +41,7 @@ PRESETS: dict[str, TotoConfig] = {
     "1b": TotoConfig(dim=2048, n_heads=16, n_layers=22),
 }
 
-# Total parameters the paper states (section 4 / DESIGN.md); Table 15 (a1..a6) was not available.
+# Total parameters the paper states (its section 4; docs/design.md section 8); Table 15 (a1..a6) was not available.
 PAPER_PARAMS: dict[str, float] = {"base": 120e6, "large": 280e6, "1b": 1.1e9}
 
 

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md 6)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
 ROOT = Path(__file__).resolve().parents[1]
 if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root,
     sys.path[0] = str(ROOT)  # not from encoder/ (whose tokenizers/ would shadow the `tokenizers` package)
@@ -45,7 +45,9 @@ def report(result: dict) -> None:
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
         config: ProbeConfig = OmegaConf.to_object(cfg)
-        result = run_probes(config)
+        from pretrain.data.embedded import record_robot_videos  # the entry point wires sim's renderer in
+
+        result = run_probes(config, render_robot_videos=record_robot_videos)
         report(result)
         print(f"results: {Path(config.out) / 'results.json'}, plot: {Path(config.out) / 'accuracy_vs_layer.png'}")
 

@@ -1,4 +1,4 @@
-"""The token-id scheme, in one place (DESIGN.md section 3; paper section 3.1).
+"""The token-id scheme, in one place (docs/design.md section 3; paper section 3.1).
 
     0              padding (never trained on)
     1              start of a video clip

@@ -1,4 +1,4 @@
-"""Policies on frozen features (DESIGN.md sections 2 and 5): MVP's actor, feature providers,
+"""Policies on frozen features (docs/design.md sections 2 and 9): MVP's actor, feature providers,
 the aggregated buffer, DAgger and behaviour cloning, PPO, demo files, success statistics and curves.
 
     from policies import Actor, DaggerConfig, StateFeatures, TotoFeatures, train_dagger

@@ -1,4 +1,4 @@
-"""Policy networks on frozen features, as in MVP (DESIGN.md section 5).
+"""Policy networks on frozen features, as in MVP (docs/design.md section 9).
 
 MVP's actor: image embedding -> Linear(->128), proprioception -> Linear(->128), concatenated,
 then an MLP (256, 128, 64) with SELU to the action. Only these layers train; the encoder that

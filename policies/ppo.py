@@ -1,4 +1,4 @@
-"""PPO on frozen features through stable-baselines3, as in MVP (DESIGN.md section 5).
+"""PPO on frozen features through stable-baselines3, as in MVP (docs/design.md section 9).
 
     from policies.ppo import PPOConfig, train_ppo
     model, stats = train_ppo(lambda: gym.make(...), StateFeatures(), PPOConfig(n_envs=2, n_steps=64), 10_000, out_dir="runs/ppo")

@@ -16,9 +16,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from pretrain.data.clips import ClipSpec, sample_clips
-from pretrain.data.images import load_resized
-from pretrain.data.sources import BadMediaError
+from toto_robot.media.clips import ClipSpec, sample_clips
+from toto_robot.media.images import load_resized
+from toto_robot.media.errors import BadMediaError
 
 SPLITS = ("train", "val")
 

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md 6)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
 ROOT = Path(__file__).resolve().parents[1]
 if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root,
     sys.path[0] = str(ROOT)  # not from pretrain/ (whose module names would shadow the standard library's)

@@ -30,7 +30,7 @@ Content. Discrete tokenizers give uint16 token rows. Continuous (patch) tokenize
 codes, so their shards hold the uint8 pixel rows (T, R, R, 3) instead and index.json says
 "content": "pixels"; the training loop then tokenizes on the fly.
 
-Videos give `clips_per_video` clips each (pretrain.data.clips: stride lowered for short videos,
+Videos give `clips_per_video` clips each (toto_robot.media.clips: stride lowered for short videos,
 fewer than T frames skipped). Images are packed `images_per_sequence` per row; each image is
 used `image_repeats` times (each time its own random crop), so a chunk of n readable images
 yields ceil(n * image_repeats / images_per_sequence) rows (the last one filled up at random).
@@ -53,15 +53,9 @@ import torch
 from tqdm import tqdm
 
 from encoder import tokens as token_ids
-from pretrain.data.images import crop, pack_groups, random_crop_box
-from pretrain.data.sources import (
-    DEFAULT_VAL_FRACTION,
-    BadMediaError,
-    SkipReport,
-    SourceConfig,
-    list_media,
-    split_files,
-)
+from toto_robot.media.images import crop, pack_groups, random_crop_box
+from pretrain.data.sources import DEFAULT_VAL_FRACTION, SourceConfig, list_media, split_files
+from toto_robot.media.errors import BadMediaError, SkipReport
 from pretrain.media_loader import default_workers, media_items
 from pretrain.shards import shard_finished, write_shard
 from toto_robot.compute import PRECISIONS, Compute, resolve
@@ -75,7 +69,7 @@ INDEX = "index.json"
 class TokenizeConfig:
     clips_per_video: int = 4
     frames: int = 16  # T
-    stride: int = 4  # every 4th frame (lowered for short videos, see pretrain.data.clips)
+    stride: int = 4  # every 4th frame (lowered for short videos, see toto_robot.media.clips)
     resolution: int = 128  # R: short side resized to R, then a random R x R crop
     images_per_sequence: int = 16  # must equal `frames` when videos and images are mixed
     image_repeats: int = 1  # uses of each image per pass, each with its own crop

@@ -1,4 +1,4 @@
-"""Behaviour cloning for the real robot with MVP's real protocol (DESIGN.md section 5).
+"""Behaviour cloning for the real robot with MVP's real protocol (docs/design.md section 9).
 
 Actions are next-joint-position deltas + gripper (real/demo_layout.py), fit by MSE with AdamW (lr
 1e-3, wd 0.01), cosine decay, batch 128: `policies.dagger.train_actor` on MVP's actor, one round.

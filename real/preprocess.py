@@ -1,7 +1,7 @@
 """Hand-camera frame -> encoder input: the one image path shared by demo import, BC training and
 the policy node, so what the policy sees on the robot is bit for bit what it was trained on.
 
-The RPT convention (DESIGN.md section 5; RPT's public demos are 480x640 hand-camera frames):
+The RPT convention (docs/design.md section 9; RPT's public demos are 480x640 hand-camera frames):
 crop the lower-centre 448x448 square, then resize to the encoder's resolution. For a 480x640
 (rows x cols) frame the crop is
 

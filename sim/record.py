@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before anything imports torch (DESIGN.md 6)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before anything imports torch (docs/design.md section 10)
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: `python sim/record.py`
     sys.path.insert(0, str(ROOT))

@@ -2,7 +2,7 @@
 
 Robot files stay standalone, loadable MJCF; the scene merges their sections into one model so a
 task can be rebuilt for any robot. Rendering defaults are set here for a CPU (no shadows, no
-reflections, no multisampling) as measured in DESIGN.md section 6, and coarse capsule/sphere
+reflections, no multisampling) as measured in docs/design.md section 10, and coarse capsule/sphere
 tessellation (12x6 instead of 28x16: about 2x faster Kuka frames, no visible change at 128 px).
 """
 from __future__ import annotations

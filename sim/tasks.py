@@ -1,7 +1,7 @@
 """Backend-independent task definitions: what each task is, its options, and its success rule.
 
 Nothing here imports MuJoCo, so another backend (e.g. Isaac Gym) can implement the same tasks
-with the same observation/action spaces and success semantics (MVP's, DESIGN.md section 5).
+with the same observation/action spaces and success semantics (MVP's, docs/design.md section 9).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checkpoint files that load without executing pickled code (DESIGN.md section 3).
+"""Checkpoint files that load without executing pickled code (docs/design.md section 3).
 
 Weights: `<name>.safetensors` plus `<name>.json` holding `kind` (what built them, e.g. "toto" or
 "fsq_tokenizer") and the config to rebuild the module. Training state (optimizer, scheduler, RNG,

@@ -1,6 +1,6 @@
 """Franka kinematics shared by the simulator and the real-robot stack: DH forward kinematics and
 the published joint limits. Here, in the shared core, because sim/ and real/ must not import
-each other (DESIGN.md 2): sim checks its MJCF against these tables, real's safety envelope uses
+each other (docs/design.md section 2): sim checks its MJCF against these tables, real's safety envelope uses
 them to keep the hand in its workspace box.
 """
 from __future__ import annotations

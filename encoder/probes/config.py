@@ -47,7 +47,7 @@ class VideoData:
     val_csv: Optional[str] = None  # a separate validation CSV (Kinetics val); null: split `source`
     root: Optional[str] = None  # CSV paths are relative to this (default: the CSV's folder)
     frames: Optional[int] = None  # frames a clip; null: 16 for a CSV (paper), 8 for the robot clips
-    stride: int = 4  # every 4th frame (lowered for short videos, see pretrain/data/clips.py)
+    stride: int = 4  # every 4th frame (lowered for short videos, see toto_robot/media/clips.py)
     train_clips: Optional[int] = None  # random clips per training video; null: 1 for a CSV, 2 for robot
     val_fraction: float = 0.3
     limit: Optional[int] = None  # at most this many videos (per CSV)

@@ -11,7 +11,7 @@ Four sources, one shape of result (`ProbeDataset`: classes + a train and a val `
     CSV           Kinetics style `path,label` rows (paths relative to the CSV's folder)
 
 Samples are decoded lazily, one at a time, by the decoders of pretrain/data (PyAV for video).
-Training clips are the paper's clip sampling (random start and crop, pretrain/data/clips.py,
+Training clips are the paper's clip sampling (random start and crop, toto_robot/media/clips.py,
 from a generator seeded by (seed, index) so a rerun sees the same clips; `train_clips` of them
 a video); validation clips and all images get the deterministic view (centre crop, the clip
 centred in time). A file that cannot be read raises BadMediaError, which feature extraction
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pretrain.data.clips import ClipSpec, fitting_stride, sample_clips
-from pretrain.data.embedded import record_robot_videos
-from pretrain.data.images import crop, load_image, resize_short_side
-from pretrain.data.sources import IMAGE_EXTENSIONS, BadMediaError
-from pretrain.data.video import probe_video, read_frames
+from toto_robot.media.clips import ClipSpec, fitting_stride, sample_clips
+from toto_robot.media.images import crop, load_image, resize_short_side
+from toto_robot.media.errors import BadMediaError
+from toto_robot.media.kinds import IMAGE_EXTENSIONS
+from toto_robot.media.video import probe_video, read_frames
 
 ROBOT_TASKS = ("franka_pick", "franka_cabinet", "kuka_pick", "kuka_cabinet")
 
@@ -123,7 +123,7 @@ def center_clip_indices(num_frames: int, spec: ClipSpec) -> np.ndarray:
 
 
 def load_clip(path: str | os.PathLike, spec: ClipSpec, train: bool, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (T, R, R, 3): a random clip and crop (pretrain/data/clips.py) or the centred view."""
+    """uint8 (T, R, R, 3): a random clip and crop (toto_robot/media/clips.py) or the centred view."""
     if train:
         return sample_clips(path, 1, spec, rng)[0]
     num_frames = probe_video(path).frames
@@ -255,15 +255,20 @@ def csv_video_dataset(csv_path: str | os.PathLike, spec: ClipSpec, val_csv: str 
                          "frames": spec.frames, "stride": spec.stride}, spec.frames)
 
 
-def robot_dataset(cache_dir: str | os.PathLike, spec: ClipSpec, episodes_per_task: int = 20, seed: int = 1000,
-                  val_fraction: float = 0.3, train_clips: int = 2, progress: bool = True) -> ProbeDataset:
+RenderVideos = Callable[[Path, int, int, int, bool], None]  # (out, episodes_per_task, image_size, seed, progress)
+
+
+def robot_dataset(cache_dir: str | os.PathLike, spec: ClipSpec, render: RenderVideos, episodes_per_task: int = 20,
+                  seed: int = 1000, val_fraction: float = 0.3, train_clips: int = 2, progress: bool = True) -> ProbeDataset:
     """Sim episodes labelled by task (4 classes), recorded once into cache_dir/<R>px_seed<seed>.
 
-    The default seed (1000) keeps these episodes apart from the pre-training corpus, which
-    records seeds 0.. (pretrain/data/embedded.py), so the probe scores unseen episodes.
+    `render` writes <out>/<task>/videos/episode_*.mp4 (pretrain.data.embedded.record_robot_videos,
+    passed in by encoder/probe.py: encoder/ does not import sim/, docs/design.md). The default seed
+    (1000) keeps these episodes apart from the pre-training corpus (seeds 0..), so the probe
+    scores unseen episodes.
     """
     out = Path(cache_dir).expanduser() / f"{spec.resolution}px_seed{seed}"
-    record_robot_videos(out, episodes_per_task, spec.resolution, seed, progress)  # the pre-training corpus recorder
+    render(out, episodes_per_task, spec.resolution, seed, progress)
     paths, labels, groups = [], [], []
     for label, task in enumerate(ROBOT_TASKS):
         for path in sorted((out / task / "videos").glob("episode_*.mp4")):

@@ -18,7 +18,7 @@ from encoder.probes.heads import TOKEN_PROBES, check_probes
 from encoder.probes.report import plot, summarize
 from encoder.probes.store import read_store
 from encoder.probes.train import encoder_stamp, extract_features, fingerprint, train_all
-from pretrain.data.clips import ClipSpec
+from toto_robot.media.clips import ClipSpec
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def clip_frames(video) -> int:
     return video.frames or (8 if video.source == EMBEDDED_VIDEOS else 16)
 
 
-def load_datasets(cfg: ProbeConfig, resolution: int) -> list[ProbeDataset]:
+def load_datasets(cfg: ProbeConfig, resolution: int, render_robot_videos=None) -> list[ProbeDataset]:
     datasets = []
     image, video = cfg.image, cfg.video
     if image.source == EMBEDDED_IMAGES:
@@ -82,7 +82,10 @@ def load_datasets(cfg: ProbeConfig, resolution: int) -> list[ProbeDataset]:
         datasets.append(image_folder_dataset(image.source, resolution, image.val_fraction, cfg.seed, image.limit))
     if video.source == EMBEDDED_VIDEOS:
         spec = ClipSpec(clip_frames(video), video.stride, resolution)
-        datasets.append(robot_dataset(video.cache_dir, spec, video.episodes_per_task, video.robot_seed,
+        if render_robot_videos is None:
+            raise ValueError("video.source=robot renders sim episodes: run python encoder/probe.py, or pass "
+                             "render_robot_videos=pretrain.data.embedded.record_robot_videos to run_probes")
+        datasets.append(robot_dataset(video.cache_dir, spec, render_robot_videos, video.episodes_per_task, video.robot_seed,
                                       video.val_fraction, video.train_clips or 2, cfg.progress))
     elif video.source is not None:
         spec = ClipSpec(clip_frames(video), video.stride, resolution)
@@ -116,7 +119,7 @@ def dataset_features(cfg: ProbeConfig, encoder, dataset: ProbeDataset, layers: l
     return tuple(result)
 
 
-def run_probes(cfg: ProbeConfig) -> dict:
+def run_probes(cfg: ProbeConfig, render_robot_videos=None) -> dict:
     """Probe every requested layer with every probe type; write results.json and the plot to cfg.out."""
     start = time.perf_counter()
     probes = check_probes(cfg.probes)
@@ -134,7 +137,7 @@ def run_probes(cfg: ProbeConfig) -> dict:
         raise ValueError(f"video clips of {clip_frames(cfg.video)} frames, but the encoder reads at most "
                          f"{encoder.frames}; pass video.frames={encoder.frames} or fewer")
     summaries = {}
-    for dataset in load_datasets(cfg, encoder.resolution):
+    for dataset in load_datasets(cfg, encoder.resolution, render_robot_videos):
         log.info(f"{dataset.name}: {len(dataset.classes)} classes, {len(dataset.train)} train / {len(dataset.val)} val samples")
         train, val = dataset_features(cfg, encoder, dataset, layers, out)
         results = train_all(train, val, layers, probes, len(dataset.classes), cfg.train, cfg.seed, cfg.progress,

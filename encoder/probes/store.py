@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain.data.sources import SkipReport
+from toto_robot.media.errors import SkipReport
 from toto_robot.io import atomic_write
 
 DTYPES = {"labels": np.int64, "pooled": np.float32, "tokens": np.float16}

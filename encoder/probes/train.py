@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from encoder.probes.data import Split
 from encoder.probes.heads import TOKEN_PROBES, make_probe
-from pretrain.data.sources import BadMediaError, SkipReport
+from toto_robot.media.errors import BadMediaError, SkipReport
 
 
 @dataclass

@@ -21,16 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pretrain.data.images import crop, load_resized, random_crop_box
-from pretrain.data.sources import (
-    DEFAULT_VAL_FRACTION,
-    BadMediaError,
-    SkipReport,
-    SourceConfig,
-    list_media,
-    split_files,
-)
-from pretrain.data.video import probe_video, read_frames
+from toto_robot.media.images import crop, load_resized, random_crop_box
+from pretrain.data.sources import DEFAULT_VAL_FRACTION, SourceConfig, list_media, split_files
+from toto_robot.media.errors import BadMediaError, SkipReport
+from toto_robot.media.video import probe_video, read_frames
 
 ROBOT_WEIGHT, CLIPS_WEIGHT, PHOTOS_WEIGHT = 0.8, 0.1, 0.1
 # carphone_distorted is a degraded copy of carphone_pristine: the same scene twice would leak

@@ -1,9 +1,8 @@
-"""Where pre-training media come from: source configs, file listing, splits and skip counting.
+"""Where pre-training media come from: source configs, file listing and train/val splits.
 
 A source is one directory tree of videos or of images with a mixture weight (the paper mixes
-20% ImageNet, 10% Ego4D, 10% Kinetics, 60% HowTo100M per batch, see `PAPER_MIX`). Bad media are
-never fatal: readers raise `BadMediaError`, callers count it in a `SkipReport` and move on, and
-the run ends with a short report of what was skipped and why.
+20% ImageNet, 10% Ego4D, 10% Kinetics, 60% HowTo100M per batch, see `PAPER_MIX`). Reading the
+files, and counting the bad ones, is toto_robot/media/.
 """
 from __future__ import annotations
 
@@ -14,30 +13,17 @@ import hashlib
 import json
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".ogv"})
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-KINDS = {"video": VIDEO_EXTENSIONS, "image": IMAGE_EXTENSIONS}
+from toto_robot.media.kinds import KINDS
+
 # Share of each source's files held out for validation, by tokenization and by the tokenizer
 # trainer's frames alike, so the tokenizer never trains on the transformer's validation files.
 DEFAULT_VAL_FRACTION = 0.05
 MANIFEST_SUFFIXES = frozenset({".csv", ".txt", ".lst"})
 # folders that hold a dataset's evaluation split: under a source root they must be excluded
 EVAL_FOLDERS = frozenset({"val", "validation"})
-
-
-class BadMediaError(Exception):
-    """A file that cannot be used. `reason` is a short category (the SkipReport key)."""
-
-    def __init__(self, path: str | os.PathLike, reason: str, detail: str = ""):
-        self.path, self.reason, self.detail = Path(path), reason, detail
-        super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
-
-    def __reduce__(self):  # picklable, so decode workers can hand it back (pretrain/media_loader.py)
-        return type(self), (self.path, self.reason, self.detail)
 
 
 @dataclass
@@ -94,7 +80,7 @@ class SourceConfig:
             return path.as_posix()
 
 
-# The paper's pre-training mix (section 4 of DESIGN.md). The paths are placeholders: these
+# The paper's pre-training mix (docs/design.md section 8). The paths are placeholders: these
 # datasets need licences and terabytes, so download them yourself and point `path` at the
 # extracted tree (any layout; files are found recursively by extension), e.g.
 # `data.sources=paper data.root=/datasets`. ImageNet is used as single images packed 16 per
@@ -258,49 +244,3 @@ def split_files(files: list[Path], source: SourceConfig, val_fraction: float) ->
         "train": sorted(p for k in keys if k not in val for p in groups[k]),
         "val": sorted(p for k in val for p in groups[k]),
     }
-
-
-class SkipReport:
-    """Counts skipped files by reason and keeps a few example paths of each for the report."""
-
-    def __init__(self, examples: int = 3):
-        self.counts: Counter[str] = Counter()
-        self.examples: dict[str, list[str]] = {}
-        self.max_examples = examples
-
-    def add(self, error_or_path, reason: str | None = None) -> None:
-        """Count a `BadMediaError`, or a (path, reason) pair."""
-        if isinstance(error_or_path, BadMediaError):
-            path, reason = error_or_path.path, error_or_path.reason
-        else:
-            path = error_or_path
-        self.counts[reason] += 1
-        shown = self.examples.setdefault(reason, [])
-        if len(shown) < self.max_examples:
-            shown.append(str(path))
-
-    def merge(self, other: SkipReport) -> None:
-        """Add another report's counts and examples (e.g. one chunk's into the run's)."""
-        self.counts.update(other.counts)
-        for reason, paths in other.examples.items():
-            shown = self.examples.setdefault(reason, [])
-            shown.extend(paths[: self.max_examples - len(shown)])
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(sorted(self.counts.items()))
-
-    def report(self) -> str:
-        if not self.total:
-            return "skipped files: none"
-        lines = [f"skipped files: {self.total}"]
-        for reason, count in sorted(self.counts.items(), key=lambda item: -item[1]):
-            examples = ", ".join(self.examples.get(reason, []))
-            lines.append(f"  {reason}: {count}" + (f" (e.g. {examples})" if examples else ""))
-        return "\n".join(lines)
-
-    def print(self) -> None:
-        print(self.report())

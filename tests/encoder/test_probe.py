@@ -22,7 +22,7 @@ from encoder.probes.data import csv_video_dataset, digits_dataset, image_folder_
 from encoder.probes.heads import attention_pool
 from encoder.probes.run import resolve_layers, run_probes
 from encoder.probes.train import extract_features, train_probe
-from pretrain.data.clips import ClipSpec
+from toto_robot.media.clips import ClipSpec
 from tests.pretrain.conftest import corrupt_copies, synthetic_frames, write_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,9 +188,10 @@ def test_csv_video_dataset_loads_and_skips_corrupt(video_csv, tiny_encoder_dir, 
 
 def test_robot_dataset_labels_tasks_and_keeps_episodes_whole(tmp_path):
     from encoder.probes.data import ROBOT_TASKS, robot_dataset
+    from pretrain.data.embedded import record_robot_videos
 
-    data = robot_dataset(tmp_path, ClipSpec(frames=4, stride=2, resolution=32), episodes_per_task=2, val_fraction=0.5,
-                         train_clips=1, progress=False)
+    data = robot_dataset(tmp_path, ClipSpec(frames=4, stride=2, resolution=32), record_robot_videos, episodes_per_task=2,
+                         val_fraction=0.5, train_clips=1, progress=False)
     assert data.classes == list(ROBOT_TASKS)
     episodes = [{(Path(p).parts[-3], Path(p).name.split("_")[1]) for p in split.items} for split in (data.train, data.val)]
     assert not episodes[0] & episodes[1] and len(data.train) == len(data.val) == 8  # 1 episode x 2 cameras x 4 tasks

@@ -6,25 +6,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoder.tokens import CODE_OFFSET, END, IMAGE_START
-from pretrain.data import clips, embedded, video
-from pretrain.data.images import (
+from encoder.tokens import CODE_OFFSET, END, IMAGE_START, build_sequence
+from pretrain.data import embedded
+from toto_robot.media import clips, video
+from toto_robot.media.images import (
     load_image,
     pack_groups,
-    pack_sequence,
     resized_size,
     sample_image,
 )
 from pretrain.data.mixture import Mixture
-from pretrain.data.sources import (
-    PAPER_MIX,
-    BadMediaError,
-    SkipReport,
-    SourceConfig,
-    list_media,
-    paper_mix,
-    split_files,
-)
+from pretrain.data.sources import PAPER_MIX, SourceConfig, list_media, paper_mix, split_files
+from toto_robot.media.errors import BadMediaError, SkipReport
 
 from .conftest import frame_index, synthetic_frames, write_image, write_video
 
@@ -165,7 +158,7 @@ def test_pack_groups_uses_every_image():
 
 def test_pack_sequence_tokens():
     codes = np.arange(16 * 2 * 2).reshape(16, 2, 2) % 64
-    row = pack_sequence(codes)
+    row = build_sequence(codes, "image")
     assert row.dtype == np.uint16 and len(row) == 16 * 4 + 2
     assert row[0] == IMAGE_START and row[-1] == END
     assert np.array_equal(row[1:-1], codes.ravel() + CODE_OFFSET)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pretrain.data import sources as src
-from pretrain.data.clips import ClipSpec, sample_clips
+from toto_robot.media.clips import ClipSpec, sample_clips
 from pretrain.data.sources import SourceConfig, list_media, listed_once, load_listings, save_listings
 
 from .conftest import synthetic_frames, write_video

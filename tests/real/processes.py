@@ -1,6 +1,6 @@
 """Processes for the real-stack tests: franky-sim, node and bring-up processes with their output
 collected, stopped the way a user would (SIGINT, then SIGKILL). Tests that need a dependency the
-machine lacks skip with the reason (DESIGN.md section 6 says how to install them)."""
+machine lacks skip with the reason (docs/design.md section 10 says how to install them)."""
 from __future__ import annotations
 
 import importlib.util
@@ -29,10 +29,10 @@ def franky_sim_exe() -> str:
     """The franky-sim executable; skips the test unless rclpy, franky, OpenCV and franky-sim are installed."""
     for module, what in (("rclpy", "rclpy"), ("franky", "franky-control"), ("cv2", "opencv-python-headless")):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{what} not installed (DESIGN.md section 6)")
+            pytest.skip(f"{what} not installed (docs/design.md section 10)")
     exe = shutil.which("franky-sim") or os.path.join(sys.prefix, "bin", "franky-sim")
     if not os.path.exists(exe):
-        pytest.skip("franky-sim not installed (pip install franky-sim, DESIGN.md section 6)")
+        pytest.skip("franky-sim not installed (pip install franky-sim, docs/design.md section 10)")
     return exe
 
 

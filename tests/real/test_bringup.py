@@ -1,7 +1,7 @@
 """ROS-free bring-up (real/bringup.py): config checked before anything starts; the nodes as processes
 against franky-sim on loopback; Ctrl-C stops everything with exit 0; a dying node stops the rest.
 
-The process tests need rclpy (PyPI ROS 2 wheels), franky-control, franky-sim and OpenCV (DESIGN.md
+The process tests need rclpy (PyPI ROS 2 wheels), franky-control, franky-sim and OpenCV (docs/design.md
 section 6): skipped otherwise. Own loopback addresses (libfranka's ports are fixed) and ROS domain;
 every process started here is stopped here.
 """

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless not installed")
 
 import rclpy  # noqa: E402

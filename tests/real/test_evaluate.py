@@ -183,7 +183,7 @@ def servers(monkeypatch):
     """`servers(franka=..., policy=..., checkpoint=...)` starts Trigger `<franka>/home` and SetBool
     `<policy>/enable` (None: not offered), the policy node with a `checkpoint` parameter if given;
     returns the log of calls. `log.fail_home` makes home answer failure."""
-    pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+    pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor

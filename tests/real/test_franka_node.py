@@ -1,6 +1,6 @@
 """Franka node against franky-sim on loopback (and a fake franky for the error paths).
 
-Needs rclpy (PyPI ROS 2 wheels), franky-control and franky-sim (DESIGN.md section 6): skipped
+Needs rclpy (PyPI ROS 2 wheels), franky-control and franky-sim (docs/design.md section 10): skipped
 otherwise. One sim process per module on its own loopback address (libfranka's ports are fixed)
 and one ROS domain, so parallel runs do not meet; every process started here is stopped here.
 """
@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
-pytest.importorskip("franky", reason="franky-control not installed (DESIGN.md section 6)")
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
+pytest.importorskip("franky", reason="franky-control not installed (docs/design.md section 10)")
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402

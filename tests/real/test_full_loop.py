@@ -5,7 +5,7 @@ nodes started by the ROS-free bring-up; a test node in this process watches the 
 - the loop runs at >= 9 Hz for 30 s and the arm follows the actions;
 - the camera process dies -> no action later than 200 ms after its last frame: the arm holds.
 
-Needs rclpy, franky-control, franky-sim and OpenCV (DESIGN.md section 6): skipped otherwise.
+Needs rclpy, franky-control, franky-sim and OpenCV (docs/design.md section 10): skipped otherwise.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402

@@ -2,7 +2,7 @@
 joint states, exactly as load_bc_policy(...).act on the same inputs; stops acting when the frames
 stop; a missing checkpoint is one line, exit 2 (through `python -m real.nodes.policy`).
 
-Needs rclpy (PyPI ROS 2 wheels, DESIGN.md section 6): skipped otherwise. Own rclpy Context and a
+Needs rclpy (PyPI ROS 2 wheels, docs/design.md section 10): skipped otherwise. Own rclpy Context and a
 ROS domain per run, so parallel runs do not meet.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402

@@ -5,7 +5,7 @@ discard and too-short episodes write nothing; numbering continues after existing
 recorder (`python -m real.nodes.recorder`) keeps the saved episode intact; an unwritable out_dir is
 one line, exit 2.
 
-Needs rclpy (PyPI ROS 2 wheels, DESIGN.md section 6): skipped otherwise. Own rclpy Context and a
+Needs rclpy (PyPI ROS 2 wheels, docs/design.md section 10): skipped otherwise. Own rclpy Context and a
 ROS domain per run, so parallel runs do not meet.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, DESIGN.md section 6)")
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402

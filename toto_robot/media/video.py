@@ -19,8 +19,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pretrain.data.images import resize_short_side
-from pretrain.data.sources import BadMediaError
+from toto_robot.media.images import resize_short_side
+from toto_robot.media.errors import BadMediaError
 
 SEEK_AFTER = 250  # seek instead of decoding through when the first wanted frame is past this
 

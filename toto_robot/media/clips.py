@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pretrain.data.images import crop, random_crop_box, resize_short_side
-from pretrain.data.sources import BadMediaError
-from pretrain.data.video import probe_video, read_clips
+from toto_robot.media.images import crop, random_crop_box, resize_short_side
+from toto_robot.media.errors import BadMediaError
+from toto_robot.media.video import probe_video, read_clips
 
 
 @dataclass(frozen=True)

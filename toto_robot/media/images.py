@@ -12,8 +12,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from encoder.tokens import build_sequence
-from pretrain.data.sources import BadMediaError
+from toto_robot.media.errors import BadMediaError
 
 
 def resized_size(width: int, height: int, resolution: int) -> tuple[int, int]:
@@ -85,8 +84,3 @@ def pack_groups(count: int, repeats: int, per_sequence: int, rng: np.random.Gene
     fill = (-len(uses)) % per_sequence
     uses = np.concatenate([uses, rng.integers(0, count, fill)])
     return uses.reshape(-1, per_sequence)
-
-
-def pack_sequence(codes: np.ndarray) -> np.ndarray:
-    """Codes (16, g, g) of packed images -> uint16 token ids [3, ..., 2]."""
-    return build_sequence(codes, "image")
