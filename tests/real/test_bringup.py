@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.real.ros import ros_domain  # noqa: E402
+
 import yaml
 
 from tests.real.processes import REPO, Proc, alive, bringup, franky_sim_exe, ros_env, start_sim
 
 CONFIG = REPO / "real" / "config" / "cube_pick.yaml"
 RUN_HOST, KILL_HOST, RECORD_HOST = "127.0.0.83", "127.0.0.84", "127.0.0.86"
-ENV = ros_env(60 + os.getpid() % 20)
+ENV = ros_env(ros_domain("bringup"))
 
 
 @pytest.mark.parametrize("args, words", [
@@ -92,6 +94,7 @@ def _run(config: Path, host: str) -> Proc:
     return Proc(bringup("--config", str(config), "--robot-ip", host, "--nodes", "camera,franka"), env=ENV)
 
 
+@pytest.mark.ros
 def test_ctrl_c_stops_every_node_with_exit_0(sim_at, config):
     sim_at(RUN_HOST)
     run = _run(config, RUN_HOST)
@@ -111,6 +114,7 @@ def test_ctrl_c_stops_every_node_with_exit_0(sim_at, config):
         run.stop()
 
 
+@pytest.mark.ros
 def test_robot_lost_stops_the_rest_and_exits_nonzero_naming_franka_and_a_restart_works(sim_at, config):
     sim = sim_at(KILL_HOST)
     run = _run(config, KILL_HOST)
@@ -139,6 +143,7 @@ def test_robot_lost_stops_the_rest_and_exits_nonzero_naming_franka_and_a_restart
     assert again.proc.returncode == 0, again.text
 
 
+@pytest.mark.ros
 def test_recording_a_demo_through_the_services(sim_at, config, tmp_path):
     """camera + franka + recorder as processes: recorder/start frees the arm through franka/guiding,
     recorder/stop saves one valid episode of the sim arm's joints and hands the arm back."""

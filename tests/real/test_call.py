@@ -8,6 +8,9 @@ import sys
 import threading
 
 import pytest
+from tests.real.ros import ros_context, ros_domain  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 
@@ -19,15 +22,14 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from tests.real.processes import REPO, ros_env  # noqa: E402
 
-DOMAIN = 41 + os.getpid() % 15
+DOMAIN = ros_domain("call")
 ENV = ros_env(DOMAIN)
 
 
 @pytest.fixture(scope="module")
 def services():
     """A stand-in node: rec/start answers, rec/stop records the SetBool value, rec/broken refuses."""
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     node = Node("rec", context=ctx)
     got: list = []
 

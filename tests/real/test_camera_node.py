@@ -8,6 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tests.real.ros import ros_context, ros_domain  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless not installed")
@@ -21,7 +24,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from real.config import CameraConfig  # noqa: E402
 from real.nodes.camera import CameraNode, main  # noqa: E402
 
-DOMAIN = 101 + os.getpid() % 20
+DOMAIN = ros_domain("camera_node")
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 
@@ -40,8 +43,7 @@ def clip(tmp_path):
 
 
 def test_publishes_rgb8_frames_at_the_configured_size(clip):
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     node = CameraNode(replace(CameraConfig(), device=str(clip), width=64, height=48, fps=30.0), context=ctx)
     peer = Node("camera_test", context=ctx)
     got = []

@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.real.ros import ros_context, ros_domain  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 from real.evaluate import Console, ControlError, Record, main, parse_args, run_trials
 
 REPO = Path(__file__).resolve().parents[2]
-DOMAIN = 181 + os.getpid() % 15
+DOMAIN = ros_domain("evaluate")
 ROS_ENV = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": str(DOMAIN),
            "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
@@ -191,8 +194,7 @@ def servers(monkeypatch):
 
     for key in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID"):  # for RosTrialControl in this process
         monkeypatch.setenv(key, ROS_ENV[key])
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     ex = SingleThreadedExecutor(context=ctx)
     nodes, threads = [], []
 

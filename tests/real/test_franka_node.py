@@ -18,6 +18,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from tests.real.ros import ros_context, ros_domain  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 pytest.importorskip("franky", reason="franky-control not installed (docs/design.md section 10)")
@@ -38,7 +41,7 @@ from real.nodes.franka import FrankaBridge, FrankaNode, RobotError, RobotLost, R
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_HOST, KILL_HOST = "127.0.0.81", "127.0.0.82"
-DOMAIN = 81 + os.getpid() % 20  # per run: parallel pytest processes do not share topics
+DOMAIN = ros_domain("franka_node")
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 
@@ -61,8 +64,7 @@ class Harness:
     one SingleThreadedExecutor in a thread, in a private rclpy context."""
 
     def __init__(self, config: FrankaConfig, bridge=None):
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=DOMAIN)
+        self.ctx = ros_context(DOMAIN)
         self.node = FrankaNode(config, bridge=bridge, context=self.ctx)
         self.peer = Node("franka_test", context=self.ctx)
         self.states: list[tuple[float, np.ndarray]] = []
@@ -145,6 +147,7 @@ def _settled(node, timeout: float) -> bool:
     return _wait(still, timeout)
 
 
+@pytest.mark.wallclock
 def test_actions_move_the_sim_arm_toward_the_target_inside_the_envelope(harness):
     node = harness.node
     q0 = node.q.copy()
@@ -419,8 +422,7 @@ class _FakeFranky:
 @pytest.fixture
 def fake_node():
     fake = _FakeFranky()
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     node = FrankaNode(_config("fake", guiding=True), bridge=FrankaBridge(fake), context=ctx)
     yield node, fake
     node.destroy_node()

@@ -17,6 +17,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from tests.real.ros import ros_context, ros_domain  # noqa: E402
+
+pytestmark = pytest.mark.ros
 import yaml
 
 pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
@@ -33,7 +36,7 @@ from tests.real.processes import REPO, Proc, bringup, franky_sim_exe, ros_env, s
 from tests.real.tiny_policy import tiny_bc_checkpoint  # noqa: E402
 
 LOOP_HOST = "127.0.0.85"
-DOMAIN = 141 + os.getpid() % 20
+DOMAIN = ros_domain("full_loop")
 ENV = {**ros_env(DOMAIN), "OMP_NUM_THREADS": "1"}
 LOOP_S = 30.0
 
@@ -42,8 +45,7 @@ class Watcher:
     """Arrival times of frames and actions, and the joint states, seen from outside the stack."""
 
     def __init__(self, config: dict):
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=DOMAIN)
+        self.ctx = ros_context(DOMAIN)
         self.node = Node("loop_watcher", context=self.ctx)
         self.frames: list[float] = []
         self.actions: list[tuple[float, np.ndarray]] = []
@@ -116,6 +118,7 @@ def _rate(times: list[float], start: float, end: float) -> float:
     return sum(start <= t < end for t in times) / (end - start)
 
 
+@pytest.mark.wallclock
 def test_camera_to_policy_to_franka_to_sim_runs_at_9_hz_for_30_s(stack):
     w = stack.watcher
     start = time.monotonic()

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.real.ros import ros_context, ros_domain  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 
@@ -33,7 +36,7 @@ from real.nodes.policy import LatestMessage, PolicyNode, image_to_rgb  # noqa: E
 from tests.real.tiny_policy import tiny_bc_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-DOMAIN = 121 + os.getpid() % 20
+DOMAIN = ros_domain("policy_node")
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 
@@ -81,9 +84,9 @@ def test_a_stamped_frame_is_as_old_as_its_stamp_not_its_arrival():
     assert latest.age(time.monotonic()) < 0.05 and latest.seq == 3
 
 
+@pytest.mark.wallclock
 def test_acts_at_10hz_on_fresh_observations_only_and_matches_act(checkpoint):
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     node = PolicyNode(replace(PolicyConfig(), checkpoint=str(checkpoint)), context=ctx)
     peer = Node("policy_test", context=ctx)
     cfg = node.config
@@ -188,8 +191,7 @@ def test_enable_service_pauses_and_acts_only_on_observations_after_the_enable():
     there (still young enough to be used), only on the next one; a disable stops the actions."""
     from std_srvs.srv import SetBool
 
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     cfg = replace(PolicyConfig(), start_enabled=False, max_observation_age_s=1.0)
     node = PolicyNode(cfg, policy=_ZeroPolicy(), context=ctx)
     peer = Node("policy_enable_test", context=ctx)
@@ -256,8 +258,7 @@ def test_warns_when_the_demos_ran_at_another_rate(capfd):
     class ThirtyHz(_ZeroPolicy):
         layout = {"control_hz": 30.0}
 
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     try:
         for policy, warned in ((ThirtyHz(), True), (_ZeroPolicy(), False)):
             node = PolicyNode(PolicyConfig(), policy=policy, context=ctx)

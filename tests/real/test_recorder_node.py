@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.real.ros import ros_context, ros_domain  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 
@@ -41,7 +44,7 @@ from real.preprocess import preprocess_frame  # noqa: E402
 from toto_robot.demos import read_demo_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-DOMAIN = 161 + os.getpid() % 20
+DOMAIN = ros_domain("recorder_node")
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 RES = 32
@@ -119,8 +122,7 @@ def call(node: Node, srv_type, name: str, **fields):
 @pytest.fixture
 def rig(tmp_path):
     """(recorder, fake robot, out_dir) spinning in one executor thread; out_dir holds episode 6 and a leftover."""
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     out = tmp_path / "demos"
     out.mkdir()
     (out / "episode_0006.hdf5").write_bytes(b"an earlier episode")  # numbering only reads names
@@ -188,8 +190,7 @@ def test_discard_short_and_failed_episodes(rig):
 
 
 def test_absent_guiding_service_is_reported(tmp_path):
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     recorder = RecorderNode(replace(RecorderConfig(), out_dir=str(tmp_path), guiding_service="nobody/guiding"),
                             context=ctx)
     peer = Node("peer", context=ctx)
@@ -209,8 +210,7 @@ def test_sigkill_mid_episode_keeps_saved_episodes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "real.nodes.recorder", "--ros-args", "-p", f"out_dir:={out}",
                              "-p", f"resolution:={RES}", "-p", "guiding_service:=''"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN)
+    ctx = ros_context(DOMAIN)
     robot = FakeRobot(ctx)
     try:
         with spinning(ctx, robot):
