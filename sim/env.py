@@ -1,6 +1,7 @@
 """MuJoCo implementation of the four MVP-style tasks as one gymnasium env.
 
-One class serves every task: the task spec picks the robot and the objects, EnvConfig the options.
+One class serves every task: the task spec picks the robot and the task kind (sim/task_kinds.py:
+the objects, their reset, goal, failure, reward and state), EnvConfig the options.
 Observations are a Dict of `pixels` (wrist or third-person camera), `proprio` (MVP's scaled joint
 positions and 0.1 x velocities) and `state` (privileged task state for experts and upper bounds).
 Actions are delta joint-position targets in [-1, 1] per joint, scaled by the robot's per-step
@@ -19,18 +20,12 @@ choose_backend()
 import mujoco  # noqa: E402  (after the GL backend is chosen)
 
 from sim.robots import ROBOTS  # noqa: E402
-from sim.scene import CUBE_HALF, TABLE_TOP, build_scene_xml  # noqa: E402
-from sim.tasks import PICK, EnvConfig, get_task, state_layout  # noqa: E402
+from sim.scene import build_scene_xml  # noqa: E402
+from sim.task_kinds import KINDS  # noqa: E402
+from sim.tasks import EnvConfig, get_task, state_layout  # noqa: E402
 
 VELOCITY_BOUND = 10.0  # bound of the 0.1 x joint velocity part of `proprio`
 STATE_BOUND = 100.0  # `state` holds positions (m), angles (rad) and quaternions: far inside this
-CUBE_XY_RANGE = ((0.42, 0.62), (-0.15, 0.15))
-CUBE_YAW_RANGE = (-np.pi / 4, np.pi / 4)
-CABINET_X, CABINET_XY_NOISE, CABINET_YAW_NOISE = 0.78, (0.04, 0.08), 0.15
-
-
-def _yaw_quat(yaw: float) -> np.ndarray:
-    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
 
 
 class TotoTaskEnv(gym.Env):
@@ -73,13 +68,7 @@ class TotoTaskEnv(gym.Env):
         self._instability_warnings = [
             int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
         ]
-        if self.task.kind == PICK:
-            self._cube_qpos = m.jnt_qposadr[m.joint("cube_joint").id]
-            self._cube_body = m.body("cube").id
-        else:
-            self._cabinet_body = m.body("cabinet").id
-            self._drawer_qpos = m.jnt_qposadr[m.joint("drawer_joint").id]
-            self._handle_site = m.site("handle").id
+        self.kind = KINDS[self.task.kind](m, self.config)
         self._camera_ids = {name: m.camera(name).id for name in ("wrist", "third_person")}
 
     def _build_spaces(self) -> None:
@@ -108,16 +97,7 @@ class TotoTaskEnv(gym.Env):
         q[:arm] += rng.uniform(-self.config.init_joint_noise, self.config.init_joint_noise, size=arm)
         q = np.clip(q, self._lower, self._upper)
         d.qpos[self._qpos_idx] = q
-        self._cabinet_yaw = 0.0
-        if self.task.kind == PICK:
-            x, y = (rng.uniform(*r) for r in CUBE_XY_RANGE)
-            d.qpos[self._cube_qpos : self._cube_qpos + 3] = (x, y, TABLE_TOP + CUBE_HALF)
-            d.qpos[self._cube_qpos + 3 : self._cube_qpos + 7] = _yaw_quat(rng.uniform(*CUBE_YAW_RANGE))
-        else:
-            dx, dy = (rng.uniform(-n, n) for n in CABINET_XY_NOISE)
-            self._cabinet_yaw = float(rng.uniform(-CABINET_YAW_NOISE, CABINET_YAW_NOISE))
-            m.body_pos[self._cabinet_body] = (CABINET_X + dx, dy, 0.0)
-            m.body_quat[self._cabinet_body] = _yaw_quat(self._cabinet_yaw)
+        self.kind.reset(m, d, rng)
         self._target = q.copy()
         d.ctrl[self._ctrl_idx] = q
         mujoco.mj_forward(m, d)
@@ -139,10 +119,10 @@ class TotoTaskEnv(gym.Env):
             self.physics_errors += 1
             mujoco.mj_resetData(self.model, self.data)  # keep observations finite; the episode is over
             mujoco.mj_forward(self.model, self.data)
-        goal = (not physics_error) and self._goal_reached()
+        goal = (not physics_error) and self.kind.goal_reached(self.data)
         self._hold = self._hold + 1 if goal else 0
         success = self._hold >= self.config.success_hold_steps
-        failed = (not physics_error) and self._object_lost()
+        failed = (not physics_error) and self.kind.object_lost(self.data)
         terminated = physics_error or failed or (success and self.config.terminate_on_success)
         truncated = (not terminated) and self._steps >= self.config.max_steps
         reward = 0.0 if physics_error else self._reward(success)
@@ -182,34 +162,10 @@ class TotoTaskEnv(gym.Env):
         warned = self._instability_count() > self._warnings_seen
         return warned or not np.isfinite(d.qpos.sum() + d.qvel.sum())
 
-    def _cube_pos(self) -> np.ndarray:
-        return self.data.qpos[self._cube_qpos : self._cube_qpos + 3]
-
-    def _drawer_opening(self) -> float:
-        return float(self.data.qpos[self._drawer_qpos])
-
-    def _goal_reached(self) -> bool:
-        cfg = self.config
-        if self.task.kind == PICK:
-            return abs(self._cube_pos()[2] - (TABLE_TOP + cfg.lift_height)) <= cfg.goal_tolerance
-        return self._drawer_opening() >= cfg.open_distance
-
-    def _object_lost(self) -> bool:
-        """Pick: the cube fell off the table (MVP resets early then)."""
-        if self.task.kind != PICK:
-            return False
-        return bool(self._cube_pos()[2] < TABLE_TOP - 0.05)
-
     def _reward(self, success: bool) -> float:
         """MVP-style shaped reward (reach, then lift or open); DAgger and BC do not use it."""
-        grasp = self.data.site_xpos[self._grasp_site]
-        if self.task.kind == PICK:
-            cube = self._cube_pos()
-            reach = np.linalg.norm(grasp - cube)
-            progress = np.clip((cube[2] - TABLE_TOP - CUBE_HALF) / self.config.lift_height, 0.0, 1.0)
-        else:
-            reach = np.linalg.norm(grasp - self.data.site_xpos[self._handle_site])
-            progress = np.clip(self._drawer_opening() / self.config.open_distance, 0.0, 1.0)
+        target, progress = self.kind.reach_and_progress(self.data)
+        reach = np.linalg.norm(self.data.site_xpos[self._grasp_site] - target)
         return float(-reach + 2.0 * progress + 5.0 * success)
 
     def _observe(self) -> dict[str, np.ndarray]:
@@ -232,12 +188,7 @@ class TotoTaskEnv(gym.Env):
 
     def _state(self) -> np.ndarray:
         d = self.data
-        parts = [d.qpos[self._qpos_idx], self._target, d.site_xpos[self._grasp_site]]
-        if self.task.kind == PICK:
-            c = self._cube_qpos
-            parts += [d.qpos[c : c + 3], d.qpos[c + 3 : c + 7], [TABLE_TOP + self.config.lift_height]]
-        else:
-            parts += [d.site_xpos[self._handle_site], [self._drawer_opening()], [self._cabinet_yaw]]
+        parts = [d.qpos[self._qpos_idx], self._target, d.site_xpos[self._grasp_site], *self.kind.state(d)]
         return np.clip(np.nan_to_num(np.concatenate(parts)), -STATE_BOUND, STATE_BOUND).astype(np.float32)
 
     def render_camera(self, camera: str) -> np.ndarray:

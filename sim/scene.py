@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from sim.robots import RobotSpec
-from sim.tasks import CABINET, PICK, TaskSpec
+from sim.tasks import TaskSpec
 
 TABLE_TOP = 0.0  # the robot stands on the table top; z = 0 is the surface
 CUBE_HALF = 0.025
@@ -58,40 +58,6 @@ _HEADER = """
 </mujoco>
 """
 
-_PICK_OBJECTS = f"""
-<body name="cube" pos="0.5 0 {TABLE_TOP + CUBE_HALF}">
-  <freejoint name="cube_joint"/>
-  <geom name="cube" type="box" size="{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}" material="cube" mass="0.08"
-        friction="1.5 0.02 0.001" condim="4" solref="0.005 1" contype="1" conaffinity="1"/>
-</body>
-"""
-
-# A low chest of drawers facing the robot (-x). The drawer slides towards the robot; its handle is a
-# fin standing out of the front so a hand pointing down can close around it from either side (a hand
-# reaching it horizontally would need wrist angles the Franka does not have at this height).
-_CABINET_OBJECTS = f"""
-<body name="cabinet" pos="0.78 0 0">
-  <geom type="box" size="0.15 0.2 0.005" pos="0 0 {TABLE_TOP + 0.005}" material="cabinet" contype="1" conaffinity="1"/>
-  <geom type="box" size="0.15 0.2 0.005" pos="0 0 {TABLE_TOP + 0.205}" material="cabinet" contype="1" conaffinity="1"/>
-  <geom type="box" size="0.15 0.005 0.1" pos="0 -0.2 {TABLE_TOP + 0.105}" material="cabinet" contype="1" conaffinity="1"/>
-  <geom type="box" size="0.15 0.005 0.1" pos="0 0.2 {TABLE_TOP + 0.105}" material="cabinet" contype="1" conaffinity="1"/>
-  <geom type="box" size="0.005 0.2 0.1" pos="0.15 0 {TABLE_TOP + 0.105}" material="cabinet" contype="1" conaffinity="1"/>
-  <body name="drawer" pos="0 0 {TABLE_TOP + 0.105}">
-    <joint name="drawer_joint" type="slide" axis="-1 0 0" range="0 0.28" damping="8" frictionloss="1"/>
-    <inertial pos="0 0 0" mass="1.0" diaginertia="0.02 0.02 0.02"/>
-    <geom type="box" size="0.008 0.19 0.09" pos="-0.148 0 0" material="drawer" contype="1" conaffinity="1"/>
-    <geom type="box" size="0.14 0.19 0.004" pos="0 0 -0.088" material="drawer" contype="1" conaffinity="1"/>
-    <geom type="box" size="0.14 0.004 0.06" pos="0 -0.185 -0.03" material="drawer" contype="1" conaffinity="1"/>
-    <geom type="box" size="0.14 0.004 0.06" pos="0 0.185 -0.03" material="drawer" contype="1" conaffinity="1"/>
-    <geom type="box" size="0.004 0.19 0.06" pos="0.136 0 -0.03" material="drawer" contype="1" conaffinity="1"/>
-    <geom name="handle" type="capsule" fromto="-0.156 0 0.05 {-0.156 - HANDLE_LENGTH} 0 0.05" size="{HANDLE_RADIUS}"
-          material="handle" friction="1.5 0.02 0.001" condim="4" contype="1" conaffinity="1"/>
-    <site name="handle" pos="{-0.156 - HANDLE_GRASP} 0 0.05" size="0.005" group="4"/>
-  </body>
-</body>
-"""
-
-_OBJECTS = {PICK: _PICK_OBJECTS, CABINET: _CABINET_OBJECTS}
 
 
 def look_at(pos, target) -> str:
@@ -123,5 +89,7 @@ def build_scene_xml(task: TaskSpec, robot: RobotSpec, timestep: float, image_siz
         if source is not None and target is not None:
             target.extend(list(source))
     worldbody = scene.find("worldbody")
-    worldbody.extend(ET.fromstring(f"<objects>{_OBJECTS[task.kind]}</objects>"))
+    from sim.task_kinds import KINDS  # (imports this module's constants)
+
+    worldbody.extend(ET.fromstring(f"<objects>{KINDS[task.kind].objects_xml}</objects>"))
     return ET.tostring(scene, encoding="unicode")

@@ -103,11 +103,9 @@ def state_layout(kind: str, joint_count: int) -> dict[str, slice]:
     """Named slices of the privileged `state` observation vector of a task kind."""
     # joint_target: the controller's current position targets (actions move them), so an expert can
     # plan from the commanded configuration instead of the lagging measured one.
-    parts = [("joint_pos", joint_count), ("joint_target", joint_count), ("grasp_pos", 3)]
-    if kind == PICK:
-        parts += [("cube_pos", 3), ("cube_quat", 4), ("goal_height", 1)]
-    else:
-        parts += [("handle_pos", 3), ("drawer_opening", 1), ("cabinet_yaw", 1)]
+    from sim.task_kinds import KINDS  # (MuJoCo-free, like this module)
+
+    parts = [("joint_pos", joint_count), ("joint_target", joint_count), ("grasp_pos", 3), *KINDS[kind].state_parts]
     layout, start = {}, 0
     for name, size in parts:
         layout[name] = slice(start, start + size)

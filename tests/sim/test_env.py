@@ -116,7 +116,7 @@ def test_physics_instability_ends_the_episode_and_is_counted():
 def test_cube_falling_off_the_table_terminates():
     env = TotoTaskEnv("franka_pick", obs_mode="state")
     env.reset(seed=0)
-    env.data.qpos[env._cube_qpos : env._cube_qpos + 3] = (0.5, 0.9, 0.03)  # beyond the table edge
+    env.data.qpos[env.kind.cube_qpos : env.kind.cube_qpos + 3] = (0.5, 0.9, 0.03)  # beyond the table edge
     terminated = False
     for _ in range(20):
         _, _, terminated, _, info = env.step(np.zeros(9))
