@@ -34,7 +34,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from policies.curves import plot_comparison  # noqa: E402
-from sim.policy_config import ENCODERS, check_choices  # noqa: E402
+from sim.policy_config import ENCODERS, AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
 from toto_robot.cli import bad_input_exits  # noqa: E402
 
 
@@ -44,10 +44,11 @@ class CompareConfig:
     encoders: list = field(default_factory=lambda: list(ENCODERS))
     seeds: list = field(default_factory=lambda: [0])
     algo: str = "dagger"
-    rounds: int = 8  # DAgger rounds of every run
-    steps_per_round: int = 8192
-    num_envs: int = 8
-    eval_episodes: int = 16  # pure-student episodes after every round (the curves)
+    # every run's budget: train_policy.py's defaults (AlgoSettings, TrainPolicyConfig), unless set here
+    rounds: int = AlgoSettings.rounds
+    steps_per_round: int = AlgoSettings.steps_per_round
+    num_envs: int = TrainPolicyConfig.num_envs
+    eval_episodes: int = TrainPolicyConfig.eval_episodes  # pure-student episodes after every round (the curves)
     episodes: int = 50  # final evaluation of every run (eval_policy.py, its held-out seeds)
     encoder_path: str = "runs/pretrain/encoder"  # toto and random read it
     extra: list = field(default_factory=list)  # further train_policy.py overrides, the same for every run

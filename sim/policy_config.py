@@ -11,12 +11,14 @@ rebuilds exactly the env and features a run was trained with from its `policy.js
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from policies.dagger import DaggerConfig
+from policies.ppo import PPOConfig
 from sim.tasks import TASKS, EnvOptions
 
 ENCODERS = ("toto", "random", "state")
@@ -39,35 +41,53 @@ class EncoderSettings:
     seed: int = 0  # weights of the random encoder
 
 
+_DAGGER, _PPO = DaggerConfig(), PPOConfig()  # where the defaults below come from (one source each)
+
+
 @dataclass
 class AlgoSettings:
     """policies.DaggerConfig's options (bc = one round of expert rollouts and one fit), and
-    policies.ppo.PPOConfig's (algo=ppo: epochs and lr are shared; n_envs is num_envs)."""
+    policies.ppo.PPOConfig's (algo=ppo: epochs and lr are shared; n_envs is num_envs). Every default
+    is read from those two classes; `dagger_config`/`ppo_config` turn these settings back into them."""
 
     name: str = "dagger"
-    rounds: int = 6  # the main job's DAgger: 49k env steps reach 94-96% held-out on franka_pick (README)
-    steps_per_round: int = 8192  # env steps per round, all envs together
-    beta0: float = 1.0
-    beta_schedule: str = "exponential"  # exponential | linear | constant
-    beta_decay: float = 0.5
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.01
+    rounds: int = _DAGGER.rounds
+    steps_per_round: int = _DAGGER.steps_per_round  # env steps per round, all envs together
+    beta0: float = _DAGGER.beta0
+    beta_schedule: str = _DAGGER.beta_schedule  # exponential | linear | constant
+    beta_decay: float = _DAGGER.beta_decay
+    epochs: int = _DAGGER.epochs  # (PPO's default is the same: 10)
+    batch_size: int = _DAGGER.batch_size
+    lr: float = _DAGGER.lr  # (PPO's default is the same: 1e-3, MVP's Franka lr; Kuka: algo.lr=5e-4)
+    weight_decay: float = _DAGGER.weight_decay
     bound: str = "tanh"  # policies.Actor: tanh | clip
     demos: Optional[str] = None  # robomimic-schema HDF5 of the task (python sim/record.py): replaces round 0's expert rollouts
     # algo=ppo only (MVP: 256 envs x 32 steps, 10 epochs, 4 minibatches, lr 1e-3 Franka / 5e-4 Kuka, cosine)
     total_timesteps: int = 100_000  # env steps in all (MVP: 16.4M pick, 8.2M cabinet)
-    n_steps: int = 32  # per env per rollout
-    minibatches: int = 4
-    clip: float = 0.1
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    schedule: str = "cosine"  # cosine | constant
-    ent_coef: float = 0.0
-    log_std_init: float = 0.0
-    target_kl: Optional[float] = None  # SB3's early stop of an update's epochs (MVP: none)
-    stats_steps: int = 32  # random-action steps per env that set the feature standardization
+    n_steps: int = _PPO.n_steps  # per env per rollout
+    minibatches: int = _PPO.minibatches
+    clip: float = _PPO.clip
+    gamma: float = _PPO.gamma
+    gae_lambda: float = _PPO.gae_lambda
+    schedule: str = _PPO.schedule  # cosine | constant
+    ent_coef: float = _PPO.ent_coef
+    log_std_init: float = _PPO.log_std_init
+    target_kl: Optional[float] = _PPO.target_kl  # SB3's early stop of an update's epochs (MVP: none)
+    stats_steps: int = _PPO.stats_steps  # random-action steps per env that set the feature standardization
+
+    def dagger_config(self, **run) -> DaggerConfig:
+        """The DaggerConfig of these settings; `run` adds what the run owns (eval_episodes, seed)."""
+        return DaggerConfig(algo=self.name, **_shared(self, DaggerConfig, exclude=("algo",)), **run)
+
+    def ppo_config(self, **run) -> PPOConfig:
+        """The PPOConfig of these settings; `run` adds what the run owns (n_envs, seed)."""
+        return PPOConfig(**_shared(self, PPOConfig), **run)
+
+
+def _shared(settings, target, exclude=()) -> dict:
+    """The fields of dataclass `target` that `settings` also has, with its values."""
+    names = {f.name for f in fields(target)} - set(exclude)
+    return {f.name: getattr(settings, f.name) for f in fields(settings) if f.name in names}
 
 
 @dataclass

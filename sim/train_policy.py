@@ -138,15 +138,12 @@ def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict)
     """algo=dagger|bc: policies.train_dagger with the task's scripted expert relabelling every visited state."""
     from tqdm import tqdm
 
-    from policies import DaggerConfig, train_dagger
+    from policies import train_dagger
     from sim.experts import make_expert
     from sim.tasks import EnvConfig
 
     a = cfg.algo
-    dagger = DaggerConfig(algo=a.name, rounds=a.rounds, steps_per_round=a.steps_per_round, beta0=a.beta0,
-                          beta_schedule=a.beta_schedule, beta_decay=a.beta_decay, epochs=a.epochs,
-                          batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
-                          eval_episodes=cfg.eval_episodes, seed=cfg.seed)
+    dagger = a.dagger_config(eval_episodes=cfg.eval_episodes, seed=cfg.seed)
     rounds = 1 if a.name == "bc" else a.rounds
     previous = _previous_stats(out)
     expert = make_expert(cfg.task, EnvConfig.from_kwargs(**options))  # the env's own config
@@ -200,12 +197,10 @@ def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) ->
 
     import sim
     from policies import StateFeatures
-    from policies.ppo import PPOConfig, train_ppo
+    from policies.ppo import train_ppo
 
     a = cfg.algo
-    config = PPOConfig(n_envs=cfg.num_envs, n_steps=a.n_steps, epochs=a.epochs, minibatches=a.minibatches, clip=a.clip,
-                       gamma=a.gamma, gae_lambda=a.gae_lambda, lr=a.lr, schedule=a.schedule, ent_coef=a.ent_coef,
-                       log_std_init=a.log_std_init, target_kl=a.target_kl, stats_steps=a.stats_steps, seed=cfg.seed)
+    config = a.ppo_config(n_envs=cfg.num_envs, seed=cfg.seed)
     previous = _previous_stats(out)
     log = RunLog(out, previous)
     bar = tqdm(total=a.total_timesteps, initial=min(previous[-1]["env_steps"] if previous else 0, a.total_timesteps),

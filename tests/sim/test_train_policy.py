@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from policies.curves import wilson_interval
-from sim.policy_config import EncoderSettings, TrainPolicyConfig
+from sim.policy_config import AlgoSettings, EncoderSettings, TrainPolicyConfig
 from sim.train_policy import train
 from tests.cli_errors import one_line_error
 
@@ -145,6 +145,27 @@ def test_typed_command_defaults_are_the_main_jobs_protocol():
     assert (cfg.encoder.name, cfg.encoder.pool, cfg.encoder.layer) == ("toto", "grid4", "mid")
     assert (cfg.algo.name, cfg.algo.rounds, cfg.algo.steps_per_round, cfg.num_envs) == ("dagger", 6, 8192, 16)
     assert (main.pool, main.rounds, main.steps_per_round, main.num_envs) == ("grid4", 6, 8192, 16)
+
+
+def test_algorithm_defaults_have_one_source():
+    """AlgoSettings, the algo groups and compare.py take their defaults from DaggerConfig and PPOConfig."""
+    from dataclasses import asdict
+
+    import yaml
+
+    from policies import DaggerConfig
+    from policies.ppo import PPOConfig
+    from sim.compare import CompareConfig
+
+    settings = asdict(AlgoSettings())
+    for source in (asdict(DaggerConfig()), asdict(PPOConfig())):
+        shared = set(settings) & set(source) - {"algo"}
+        assert shared and {k: settings[k] for k in shared} == {k: source[k] for k in shared}
+    assert AlgoSettings().dagger_config(seed=3) == DaggerConfig(seed=3)
+    compare = CompareConfig()
+    assert (compare.rounds, compare.steps_per_round, compare.num_envs) == (DaggerConfig.rounds, DaggerConfig.steps_per_round, 16)
+    for group in ("dagger", "bc", "ppo"):  # the group files only name the algorithm
+        assert set(yaml.safe_load((ROOT / "sim" / "conf" / "algo" / f"{group}.yaml").read_text())) == {"name"}
 
 
 def test_ppo_trains_in_process(tmp_path):
