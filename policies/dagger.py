@@ -224,11 +224,9 @@ def _resume(out: Path, cfg: DaggerConfig) -> tuple[Actor | None, AggregatedBuffe
         buffer.keep_rounds(-1)
         return None, buffer, []
     state, meta = load_weights(out, "actor", kind="dagger_actor")
-    saved, now = meta.get("dagger", {}), asdict(cfg)
-    changed = sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
-    if changed:
-        raise ValueError(f"{out} holds a run with other options ({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}): "
-                         "rerun with those, or use a new out_dir")
+    from toto_robot.resume import check_resumable
+
+    check_resumable(out, "a run", meta.get("dagger", {}), asdict(cfg), RESUMABLE, "rerun with those, or use a new out_dir")
     actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
     actor.load_state_dict(state)
     actor.eval()

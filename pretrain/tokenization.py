@@ -209,10 +209,10 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
     path = out_dir / INDEX
     if not path.is_file():
         return
-    old = json.loads(path.read_text()).get("settings", {})
-    changed = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
-    if changed:
-        raise ValueError(f"{out_dir} holds shards made with other {', '.join(changed)}; use another out_dir or delete it")
+    from toto_robot.resume import check_resumable
+
+    check_resumable(out_dir, "shards", json.loads(path.read_text()).get("settings", {}), settings,
+                    hint="use another out_dir or delete it")
 
 
 def _chunk_state(chunk: Chunk, out_dir: Path) -> dict | None:

@@ -154,10 +154,9 @@ class TaskRecorder:
         }
         path = self.dir / "settings.json"
         if path.exists():
-            old = json.loads(path.read_text())
-            changed = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
-            if changed:
-                raise ValueError(f"{self.dir} holds episodes recorded with other {', '.join(changed)}; use another out")
+            from toto_robot.resume import check_resumable
+
+            check_resumable(self.dir, "episodes", json.loads(path.read_text()), settings, hint="use another out")
             return
         with atomic_write(path) as tmp:
             tmp.write_text(json.dumps(settings, indent=1))

@@ -41,27 +41,15 @@ from toto_robot.cli import bad_input_exits  # noqa: E402
 RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress", "vectorization", "encoder.batch_size", "encoder.device", "videos")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def claim(out: Path, settings: dict) -> None:
     """Write policy.json, or check a previous run in `out` used the same settings."""
     from toto_robot.io import atomic_write
 
+    from toto_robot.resume import check_resumable
+
     path = out / "policy.json"
     if path.is_file():
-        old, new = _flat(json.loads(path.read_text())), _flat(settings)
-        changed = sorted(k for k in old.keys() | new.keys() if k not in RESUMABLE and old.get(k) != new.get(k))
-        if changed:
-            raise ValueError(f"{out} holds a run with other {', '.join(f'{k}={old.get(k)!r}' for k in changed)}: "
-                             "rerun with those, or pass another out=")
+        check_resumable(out, "a run", json.loads(path.read_text()), settings, RESUMABLE, "rerun with those, or pass another out=")
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(settings, indent=1))
 
