@@ -41,23 +41,27 @@ from toto_robot.compute import PRECISIONS, Compute, resolve
 
 @dataclass
 class TrainConfig:
-    steps: int = 10000
+    """Defaults: the embedded run (`python pretrain/run.py`, model nano, 120 steps of 16k tokens, 2.0M
+    tokens), so Python and the CLI agree; the paper's recipe (1M-token steps, 2,000 warm-up steps)
+    is pretrain/conf/recipe/paper.yaml, which every paper-scale model preset includes."""
+
+    steps: int = 120
     micro_batch: int = 1  # sequences per forward pass per rank
     grad_accum: Optional[int] = None  # None: the smallest count reaching batch_tokens (rounded)
-    batch_tokens: int = 1_048_576  # tokens per optimizer step over all micro-batches and ranks
+    batch_tokens: int = 16_392  # tokens per optimizer step over all micro-batches and ranks (4 sequences of 4,098)
     lr: float = 3e-4
     betas: Tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1  # Linear matrices only (module docstring)
     eps: float = 1e-8
-    warmup_steps: int = 2000
+    warmup_steps: int = 15
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping (the norm is still logged)
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; weights and optimizer stay fp32); auto: bf16 where native (toto_robot/compute.py)
-    val_every: int = 500  # steps between validations (and one at the end); 0: only at the end
-    val_batches: int = 8  # micro-batches per validation set
-    ckpt_every: int = 1000  # 0: only at the end
+    val_every: int = 40  # steps between validations (and one at the end); 0: only at the end
+    val_batches: int = 4  # micro-batches per validation set
+    ckpt_every: int = 20  # 0: only at the end
     keep_checkpoints: int = 2
-    log_every: int = 10
+    log_every: int = 1
     seed: int = 0
     resume: bool = True  # continue from out_dir's latest checkpoint if there is one
     strategy: str = "auto"  # "auto" | "ddp" | "fsdp" (auto: fsdp from ~1B params); unwrapped without torchrun

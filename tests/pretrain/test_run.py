@@ -71,6 +71,21 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def test_python_defaults_equal_the_cli_defaults(tmp_path):
+    """RunConfig() is what `python pretrain/run.py` runs; the paper presets differ only by recipe/paper.yaml."""
+    import dataclasses
+
+    import yaml
+
+    composed = yaml.safe_load(cli("--cfg", "job", cwd=tmp_path).stdout)
+    python = json.loads(json.dumps(dataclasses.asdict(RunConfig())))  # tuples as lists, as YAML has them
+    assert composed == python
+    base = yaml.safe_load(cli("model=base", "--cfg", "job", cwd=tmp_path).stdout)
+    recipe = yaml.safe_load((ROOT / "pretrain" / "conf" / "recipe" / "paper.yaml").read_text())
+    changed = {k for k in python["train"] if base["train"][k] != python["train"][k]}
+    assert changed == set(recipe["train"]) and base["model"]["preset"] == "base"
+
+
 def test_missing_data_path_is_one_line(tmp_path):
     line = one_line_error(cli(f"out={tmp_path}", "data=paper_mix", "stage=data", cwd=tmp_path))
     assert "imagenet" in line and "does not exist" in line
