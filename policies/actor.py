@@ -35,6 +35,21 @@ from torch import nn
 BOUNDS = ("tanh", "clip")
 
 
+def feature_stats(features, eps: float = 1e-6, floor: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) per dimension of `features` (N, feat_dim): the one standardization rule of every
+    trainer (DAgger, BC, PPO, real BC).
+
+    Each std is floored at `floor` x the median std (1 if every dim is constant). Why: the stats
+    come from the first data (the expert's round, random actions), and a dim that barely moved there
+    (a hand joint the pick expert never opens: std 1e-5) blows up once the student visits states
+    where it does move (measured on kuka_pick's state: 160,000x its round-0 std, and the state policy failed).
+    """
+    f = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    std = f.std(0) if len(f) > 1 else torch.ones(f.shape[1])
+    median = std.median()
+    return f.mean(0), (std.clamp_min(floor * median) if median > eps else torch.ones_like(std))
+
+
 def mlp(sizes: tuple[int, ...], out_dim: int) -> nn.Sequential:
     """Linear+SELU for each consecutive pair of `sizes`, then a linear output layer."""
     layers: list[nn.Module] = []
@@ -71,19 +86,11 @@ class Actor(nn.Module):
         self.register_buffer("feat_std", torch.ones(feat_dim))
 
     @torch.no_grad()
-    def set_feature_stats(self, features, eps: float = 1e-6, floor: float = 0.1) -> None:
-        """Standardize inputs by the mean/std of `features` (N, feat_dim).
-
-        Each std is floored at `floor` x the median std (1 if every dim is constant). Why: the stats
-        come from the expert's round, and a dim that barely moved there (a hand joint the pick
-        expert never opens: std 1e-5) blows up once the student visits states where it does move
-        (measured on kuka_pick's state: 160,000x its round-0 std, and the state policy failed).
-        """
-        f = torch.as_tensor(np.asarray(features, dtype=np.float32)).to(self.feat_mean.device)
-        std = f.std(0) if len(f) > 1 else torch.ones_like(self.feat_std)
-        median = std.median()
-        self.feat_mean.copy_(f.mean(0))
-        self.feat_std.copy_(std.clamp_min(floor * median) if median > eps else torch.ones_like(std))
+    def set_feature_stats(self, features) -> None:
+        """Standardize inputs by `feature_stats(features)` (N, feat_dim)."""
+        mean, std = feature_stats(features)
+        self.feat_mean.copy_(mean.to(self.feat_mean.device))
+        self.feat_std.copy_(std.to(self.feat_std.device))
 
     @classmethod
     def for_state(cls, state_dim: int, action_dim: int, **kwargs) -> Actor:

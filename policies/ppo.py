@@ -139,15 +139,16 @@ def make_ppo(venv, config: PPOConfig, verbose: int = 0):
 
 
 @torch.no_grad()
-def set_feature_stats(model, features: np.ndarray, eps: float = 1e-6) -> None:
-    """Standardize both extractors' feature inputs by the mean/std of `features` (N, feat_dim)."""
-    f = torch.as_tensor(np.asarray(features, dtype=np.float32))
-    std = f.std(0) if len(f) > 1 else torch.ones(f.shape[1])
-    std = torch.where(std > eps, std, torch.ones_like(std))
+def set_feature_stats(model, features: np.ndarray) -> None:
+    """Standardize both extractors' feature inputs by `policies.actor.feature_stats(features)` (N, feat_dim):
+    the same median-floored rule as DAgger and BC."""
+    from policies.actor import feature_stats
+
+    mean, std = feature_stats(features)
     policy = model.policy
     for ext in (policy.features_extractor, policy.pi_features_extractor, policy.vf_features_extractor):
-        ext.feat_mean.copy_(f.mean(0))
-        ext.feat_std.copy_(std)
+        ext.feat_mean.copy_(mean.to(ext.feat_mean.device))
+        ext.feat_std.copy_(std.to(ext.feat_std.device))
 
 
 def _random_features(venv, steps: int, seed: int) -> np.ndarray:

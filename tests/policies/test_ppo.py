@@ -89,6 +89,22 @@ def test_policy_is_mvps_actor_and_exports_exactly():
     np.testing.assert_allclose(actor.act(obs["features"], obs["proprio"]), np.clip(mean, -1, 1), atol=1e-6)
 
 
+def test_ppo_standardizes_features_by_the_same_rule_as_dagger_and_bc():
+    """The median floor too: a dimension that barely moved in the stats' data must not blow up later."""
+    from policies.ppo import set_feature_stats
+
+    model = make_ppo(make_vec_env([DictEnv, DictEnv], CountingFeatures()), PPOConfig(n_envs=2, n_steps=16, epochs=1))
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    features[:, 2] = 5.0 + 1e-5 * features[:, 2]  # nearly constant: std 1e-5
+    set_feature_stats(model, features)
+    actor = Actor(3, 5, 9)
+    actor.set_feature_stats(features)
+    for ext in (model.policy.pi_features_extractor, model.policy.vf_features_extractor):
+        torch.testing.assert_close(ext.feat_std, actor.feat_std)
+        torch.testing.assert_close(ext.feat_mean, actor.feat_mean)
+    assert actor.feat_std[2] > 0.05  # floored at 0.1 x the median std, not 1e-5
+
+
 def test_smoke_franka_pick_state(tmp_path):
     """2 envs, 256 env steps on franka_pick with the privileged state: finishes, writes zip + actor + stats."""
     import sim
