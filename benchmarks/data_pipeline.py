@@ -10,8 +10,8 @@ data. This prints, side by side in one run:
    by the 64 frames kept; "per span" by the 244 frames the clips span (61 each: a stride-4 clip
    of inter-coded video must decode every frame between its first and last, so per kept cannot
    go below 3.8 and per span not below 1.0);
-3. tokenization: frames/s of `tokenize_sources` (FSQ at 128 px, fp32) on generated videos with
-   0 decode workers and with the default count.
+3. tokenization: frames/s of `tokenize_sources` (FSQ at 128 px, fp32, on the CPU) on generated
+   videos with 0 decode workers (the CPU default), 1, and the count a GPU tokenizer would get.
 
     python benchmarks/data_pipeline.py                     # ~2-3 min on 2 cores
     python benchmarks/data_pipeline.py --files 100000 --videos 16
@@ -96,7 +96,7 @@ def tokenization(root: Path, videos: int) -> dict:
     source = [SourceConfig("gen", str(root / "videos"), "video", 1.0)]
     tokenizer = FSQTokenizer(FSQConfig())
     rates = {}
-    for workers in sorted({0, default_workers()}):
+    for workers in sorted({0, 1, default_workers("cuda")}):  # CPU default 0; with a GPU tokenizer the cores less one
         cfg = TokenizeConfig(files_per_shard=8, val_fraction=0.0, progress=False, decode_workers=workers)
         stats = tokenize_sources(source, tokenizer, root / f"tokens_{workers}", cfg, rank=0, world_size=1, device="cpu")
         rates[workers] = stats["frames_per_s"]

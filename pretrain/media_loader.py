@@ -23,9 +23,13 @@ from toto_robot.media.errors import BadMediaError
 SPLITS = ("train", "val")
 
 
-def default_workers(local_world_size: int = 1) -> int:
-    """Decode workers per process: the cores this process may use, shared by the ranks of a node,
-    minus the one that encodes (0: decode in the main process, as on a 2-core machine with 2 ranks)."""
+def default_workers(device_type: str = "cpu", local_world_size: int = 1) -> int:
+    """Decode workers per process. With the tokenizer on a GPU: the cores this process may use,
+    shared by the ranks of a node, less the one that feeds the GPU (at most 8). With the tokenizer on
+    the CPU: 0, because the encoder's threads already use every core and workers would only take
+    them away (measured on 2 cores: 321 frames/s without a worker, 277 with one)."""
+    if device_type == "cpu":
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, cores // max(1, local_world_size) - 1))
 

@@ -80,7 +80,7 @@ class TokenizeConfig:
     # 3.5% of the FSQ codes (measured on embedded robot frames), so pre-training would see other tokens than
     # deployment. On a GPU fp32 convolutions already use TF32 tensor cores. bf16 (or auto) trades that for speed
     precision: str = "fp32"
-    decode_workers: Optional[int] = None  # DataLoader processes decoding media; None: this process's cores less one (media_loader)
+    decode_workers: Optional[int] = None  # DataLoader processes decoding media; None: 0 with a CPU tokenizer, cores less one with a GPU (media_loader)
     seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION  # share of each source's files (groups) held out for val
     progress: bool = True  # a tqdm bar on rank 0
@@ -397,7 +397,8 @@ def tokenize_sources(
         tokenizer.to(compute.device).eval()
     encode = _Encoder(tokenizer, cfg.batch_size, settings["grid"], compute) if settings["content"] == "tokens" else None
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    workers = default_workers(local_world) if cfg.decode_workers is None else cfg.decode_workers
+    device_type = compute.device.type if compute is not None else "cpu"
+    workers = default_workers(device_type, local_world) if cfg.decode_workers is None else cfg.decode_workers
 
     mine = [c for c, r in zip(chunks, assign_ranks(chunks, cfg, world_size)) if r == rank]
     todo = [c for c in mine if _chunk_state(c, out_dir) is None]
