@@ -254,8 +254,9 @@ def _run(cfg: RunConfig) -> dict:
             train_sets, val_sets = shard_sets(cfg, index)
             result["train"] = train(model_config(cfg, index), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
                                     init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), device=cfg.device)
+        distributed.teardown(info)  # the ranks' shared work is done: leave together, then rank 0 exports alone
         if "export" in stages and info.is_main:
             result["encoder"] = str(export_encoder(cfg, tokenizer, result.get("train")))
         return result
     finally:
-        distributed.teardown(info)
+        distributed.teardown(info, meet=False)  # after an error (a no-op once the group is gone)

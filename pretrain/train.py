@@ -243,9 +243,12 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
     """
     info = distributed.setup(device)
     try:
-        return _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info)
-    finally:
-        distributed.teardown(info)
+        summary = _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info)
+    except BaseException:
+        distributed.teardown(info, meet=False)
+        raise
+    distributed.teardown(info)
+    return summary
 
 
 def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, init_weights, patchify, info) -> dict:
