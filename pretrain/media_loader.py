@@ -3,14 +3,13 @@
 Why: decoding and resizing (PyAV, PIL) run in Python on one core per process; under torchrun a
 rank has one thread, so a GPU tokenizer would wait on them. A torch DataLoader decodes the next
 files in `workers` processes while the main process encodes. Each file's randomness (clip
-starts, crops) comes from its own seed (seed, source, split, shard number, file index), so the
+starts, crops) comes from its own seed (`Chunk.seed` with the file's position), so the
 tokens do not depend on the number of workers or ranks. Images are only decoded and resized
 here; their packing into sequences and their crops are drawn per chunk by the caller.
 """
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -19,9 +18,6 @@ import torch
 from toto_robot.media.clips import ClipSpec, sample_clips
 from toto_robot.media.images import load_resized
 from toto_robot.media.errors import BadMediaError
-
-SPLITS = ("train", "val")
-
 
 def default_workers(device_type: str = "cpu", local_world_size: int = 1) -> int:
     """Decode workers per process. With the tokenizer on a GPU: the cores this process may use,
@@ -32,10 +28,6 @@ def default_workers(device_type: str = "cpu", local_world_size: int = 1) -> int:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, cores // max(1, local_world_size) - 1))
-
-
-def file_seed(seed: int, chunk, position: int) -> list[int]:
-    return [seed, zlib.crc32(chunk.source.name.encode()), SPLITS.index(chunk.split), chunk.number, position]
 
 
 class ChunkFiles(torch.utils.data.Dataset):
@@ -57,7 +49,7 @@ class ChunkFiles(torch.utils.data.Dataset):
         path = chunk.files[j]
         try:
             if chunk.source.kind == "video":
-                rng = np.random.default_rng(file_seed(self.cfg.seed, chunk, j))
+                rng = np.random.default_rng(chunk.seed(self.cfg.seed, j))
                 media = sample_clips(path, chunk.source.clips_per_video or self.cfg.clips_per_video, self.spec, rng,
                                      per_minute=chunk.source.clips_per_minute, threads=self.threads)
             else:

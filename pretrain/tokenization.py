@@ -116,6 +116,11 @@ class Chunk:
     def directory(self, out_dir: Path) -> Path:
         return out_dir / self.source.name / self.split
 
+    def seed(self, base: int, *more: int) -> list[int]:
+        """The seed of this chunk's randomness (image packing and crops; with a file's position, its
+        clips): fixed by (seed, source, split, shard number), never by the rank or the worker."""
+        return [base, zlib.crc32(self.source.name.encode()), SPLITS.index(self.split), self.number, *more]
+
     def relative_files(self) -> list[str]:
         return [self.source.relative(p) for p in self.files]
 
@@ -265,8 +270,7 @@ def _chunk_pixels(chunk: Chunk, media: list, cfg: TokenizeConfig, skips: SkipRep
             good.append(item)
     if chunk.source.kind == "video":
         return np.concatenate(good) if good else None
-    seed = [cfg.seed, zlib.crc32(chunk.source.name.encode()), SPLITS.index(chunk.split), chunk.number]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(chunk.seed(cfg.seed))
     groups = pack_groups(len(good), cfg.image_repeats, cfg.images_per_sequence, rng)
     R = cfg.resolution
     if not len(groups):

@@ -215,9 +215,10 @@ def _global_step(forward_model, wrapped, model, optimizer, micro: list[torch.Ten
     return distributed.sum_over_ranks(loss_sum, info)[0] / total, grad_norm
 
 
-def _efficiency(step_flops: float, steps: float, seconds: float, info: distributed.DistInfo, peak: float | None) -> dict:
-    """Model TFLOP/s per device (the PaLM count, pretrain/sizing.py), MFU against `peak`, peak GPU memory."""
-    tflops = step_flops * steps / max(seconds, 1e-9) / info.world_size / 1e12
+def _efficiency(flops: float, seconds: float, info: distributed.DistInfo, peak: float | None) -> dict:
+    """Model TFLOP/s per device of `flops` done in `seconds` (the PaLM count, pretrain/sizing.py), MFU
+    against `peak`, peak GPU memory."""
+    tflops = flops / max(seconds, 1e-9) / info.world_size / 1e12
     out = {"tflops_per_device": tflops}
     if peak:
         out["mfu"] = tflops / peak
@@ -288,7 +289,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
     forward_model = torch.compile(wrapped) if cfg.compile else wrapped
     fused = {"fused": True} if info.device.type == "cuda" else {}  # one kernel for all parameters
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **fused)
-    step_flops = sizing.flops_per_token(model_config, seq_len) * step_tokens
+    token_flops = sizing.flops_per_token(model_config, seq_len)
     peak = sizing.peak_tflops(info.device, compute.precision, cfg.peak_tflops)
 
     def lr_of(step: int) -> float:
@@ -368,7 +369,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
             if validating or _due(done, cfg.log_every, last):
                 record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": tokens_seen,
                           "tokens_per_s": window_tokens / max(window_time, 1e-9),
-                          **_efficiency(step_flops, window_tokens / step_tokens, window_time, info, peak)}
+                          **_efficiency(token_flops * window_tokens, window_time, info, peak)}
                 logger.log({**record, **val_record})
                 window_time, window_tokens = 0.0, 0
             if validating or last:

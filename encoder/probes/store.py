@@ -45,12 +45,34 @@ class FeatureWriter:
         self.files[name].write(rows.tobytes())
         self.shapes[name][0] += len(rows)
 
-    def finish(self, key: str, skipped: SkipReport, seconds: float) -> None:
+    def finish(self, key: str, skipped: SkipReport, seconds: float):
+        """Mark the store complete; return its Features, memory-mapped."""
         for f in self.files.values():
             f.close()
         meta = {"key": key, "shapes": self.shapes, "skipped": skipped.as_dict(), "seconds": seconds}
         with atomic_write(self.directory / "meta.json") as tmp:
             tmp.write_text(json.dumps(meta))
+        return read_store(self.directory)
+
+
+class MemorySink:
+    """The same interface kept in RAM: small datasets and tests, no directory."""
+
+    def __init__(self):
+        self.rows: dict[str, list[np.ndarray]] = {}
+        self.shapes: dict[str, list[int]] = {}
+
+    def append(self, name: str, kind: str, rows: np.ndarray) -> None:
+        self.rows.setdefault(name, []).append(np.ascontiguousarray(rows, dtype=DTYPES[kind]))
+        self.shapes.setdefault(name, [0, *rows.shape[1:]])[0] += len(rows)
+
+    def finish(self, key: str, skipped: SkipReport, seconds: float):
+        from encoder.probes.train import Features
+
+        tensors = {name: torch.from_numpy(np.concatenate(parts)) for name, parts in self.rows.items()}
+        by_kind = {kind: {int(n.split("_")[1]): t for n, t in tensors.items() if n.startswith(f"{kind}_")}
+                   for kind in ("pooled", "tokens")}
+        return Features(tensors["labels"], by_kind["pooled"], by_kind["tokens"], skipped, seconds)
 
 
 def _mapped(path: Path, kind: str, shape: list[int]) -> torch.Tensor:

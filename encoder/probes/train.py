@@ -86,13 +86,13 @@ def extract_features(encoder, split: Split, layers: list[int], frames: int, *, w
 
     With `store` (a directory) each batch is appended to disk and the result is memory-mapped
     from there; without it, features are kept in RAM (small datasets, tests)."""
-    from encoder.probes.store import FeatureWriter, read_store
+    from encoder.probes.store import FeatureWriter, MemorySink
 
     start = time.perf_counter()
-    writer = FeatureWriter(store) if store is not None else None
+    sink = FeatureWriter(store) if store is not None else MemorySink()
     batch = max(1, batch_frames // frames)
     loader = DataLoader(_Samples(split, seed), batch_size=batch, num_workers=workers, collate_fn=list)
-    labels, pooled, token_grids, skipped = [], {k: [] for k in layers}, {k: [] for k in layers}, SkipReport()
+    skipped = SkipReport()
     for samples in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         good = [(i, x) for i, x, bad in samples if bad is None]
         for _, _, bad in samples:
@@ -102,32 +102,16 @@ def extract_features(encoder, split: Split, layers: list[int], frames: int, *, w
             continue
         x = torch.from_numpy(np.stack([x for _, x in good])).to(device)
         feats = encoder.token_features(x, layers=layers)
-        labels.append(split.labels[[i for i, _ in good]])
+        sink.append("labels", "labels", split.labels[[i for i, _ in good]])
         for layer in layers:
             f = feats[layer].float()
-            pooled[layer].append(f.mean(1).cpu())
+            sink.append(f"pooled_{layer}", "pooled", f.mean(1).cpu().numpy())
             if want_tokens:
-                token_grids[layer].append(pool_tokens(f, frames, encoder.grid, token_grid, token_frames).half().cpu())
-        if writer is not None:  # to disk, and out of RAM
-            writer.append("labels", "labels", labels.pop())
-            for layer in layers:
-                writer.append(f"pooled_{layer}", "pooled", pooled[layer].pop().numpy())
-                if want_tokens:
-                    writer.append(f"tokens_{layer}", "tokens", token_grids[layer].pop().numpy())
-    if writer is not None:
-        if "labels" not in writer.shapes:
-            raise ValueError(f"{desc}: none of the {len(split)} samples could be read ({skipped.as_dict()})")
-        writer.finish(key, skipped, time.perf_counter() - start)
-        return read_store(store)
-    if not labels:
+                grid = pool_tokens(f, frames, encoder.grid, token_grid, token_frames)
+                sink.append(f"tokens_{layer}", "tokens", grid.half().cpu().numpy())
+    if "labels" not in sink.shapes:
         raise ValueError(f"{desc}: none of the {len(split)} samples could be read ({skipped.as_dict()})")
-    return Features(
-        labels=torch.from_numpy(np.concatenate(labels)).long(),
-        pooled={k: torch.cat(v) for k, v in pooled.items()},
-        tokens={k: torch.cat(v) for k, v in token_grids.items()} if want_tokens else {},
-        skipped=skipped,
-        seconds=time.perf_counter() - start,
-    )
+    return sink.finish(key, skipped, time.perf_counter() - start)
 
 
 # --- feature cache on disk --------------------------------------------------------------------------

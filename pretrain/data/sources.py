@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -66,9 +67,9 @@ class SourceConfig:
         if self.clips_per_video is not None and self.clips_per_minute is not None:
             raise ValueError(f"source {self.name!r}: set clips_per_video or clips_per_minute, not both")
 
-    @property
+    @functools.cached_property
     def root(self) -> Path:
-        """The folder relative paths of this source's files are taken from."""
+        """The folder relative paths of this source's files are taken from (one stat, not one a file)."""
         path = Path(self.path)
         return path if path.is_dir() else path.parent
 
@@ -157,7 +158,8 @@ def _read_manifest(path: Path, source: SourceConfig) -> list[Path]:
         if path.suffix.lower() == ".csv":
             reader = csv.reader(f)
             header = next(reader, [])
-            column = [h.strip().lower() for h in header].index("path") if "path" in [h.strip().lower() for h in header] else 0
+            names = [h.strip().lower() for h in header]
+            column = names.index("path") if "path" in names else 0
             if column == 0 and header and Path(header[0]).suffix.lower() in KINDS[source.kind]:
                 rows.append(header[0])  # no header: the first row is data
             rows += [row[column] for row in reader if len(row) > column]
@@ -169,7 +171,7 @@ def _read_manifest(path: Path, source: SourceConfig) -> list[Path]:
 
 def list_media(source: SourceConfig) -> list[Path]:
     """The media files of `source` (a folder walked recursively, one file, or a manifest), sorted;
-    hidden and excluded files left out, wrong extensions ignored. Walked once per process."""
+    hidden and excluded files left out, wrong extensions ignored. Inside `listed_once` each source is walked once."""
     key = _listing_key(source)
     if _LISTED is not None and key in _LISTED:
         return list(_LISTED[key])

@@ -7,7 +7,6 @@ every process started here is stopped here.
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -16,7 +16,6 @@ pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, doc
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless not installed")
 
 import rclpy  # noqa: E402
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402

@@ -188,7 +188,6 @@ def servers(monkeypatch):
     returns the log of calls. `log.fail_home` makes home answer failure."""
     pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
     import rclpy
-    from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
     from std_srvs.srv import SetBool, Trigger
 

@@ -26,7 +26,6 @@ pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, doc
 pytest.importorskip("franky", reason="franky-control not installed (docs/design.md section 10)")
 
 import rclpy  # noqa: E402
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402

@@ -9,7 +9,6 @@ Needs rclpy, franky-control, franky-sim and OpenCV (docs/design.md section 10): 
 """
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -25,7 +24,6 @@ import yaml
 pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
 
 import rclpy  # noqa: E402
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
