@@ -51,7 +51,8 @@ def peak_tflops(device: torch.device, precision: str, override: float | None = N
     if device.type != "cuda" or precision != "bf16":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((tflops for key, tflops in PEAK_BF16_TFLOPS.items() if key in name), None)
+    # longest key first: "A100" before "A10", "L40S" before "L4"
+    return next((PEAK_BF16_TFLOPS[key] for key in sorted(PEAK_BF16_TFLOPS, key=len, reverse=True) if key in name), None)
 
 
 def count_params(config: TotoConfig) -> int:

@@ -138,3 +138,14 @@ def test_fsdp_gathers_and_computes_in_bf16_with_fp32_shards(monkeypatch):
         assert all(p.dtype == p.grad.dtype == torch.float32 for p in model.parameters())  # the shards AdamW updates
     finally:
         torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("name, peak", [("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA A10", 125.0), ("NVIDIA H100 PCIe", 756.0),
+                                        ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0),
+                                        ("Some other GPU", None)])
+def test_mfu_peak_of_a_known_gpu_by_its_name(monkeypatch, name, peak):
+    from pretrain.sizing import peak_tflops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: name)
+    assert peak_tflops(torch.device("cuda"), "bf16") == peak
+    assert peak_tflops(torch.device("cuda"), "fp32") is None and peak_tflops(torch.device("cpu"), "bf16", 0.5) == 0.5
