@@ -1,12 +1,12 @@
-"""Real-robot policy rate: ms per `BCPolicy.act` on a raw 480x640 hand-camera frame, end to end.
+"""Real-robot policy rate: ms per `RobotPolicy.act` on a raw 480x640 hand-camera frame, end to end.
 
 Why: the policy node (real/nodes/policy.py) runs inference inline in its 10 Hz timer callback, so
 one action (preprocess_frame's lower-centre 448 crop + resize, the frozen encoder to its middle
 block, the BC actor) must fit in the 100 ms period on this 2-core CPU, with room to spare for ROS
 callbacks and image conversion: the issue asks for >= 9 Hz. For each model preset and dtype this
 writes a BC policy directory (a random-weight encoder as benchmarks/encoder_latency.py builds
-it, a freshly initialised actor saved by real.bc.save_bc_policy), loads it with load_bc_policy
-exactly as the node does, and times `policy.act(frame, q, width)` on random uint8 frames, next
+it, a freshly initialised policies.Policy with the real-demo contract, saved by save_pretrained),
+loads it with real.adapter.load_robot_policy exactly as the node does, and times `policy.act(frame, q, width)` on random uint8 frames, next
 to the parts: preprocess_frame, the encoder on the preprocessed frame, and the head (proprio
 standardization + actor). Random weights cost what trained ones do. Cases run round-robin (so
 background load hits all alike); best and median are printed, "fits 10 Hz" reads the median
@@ -36,12 +36,10 @@ from encoder.model import Toto  # noqa: E402
 from encoder.presets import preset_config  # noqa: E402
 from encoder.tokenizers import save_tokenizer  # noqa: E402
 from encoder.tokenizers.fsq import FSQTokenizer  # noqa: E402
-from policies import Actor  # noqa: E402
-from real.bc import save_bc_policy  # noqa: E402
-from real.bc_policy import load_bc_policy  # noqa: E402
+from policies import EncoderSpec, Policy, PolicyConfig  # noqa: E402
+from real.adapter import load_robot_policy  # noqa: E402
 from real.demo_layout import ACTION_DIM, NUM_JOINTS, RealLayout  # noqa: E402
 from real.preprocess import RPT_FRAME, preprocess_frame  # noqa: E402
-from real.train_bc import EncoderSettings  # noqa: E402
 from toto_robot import load_encoder  # noqa: E402
 from toto_robot.checkpoint import save_weights  # noqa: E402
 from toto_robot.compute import resolve  # noqa: E402
@@ -61,15 +59,16 @@ def write_encoder_dir(name: str, path: Path) -> Path:
 
 
 def write_policy_dir(encoder_dir: Path, dtype: str, out: Path) -> Path:
-    """A freshly initialised BC actor (7 joints + gripper in, 8 actions out, as fit_bc builds it)
-    and identity standardization, saved by save_bc_policy with its encoder settings."""
+    """A freshly initialised BC policy (7 joints + gripper in, 8 actions out, as real/train_bc.py builds it)
+    with identity standardization, saved with its encoder spec and the real-demo contract."""
     encoder = load_encoder(encoder_dir, dtype=dtype)
+    observation, action = RealLayout(resolution=encoder.resolution, control_hz=10.0).contract(uses_gripper=True)
     torch.manual_seed(0)
-    actor = Actor(encoder.feature_dim, NUM_JOINTS + 1, ACTION_DIM, bound="clip")
-    p, a = NUM_JOINTS + 1, ACTION_DIM
-    norm = {"proprio_mean": [0.0] * p, "proprio_std": [1.0] * p, "action_mean": [0.0] * a, "action_std": [1.0] * a}
-    save_bc_policy(out, actor, norm, RealLayout(resolution=encoder.resolution, control_hz=10.0), encoder,
-                   EncoderSettings(path=str(encoder_dir), dtype=dtype))
+    config = PolicyConfig(encoder=EncoderSpec(path=str(encoder_dir), pool="avg", dtype=dtype), feat_dim=encoder.feature_dim,
+                          proprio_dim=NUM_JOINTS + 1, action_dim=ACTION_DIM, bound="clip",
+                          normalize=("features", "proprio", "actions"), observation=observation, action=action,
+                          resolution=encoder.resolution)
+    Policy(config).save_pretrained(out)
     return out
 
 
@@ -79,16 +78,16 @@ def policy_cases(policy, key: tuple) -> dict:
     raw = [rng.integers(0, 256, (*RPT_FRAME, 3), dtype=np.uint8) for _ in range(4)]
     frames = itertools.cycle(raw)
     q, width = rng.uniform(-1, 1, NUM_JOINTS).astype(np.float32), 0.04
-    small = preprocess_frame(raw[0], policy.resolution)[None]
-    features = torch.from_numpy(policy.features(raw[0]))
+    resolution = policy.policy.config.resolution
+    small = preprocess_frame(raw[0], resolution)[None]
+    obs = policy.observation(raw[0], q, width)
+    features = policy.policy.features({"pixels": obs["pixels"][None]})
 
-    @torch.no_grad()
     def head():
-        p = (policy.proprio(q, width) - policy.proprio_mean) / policy.proprio_std
-        return policy.actor(features, torch.from_numpy(p[None].astype(np.float32)))[0].numpy()
+        return policy.policy.act(features, obs["proprio"][None])[0]
 
     return {(*key, "act"): lambda: policy.act(next(frames), q, width),
-            (*key, "pre"): lambda: preprocess_frame(next(frames), policy.resolution),
+            (*key, "pre"): lambda: preprocess_frame(next(frames), resolution),
             (*key, "enc"): torch.no_grad()(lambda: policy.encoder(small).float().numpy()),
             (*key, "head"): head}
 
@@ -112,19 +111,19 @@ def main(argv=None) -> None:
             sources[f"{path.parent.name}/{path.name}"] = path
         for (label, source), dtype in itertools.product(sources.items(), dtypes):
             out = write_policy_dir(source, dtype, Path(tmp) / f"policy_{label}_{dtype}")
-            policies[label, dtype] = policy = load_bc_policy(out, dtype=dtype)  # as real/nodes/policy.py load_policy
+            policies[label, dtype] = policy = load_robot_policy(out, dtype=dtype)  # as real/nodes/policy.py load_policy
             cases.update(policy_cases(policy, (label, dtype)))
     best, median = time_round_robin(cases, args.repeats)
 
     budget = PERIOD_MS * (1 - MARGIN)
-    print(f"\n== raw 480x640 frame -> action, BCPolicy.act (best / median of {args.repeats} interleaved rounds, ms) ==")
+    print(f"\n== raw 480x640 frame -> action, RobotPolicy.act (best / median of {args.repeats} interleaved rounds, ms) ==")
     print(f"{'model':16s} {'dtype':5s} {'res':>4s} {'layer':>6s} {'act best':>9s} {'median':>7s} {'max Hz':>7s} "
           f"{'preproc':>8s} {'encoder':>8s} {'head':>6s}  fits 10 Hz (median < {budget:.0f} ms)")
     for (label, dtype), policy in policies.items():
         ms = {part: 1e3 * median[label, dtype, part] for part in ("act", "pre", "enc", "head")}
         enc = policy.encoder
         fits = "yes" if ms["act"] < budget else "NO"
-        print(f"{label:16s} {dtype:5s} {policy.resolution:4d} {f'{enc.layer}/{enc.n_layers}':>6s} "
+        print(f"{label:16s} {dtype:5s} {policy.policy.config.resolution:4d} {f'{enc.layer}/{enc.n_layers}':>6s} "
               f"{1e3 * best[label, dtype, 'act']:9.1f} {ms['act']:7.1f} {1e3 / ms['act']:7.1f} "
               f"{ms['pre']:8.1f} {ms['enc']:8.1f} {ms['head']:6.2f}  {fits}")
     print("(parts are medians timed separately; act also converts frames and proprio, so it can exceed their sum)")

@@ -14,25 +14,28 @@ Nothing here imports sim: the env is any gymnasium env (single or vector, Dict o
 with `state`, plus what the feature provider reads, and `info["success"]`), and the expert is
 a callable `expert(state (S,)) -> action (A,)` passed in by the caller (sim/train_policy.py).
 
-Resuming: with `out_dir`, the buffer (.npz) and then the actor (safetensors + JSON with the
-rounds done and the stats) are written atomically after every round. A rerun with the same
-`out_dir` continues at the next round; rows of a round whose actor was never saved are dropped
-and that round is redone (rollouts are seeded by round, so it is redone identically).
+The result is a `policies.Policy` (policies/policy.py), the object sim and real both deploy.
+
+Resuming: with `out_dir`, the buffer (.npz) and then the policy (model.safetensors + model.json
+with the rounds done and the stats) are written atomically after every round. A rerun with the
+same `out_dir` continues at the next round; rows of a round whose policy was never saved are
+dropped and that round is redone (rollouts are seeded by round, so it is redone identically).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from policies.actor import Actor
 from policies.buffer import AggregatedBuffer
+from policies.configuration import PolicyConfig
 from policies.features import FeatureProvider, StateFeatures
+from policies.policy import Policy
 
 ALGOS = ("dagger", "bc")
 SCHEDULES = ("exponential", "linear", "constant")
@@ -103,7 +106,7 @@ def _successes(info: dict, done: np.ndarray, mode: str) -> int:
     return int((success & done).sum())
 
 
-def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Actor | None, beta: float, *,
+def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Policy | None, beta: float, *,
             seed: int, steps: int | None = None, episodes: int | None = None,
             buffer: AggregatedBuffer | None = None, round_index: int = 0) -> dict:
     """Step `env` (vector) from a seeded reset until `steps` transitions or `episodes` finished episodes.
@@ -137,7 +140,7 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Acto
             features = provider(rows)
             proprio = np.asarray(rows["proprio"], dtype=np.float32) if "proprio" in rows else np.zeros((len(features), 0), np.float32)
             labels = None if expert is None else np.stack([np.asarray(expert(s), dtype=np.float32) for s in rows["state"]])
-            student = None if actor is None else actor.act(features, proprio if actor.proprio_dim else None)
+            student = None if actor is None else actor.act(features, proprio)
             if beta >= 1.0 or student is None:
                 if labels is None:
                     raise ValueError("nothing to act with: pass an expert (beta > 0) or an actor")
@@ -163,19 +166,22 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Acto
             "student_mse": gap_sum / gap_count if gap_count else None}
 
 
-def train_actor(actor: Actor, buffer: AggregatedBuffer, epochs: int, batch_size: int, lr: float,
+def train_actor(actor: Policy, buffer: AggregatedBuffer, epochs: int, batch_size: int, lr: float,
                 weight_decay: float, seed: int, on_epoch: Callable[[int, float], None] | None = None) -> float:
-    """MSE regression of the actor onto the buffer's expert actions; returns the last epoch's mean loss.
+    """MSE regression of the policy onto the buffer's expert actions, in its standardized action units
+    (`Policy.target`); returns the last epoch's mean loss.
 
     A fresh AdamW each round: the optimizer holds no state across rounds, so a resumed run trains
     exactly like an uninterrupted one without saving optimizer moments. The learning rate decays
     to zero over the round (cosine): the policy deployed next is a settled one, not a snapshot
     of the last noisy step, which made closed-loop success swing from round to round.
     `on_epoch(epoch, mean_loss)` (epoch counted from 1) runs after every epoch, e.g. for validation
-    inside one cosine schedule (real/bc.py); it must leave the actor's weights alone.
+    inside one cosine schedule (policies/bc.py); it must leave the policy's weights alone.
     """
     data = {k: torch.from_numpy(v) for k, v in buffer.arrays().items()}
-    features, proprio, actions = data["features"], data["proprio"], data["actions"]
+    features, proprio = data["features"], data["proprio"]
+    with torch.no_grad():
+        actions = actor.target(data["actions"])
     optimizer = torch.optim.AdamW(actor.parameters(), lr=lr, weight_decay=weight_decay)
     total = epochs * -(-len(actions) // batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
@@ -200,65 +206,61 @@ def train_actor(actor: Actor, buffer: AggregatedBuffer, epochs: int, batch_size:
     return loss_sum / len(actions)
 
 
-def make_actor(provider: FeatureProvider, features: np.ndarray, proprio_dim: int, action_dim: int, seed: int, **kwargs) -> Actor:
-    """MVP's actor, or the one-input state actor when the provider gives the privileged state."""
+def make_policy(provider: FeatureProvider, features: np.ndarray, proprio_dim: int, action_dim: int, seed: int,
+                template: PolicyConfig | None = None) -> Policy:
+    """A fresh policy sized from one batch of features: MVP's actor, or the one-input state actor when the
+    provider gives the privileged state. `template` holds the rest (encoder spec, contract, bound)."""
+    config = replace(template or PolicyConfig(), feat_dim=int(features.shape[1]), action_dim=int(action_dim),
+                     proprio_dim=0 if isinstance(provider, StateFeatures) else int(proprio_dim))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if isinstance(provider, StateFeatures):
-            return Actor.for_state(features.shape[1], action_dim, **kwargs)
-        return Actor(features.shape[1], proprio_dim, action_dim, **kwargs)
+        return Policy(config, features=provider)
 
 
 RESUMABLE = ("rounds", "eval_episodes")  # options a resumed run may change; the rest must match the saved run
 
 
-def _resume(out: Path, cfg: DaggerConfig) -> tuple[Actor | None, AggregatedBuffer, list[dict]]:
-    """(actor, buffer, stats) saved in `out` by a previous run, or (None, empty, []) to start fresh.
+def _resume(out: Path, cfg: DaggerConfig, provider: FeatureProvider) -> tuple[Policy | None, AggregatedBuffer, list[dict]]:
+    """(policy, buffer, stats) saved in `out` by a previous run, or (None, empty, []) to start fresh.
 
     Raises ValueError if the saved run used other options (other than `RESUMABLE`): mixing rounds
     collected or trained differently would silently make a run no one asked for."""
-    from toto_robot.checkpoint import load_weights
-
-    buffer = AggregatedBuffer.load(out / "buffer.npz") if (out / "buffer.npz").is_file() else AggregatedBuffer()
-    if not (out / "actor.json").is_file():
-        buffer.keep_rounds(-1)
-        return None, buffer, []
-    state, meta = load_weights(out, "actor", kind="dagger_actor")
     from toto_robot.resume import check_resumable
 
-    check_resumable(out, "a run", meta.get("dagger", {}), asdict(cfg), RESUMABLE, "rerun with those, or use a new out_dir")
-    actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
-    actor.load_state_dict(state)
-    actor.eval()
-    stats = meta["stats"]
+    buffer = AggregatedBuffer.load(out / "buffer.npz") if (out / "buffer.npz").is_file() else AggregatedBuffer()
+    if not any((out / f"{name}.json").is_file() for name in ("model", "actor")):
+        buffer.keep_rounds(-1)
+        return None, buffer, []
+    policy = Policy.from_pretrained(out, features=provider)  # an earlier version's actor.json: one line naming the converter
+    check_resumable(out, "a run", policy.meta.get("dagger", {}), asdict(cfg), RESUMABLE, "rerun with those, or use a new out_dir")
+    stats = policy.meta["stats"]
     buffer.keep_rounds(len(stats) - 1)
-    return actor, buffer, stats
+    return policy, buffer, stats
 
 
 def train_dagger(env, provider: FeatureProvider, expert: Callable, config: DaggerConfig | None = None,
-                 actor: Actor | None = None, out_dir=None, callback: Callable[[dict], None] | None = None,
-                 demos: AggregatedBuffer | None = None, **actor_kwargs) -> tuple[Actor, list[dict]]:
-    """Run DAgger (or BC) in `env`; return (trained actor, per-round stats).
+                 actor: Policy | None = None, out_dir=None, callback: Callable[[dict], None] | None = None,
+                 demos: AggregatedBuffer | None = None, template: PolicyConfig | None = None) -> tuple[Policy, list[dict]]:
+    """Run DAgger (or BC) in `env`; return (trained policy, per-round stats).
 
     Stats per round: round, beta, env_steps (so far), episodes, success_rate (of the round's
     rollouts), student_mse (student vs expert on the round's states, before training), buffer
     (rows), train_loss, and eval_success_rate if config.eval_episodes > 0. `callback(stats)`
-    is called after each round (logging, progress). `actor_kwargs` go to `Actor` (e.g. bound).
-    With `out_dir` holding a previous run's rounds, that run continues: its saved actor replaces
-    `actor`, and `config.rounds` may be raised to train further. Round 0 sets the actor's feature
-    standardization from its data (`Actor.set_feature_stats`), also for an `actor` passed in.
+    is called after each round (logging, progress). `template` (a PolicyConfig) gives the new policy
+    what the run knows beyond sizes: the encoder spec, the env's contract, the bound.
+    With `out_dir` holding a previous run's rounds, that run continues: its saved policy replaces
+    `actor`, and `config.rounds` may be raised to train further. Round 0 sets the policy's
+    standardization from its data (`Policy.fit_stats`), also for an `actor` passed in.
     `demos` (rows of recorded demonstrations, policies.demos.demo_buffer) replace round 0's expert
     rollouts: BC from a file, or DAgger started from it (round 0 then costs no env steps).
     """
-    from toto_robot.checkpoint import save_weights
-
     cfg = config or DaggerConfig()
     venv = as_vector_env(env)
     rounds = 1 if cfg.algo == "bc" else cfg.rounds
     out = None if out_dir is None else Path(out_dir)
     buffer, stats = AggregatedBuffer(), []
     if out is not None:
-        saved_actor, buffer, stats = _resume(out, cfg)
+        saved_actor, buffer, stats = _resume(out, cfg, provider)
         actor = saved_actor or actor
     env_steps = stats[-1]["env_steps"] if stats else 0
     for k in range(len(stats), rounds):
@@ -267,13 +269,14 @@ def train_dagger(env, provider: FeatureProvider, expert: Callable, config: Dagge
             obs, _ = venv.reset(seed=cfg.seed)
             proprio_dim = int(np.prod(obs["proprio"].shape[1:])) if "proprio" in obs else 0
             action_dim = int(np.prod(venv.single_action_space.shape))
-            actor = make_actor(provider, provider(obs), proprio_dim, action_dim, cfg.seed, **actor_kwargs)
+            actor = make_policy(provider, provider(obs), proprio_dim, action_dim, cfg.seed, template)
         actor.eval()
         if k == 0 and demos is not None:
             rows = demos.arrays()
-            if rows["features"].shape[1] != actor.feat_dim or rows["actions"].shape[1] != actor.action_dim:
+            if rows["features"].shape[1] != actor.config.feat_dim or rows["actions"].shape[1] != actor.config.action_dim:
                 raise ValueError(f"demo rows have {rows['features'].shape[1]} features and {rows['actions'].shape[1]} action "
-                                 f"values, the policy {actor.feat_dim} and {actor.action_dim}: record them in this task and encoder")
+                                 f"values, the policy {actor.config.feat_dim} and {actor.config.action_dim}: record them in this "
+                                 "task and encoder")
             buffer.add(rows["features"], rows["proprio"], rows["actions"], 0)
             roll = {"steps": 0, "episodes": 0, "success_rate": None, "student_mse": None}
         else:
@@ -281,7 +284,8 @@ def train_dagger(env, provider: FeatureProvider, expert: Callable, config: Dagge
                            buffer=buffer, round_index=k)
         env_steps += roll["steps"]
         if k == 0:
-            actor.set_feature_stats(buffer.arrays()["features"])
+            rows = buffer.arrays()
+            actor.fit_stats(rows["features"], rows["proprio"], rows["actions"])
         loss = train_actor(actor, buffer, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.seed + k)
         row = {"round": k, "beta": beta, "env_steps": env_steps, "episodes": roll["episodes"],
                "success_rate": roll["success_rate"], "student_mse": roll["student_mse"],
@@ -290,14 +294,13 @@ def train_dagger(env, provider: FeatureProvider, expert: Callable, config: Dagge
             row["eval_success_rate"] = evaluate(venv, provider, actor, cfg.eval_episodes, seed=cfg.seed + 10**6 + k)["success_rate"]
         stats.append(row)
         if out is not None:
-            buffer.save(out / "buffer.npz")  # before the actor: its JSON is what marks the round done
-            save_weights(out, "actor", actor.state_dict(), kind="dagger_actor", config=actor.config,
-                         stats=stats, dagger=asdict(cfg))
+            buffer.save(out / "buffer.npz")  # before the policy: its JSON is what marks the round done
+            actor.save_pretrained(out, stats=stats, dagger=asdict(cfg))
         if callback is not None:
             callback(row)
     return actor, stats
 
 
-def evaluate(env, provider: FeatureProvider, actor: Actor, episodes: int, seed: int = 0) -> dict:
+def evaluate(env, provider: FeatureProvider, actor: Policy, episodes: int, seed: int = 0) -> dict:
     """Success rate of the pure student (beta=0) over `episodes` episodes (split over the envs in advance)."""
     return rollout(as_vector_env(env), provider, None, actor, 0.0, seed=seed, episodes=episodes)

@@ -40,3 +40,37 @@ def demo_buffer(path: str | os.PathLike, provider: FeatureProvider, *, successfu
             part = {k: np.asarray(v[start:start + chunk]) for k, v in obs.items() if k in keys}
             buffer.add(provider(part), part["proprio"].astype(np.float32), demo.actions[start:start + chunk].astype(np.float32), 0)
     return buffer, env_args
+
+
+def cached_demo_buffer(path, provider: FeatureProvider, spec, *, successful_only: bool = True, cache=None) -> AggregatedBuffer:
+    """`demo_buffer(path, provider)` rows, cached in `cache` (.npz + .json key, key written last).
+
+    The key is what the rows depend on: the demo file's identity, and the encoder's weights and
+    settings (`spec`, an EncoderSpec). A rerun on the same file and encoder only repeats the fit.
+    """
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from toto_robot.io import atomic_write
+
+    data = Path(path)
+    encoder = getattr(provider, "encoder", None)
+    weights = Path(spec.path).expanduser().resolve() / "toto.safetensors"
+    key = {"data": str(data.resolve()), "size": data.stat().st_size, "mtime_ns": data.stat().st_mtime_ns,
+           "encoder": {**asdict(spec), "path": str(weights.parent), "device": None, "batch_size": None},
+           "weights_mtime_ns": weights.stat().st_mtime_ns if weights.is_file() else None,
+           "layer": getattr(encoder, "layer", None), "resolution": getattr(encoder, "resolution", None),
+           "successful_only": successful_only}
+    if cache is not None:
+        cache = Path(cache)
+        npz, meta = cache.with_suffix(".npz"), cache.with_suffix(".json")
+        if meta.is_file() and npz.is_file() and json.loads(meta.read_text()) == key:
+            return AggregatedBuffer.load(npz)
+    buffer, _ = demo_buffer(data, provider, successful_only=successful_only)
+    if cache is not None:
+        meta.unlink(missing_ok=True)  # the key goes stale first, then the rows change
+        buffer.save(npz)
+        with atomic_write(meta) as tmp:
+            tmp.write_text(json.dumps(key))
+    return buffer

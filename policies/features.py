@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FeatureProvider", "RandomTotoFeatures", "StateFeatures", "TotoFeatures", "random_encoder"]
+__all__ = ["FeatureProvider", "RandomTotoFeatures", "StateFeatures", "TotoFeatures", "make_features", "random_encoder"]
+
+PRETRAIN_HINT = "run `python pretrain/run.py` first or pass encoder.path=<encoder dir>"
 
 
 class FeatureProvider:
@@ -123,3 +125,30 @@ def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", d
         _spread_codes(tokenizer, resolution, seed)
     return TotoEncoder(model, tokenizer, resolution=resolution, frames=meta.get("frames"), layer=layer, pool=pool, dtype=dtype,
                        device=device)
+
+
+def make_features(spec, path=None) -> FeatureProvider:
+    """The feature provider of an `EncoderSpec` (policies/configuration.py); `path` overrides spec.path.
+
+    A missing or invalid encoder checkpoint is one CheckpointError line that says how to make one.
+    Prints which device and precision the encoder runs at, and why (toto_robot/compute.py).
+    """
+    from toto_robot import load_encoder
+    from toto_robot.checkpoint import CheckpointError
+
+    if spec.kind == "state":
+        return StateFeatures()
+    path = path or spec.path
+    if not (Path(path).expanduser() / "toto.json").is_file():
+        raise CheckpointError(f"no encoder checkpoint at {path}: {PRETRAIN_HINT}")
+    try:
+        if spec.kind == "random":
+            provider = RandomTotoFeatures(path, seed=spec.seed, layer=spec.layer, pool=spec.pool, dtype=spec.dtype,
+                                          batch_size=spec.batch_size, device=spec.device)
+        else:
+            model = load_encoder(path, layer=spec.layer, pool=spec.pool, dtype=spec.dtype, device=spec.device)
+            provider = TotoFeatures(model, batch_size=spec.batch_size)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error} ({PRETRAIN_HINT})") from None
+    provider.encoder.compute.announce(f"{spec.kind} features")
+    return provider

@@ -7,14 +7,13 @@
   {"features": provider(obs), "proprio": obs["proprio"]}. The provider runs once per env step, and
   SB3's rollout buffer stores those arrays: features are cached with the sample and never
   recomputed during the PPO epochs; the encoder never sees a gradient.
-- `MVPExtractor` + net_arch give MVP's actor: features -> standardize -> Linear(->128), proprio ->
-  Linear(->128), concatenated (256), then MLP 256-128-64 SELU and SB3's linear action head. With
-  no proprio (the privileged-state provider) the features go Linear(->256), as `Actor.for_state`.
-  The critic has its own extractor and MLP of the same shape (share_features_extractor=False).
-- `export_actor` copies the Gaussian policy's mean into a `policies.Actor(bound="clip")`, so a PPO
-  run is evaluated and deployed like a DAgger one (safetensors, no pickle). SB3's own zip
-  (`ppo.zip`) is kept for resuming; loading it runs torch.load (weights_only is not guaranteed),
-  so only load zips you wrote.
+- `MVPActorCriticPolicy` is SB3's ActorCriticPolicy with `policies.Actor` itself as the Gaussian's
+  mean (bound="clip": a linear output, SB3 clips executed actions) and a second Actor of the same
+  shape, with one output, as the critic: the module DAgger and BC train, not a re-declaration.
+  The observation reaches them as [features | proprio] (`ConcatExtractor`, no parameters).
+- `export_policy` puts that actor into a `policies.Policy`, so a PPO run is evaluated and deployed
+  like a DAgger one (safetensors, no pickle). SB3's own zip (`ppo.zip`) is kept for resuming;
+  loading it runs torch.load (weights_only is not guaranteed), so only load zips you wrote.
 
 Like the rest of policies/, this module never imports sim: envs arrive as gymnasium env factories.
 It imports stable-baselines3, so `import policies` does not import it (use `policies.ppo`).
@@ -24,19 +23,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from policies.actor import Actor
+from policies.configuration import PolicyConfig
 from policies.features import FeatureProvider
+from policies.policy import Policy
 
-__all__ = ["FeatureObservation", "MVPExtractor", "PPOConfig", "export_actor", "make_ppo", "train_ppo"]
+__all__ = ["FeatureObservation", "MVPActorCriticPolicy", "PPOConfig", "export_policy", "make_ppo", "train_ppo"]
 
 
 @dataclass
@@ -102,53 +104,77 @@ class FeatureObservation(gym.ObservationWrapper):
         return out
 
 
-class MVPExtractor(BaseFeaturesExtractor):
-    """{"features", "proprio"} -> concat(Linear(standardized features ->128), Linear(proprio ->128)) (256);
-    {"features"} alone -> Linear(standardized features ->256) (the state actor)."""
+class ConcatExtractor(BaseFeaturesExtractor):
+    """{"features", "proprio"} -> [features | proprio] ({"features"} alone for the state actor); no parameters."""
 
-    def __init__(self, observation_space: gym.spaces.Dict, embed_dim: int = 128, state_dim: int = 256):
-        feat_dim = observation_space["features"].shape[0]
-        has_proprio = "proprio" in observation_space.spaces
-        super().__init__(observation_space, features_dim=2 * embed_dim if has_proprio else state_dim)
-        self.feat_proj = nn.Linear(feat_dim, embed_dim if has_proprio else state_dim)
-        self.proprio_proj = nn.Linear(observation_space["proprio"].shape[0], embed_dim) if has_proprio else None
-        self.register_buffer("feat_mean", torch.zeros(feat_dim))
-        self.register_buffer("feat_std", torch.ones(feat_dim))
+    def __init__(self, observation_space: gym.spaces.Dict):
+        self.feat_dim = observation_space["features"].shape[0]
+        self.proprio_dim = observation_space["proprio"].shape[0] if "proprio" in observation_space.spaces else 0
+        super().__init__(observation_space, features_dim=self.feat_dim + self.proprio_dim)
 
     def forward(self, obs: dict) -> torch.Tensor:
-        x = self.feat_proj((obs["features"] - self.feat_mean) / self.feat_std)
-        if self.proprio_proj is not None:
-            x = torch.cat([x, self.proprio_proj(obs["proprio"])], dim=-1)
-        return x
+        return torch.cat([obs["features"], obs["proprio"]], dim=-1) if self.proprio_dim else obs["features"]
 
 
-HIDDEN = (256, 128, 64)
+class ActorCritic(nn.Module):
+    """SB3's `mlp_extractor` slot: MVP's actor (the action mean) and a critic of the same shape (the value)."""
+
+    def __init__(self, feat_dim: int, proprio_dim: int, action_dim: int):
+        super().__init__()
+        self.feat_dim, self.proprio_dim = feat_dim, proprio_dim
+        self.actor = Actor(feat_dim, proprio_dim, action_dim, bound="clip")
+        self.critic = Actor(feat_dim, proprio_dim, 1, bound="clip")
+        self.latent_dim_pi, self.latent_dim_vf = action_dim, 1
+
+    def _split(self, x: torch.Tensor):
+        return x[:, :self.feat_dim], (x[:, self.feat_dim:] if self.proprio_dim else None)
+
+    def forward_actor(self, x: torch.Tensor) -> torch.Tensor:
+        return self.actor(*self._split(x))
+
+    def forward_critic(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(*self._split(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(x), self.forward_critic(x)
+
+
+class MVPActorCriticPolicy(ActorCriticPolicy):
+    """SB3's Gaussian actor-critic with `ActorCritic` as its networks: the actor's output is the mean,
+    so SB3's extra output layers (action_net, value_net) become identities."""
+
+    def __init__(self, observation_space, action_space, lr_schedule, **kwargs):
+        kwargs.update(features_extractor_class=ConcatExtractor, share_features_extractor=True, ortho_init=False)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        ext = self.features_extractor
+        self.mlp_extractor = ActorCritic(ext.feat_dim, ext.proprio_dim, int(np.prod(self.action_space.shape)))
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.action_net, self.value_net = nn.Identity(), nn.Identity()
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 
 def make_ppo(venv, config: PPOConfig, verbose: int = 0):
     """An SB3 PPO on a VecEnv of `FeatureObservation` envs with MVP's actor and hyper-parameters."""
     from stable_baselines3 import PPO
 
-    policy_kwargs = {"features_extractor_class": MVPExtractor, "share_features_extractor": False,
-                     "net_arch": {"pi": list(HIDDEN), "vf": list(HIDDEN)}, "activation_fn": nn.SELU,
-                     "log_std_init": config.log_std_init, "ortho_init": False}
-    return PPO("MultiInputPolicy", venv, learning_rate=config.learning_rate(), n_steps=config.n_steps,
+    return PPO(MVPActorCriticPolicy, venv, learning_rate=config.learning_rate(), n_steps=config.n_steps,
                batch_size=config.batch_size, n_epochs=config.epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
                clip_range=config.clip, ent_coef=config.ent_coef, vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm,
-               target_kl=config.target_kl, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=verbose)
+               target_kl=config.target_kl, policy_kwargs={"log_std_init": config.log_std_init},
+               seed=config.seed, device="cpu", verbose=verbose)
 
 
 @torch.no_grad()
 def set_feature_stats(model, features: np.ndarray) -> None:
-    """Standardize both extractors' feature inputs by `policies.actor.feature_stats(features)` (N, feat_dim):
-    the same median-floored rule as DAgger and BC."""
-    from policies.actor import feature_stats
-
-    mean, std = feature_stats(features)
-    policy = model.policy
-    for ext in (policy.features_extractor, policy.pi_features_extractor, policy.vf_features_extractor):
-        ext.feat_mean.copy_(mean.to(ext.feat_mean.device))
-        ext.feat_std.copy_(std.to(ext.feat_std.device))
+    """Standardize the actor's and the critic's feature inputs from `features` (N, feat_dim), by the
+    same median-floored rule as DAgger and BC (`Actor.set_feature_stats`)."""
+    nets = model.policy.mlp_extractor
+    nets.actor.set_feature_stats(features)
+    nets.critic.set_feature_stats(features)
 
 
 def _random_features(venv, steps: int, seed: int) -> np.ndarray:
@@ -164,26 +190,14 @@ def _random_features(venv, steps: int, seed: int) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def export_actor(model) -> Actor:
-    """The policy's mean action as a `policies.Actor(bound="clip")` (act() clips to [-1, 1] like SB3 does)."""
-    policy = model.policy
-    ext = policy.pi_features_extractor
-    action_dim = policy.action_net.out_features
-    proprio_dim = 0 if ext.proprio_proj is None else ext.proprio_proj.in_features
-    actor = Actor(ext.feat_proj.in_features, proprio_dim, action_dim, embed_dim=ext.feat_proj.out_features if proprio_dim else 128,
-                  hidden=HIDDEN, bound="clip")
-    linears = [m for m in policy.mlp_extractor.policy_net if isinstance(m, nn.Linear)] + [policy.action_net]
-    targets = [m for m in actor.mlp if isinstance(m, nn.Linear)]
-    assert len(linears) == len(targets)
-    state = {"feat_proj.weight": ext.feat_proj.weight, "feat_proj.bias": ext.feat_proj.bias,
-             "feat_mean": ext.feat_mean, "feat_std": ext.feat_std}
-    if proprio_dim:
-        state.update({"proprio_proj.weight": ext.proprio_proj.weight, "proprio_proj.bias": ext.proprio_proj.bias})
-    names = [n for n, m in actor.mlp.named_children() if isinstance(m, nn.Linear)]
-    for name, src in zip(names, linears):
-        state[f"mlp.{name}.weight"], state[f"mlp.{name}.bias"] = src.weight, src.bias
-    actor.load_state_dict({k: v.detach().clone() for k, v in state.items()})
-    return actor.eval()
+def export_policy(model, template: PolicyConfig | None = None) -> Policy:
+    """The PPO actor (the Gaussian's mean) as a `policies.Policy`; `template` adds the encoder spec and contract."""
+    actor = model.policy.mlp_extractor.actor
+    config = replace(template or PolicyConfig(), feat_dim=actor.feat_dim, proprio_dim=actor.proprio_dim,
+                     action_dim=actor.action_dim, bound="clip")
+    policy = Policy(config)
+    policy.actor.load_state_dict(actor.state_dict())
+    return policy.eval()
 
 
 def _metrics_callback(on_row: Callable[[dict], None]):
@@ -237,26 +251,25 @@ def make_vec_env(env_fns: list[Callable[[], gym.Env]], provider: FeatureProvider
 
 
 def train_ppo(env_fn: Callable[[], gym.Env], provider: FeatureProvider, config: PPOConfig, total_timesteps: int,
-              out_dir=None, proprio_key: str | None = "proprio", callback: Callable[[dict], None] | None = None):
+              out_dir=None, proprio_key: str | None = "proprio", callback: Callable[[dict], None] | None = None,
+              template: PolicyConfig | None = None):
     """Train PPO on `config.n_envs` copies of `env_fn()`; return (SB3 model, per-update stats).
 
     proprio_key=None drops proprioception (the privileged-state actor). With `out_dir`: writes
-    ppo.zip (SB3's checkpoint), actor.safetensors/.json (`export_actor`, kind "dagger_actor" so
-    eval tools load it like a DAgger actor) and stats in actor.json. An `out_dir` holding ppo.zip
+    ppo.zip (SB3's checkpoint) and model.safetensors/.json (`export_policy`, the policy every tool
+    loads) with the stats. `template` (a PolicyConfig) gives the policy its encoder spec and contract. An `out_dir` holding ppo.zip
     continues from it up to `total_timesteps` env steps in all (the cosine schedule restarts over
     the remaining steps: a resumed run is not identical to an uninterrupted one).
     """
     from stable_baselines3 import PPO
-
-    from toto_robot.checkpoint import save_weights
 
     venv = make_vec_env([env_fn] * config.n_envs, provider, proprio_key)
     out = None if out_dir is None else Path(out_dir)
     stats: list[dict] = []
     if out is not None and (out / "ppo.zip").is_file():
         model = PPO.load(out / "ppo.zip", env=venv, device="cpu")  # runs torch.load: only our own zips
-        if (out / "actor.json").is_file():
-            stats = json.loads((out / "actor.json").read_text()).get("stats", [])
+        if (out / "model.json").is_file():
+            stats = json.loads((out / "model.json").read_text()).get("stats", [])
         reset = False
     else:
         model = make_ppo(venv, config)
@@ -281,7 +294,5 @@ def train_ppo(env_fn: Callable[[], gym.Env], provider: FeatureProvider, config: 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / "ppo.zip")
-        actor = export_actor(model)
-        save_weights(out, "actor", actor.state_dict(), kind="dagger_actor", config=actor.config,
-                     stats=stats, ppo=asdict(config))
+        export_policy(model, template).save_pretrained(out, stats=stats, ppo=asdict(config))
     return model, stats

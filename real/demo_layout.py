@@ -1,7 +1,8 @@
 """What a real-robot demo file holds, beyond the robomimic schema (toto_robot/demos.py).
 
-Shared by the RPT importer (real/rpt_import.py), the demo recorder and BC (real/bc.py), so a
-policy is deployed with the observation and action layout it was trained on:
+Shared by the RPT importer (real/rpt_import.py), the demo recorder and BC (real/train_bc.py), so a
+policy is deployed with the observation and action layout it was trained on (`RealLayout.contract`
+is saved in the policy and read back by real/adapter.py):
 
     data/demo_<i>/obs/pixels   (T, R, R, 3) uint8: the hand camera through real.preprocess
     data/demo_<i>/obs/proprio  (T, 7|8) float32: 7 joint positions (rad) [+ 1 gripper value]
@@ -57,6 +58,15 @@ class RealLayout:
             raise ValueError(f"frames were preprocessed by {self.preprocessing.get('name')!r}, this code does "
                              f"{PREPROCESSING['name']!r}: re-import the demos")
 
+    def contract(self, uses_gripper: bool) -> tuple[dict, dict]:
+        """(observation, action) contract of a policy trained on these demos (policies.PolicyConfig)."""
+        observation = {"source": "real_demos", "robot": "franka", "camera": "hand", "preprocessing": dict(self.preprocessing),
+                       "proprio": [f"joint_{i + 1}" for i in range(NUM_JOINTS)] + (["gripper"] if uses_gripper else []),
+                       "gripper_obs": self.gripper_obs, "gripper_closed_below_m": GRIPPER_CLOSED_BELOW_M}
+        action = {"convention": "joint_delta", "names": [f"delta_joint_{i + 1}" for i in range(NUM_JOINTS)] + ["gripper_close"],
+                  "low": [None] * NUM_JOINTS + [0.0], "high": [None] * NUM_JOINTS + [1.0], "control_hz": self.control_hz}
+        return observation, action
+
     def env_args(self) -> dict:
         return {"env_name": ENV_NAME, "type": 2, "env_kwargs": asdict(self)}  # 2: robomimic's GYM_TYPE
 
@@ -99,3 +109,23 @@ def read_layout(path: Path) -> tuple[RealLayout, list[int], list[bool]]:
         layout = RealLayout.from_env_args(json.loads(f["data"].attrs["env_args"]), f"{path} ")
         demos = [f["data"][n] for n in sorted(f["data"], key=lambda n: int(n.split("_")[1]))]
         return layout, [int(d.attrs["num_samples"]) for d in demos], [bool(d.attrs["success"]) for d in demos]
+
+
+def episode_rows(features, proprio, actions, layout: RealLayout) -> dict[str, np.ndarray]:
+    """One episode's training rows: (features, proprio, joint-delta actions), deriving deltas when needed.
+
+    Files whose actions are absolute joint targets (action_mode "joint_position") or empty get
+    deltas from consecutive joint positions, q[t+1] - q[t], with the gripper target taken from the
+    file's gripper action (else the next gripper observation); each episode's last step is dropped.
+    """
+    if layout.action_mode == "joint_delta" and actions.shape[1] == ACTION_DIM:
+        return {"features": features, "proprio": proprio, "actions": actions}
+    if actions.shape[1] == ACTION_DIM:  # absolute targets: keep their gripper column
+        gripper_next = actions[:-1, NUM_JOINTS]
+    elif proprio.shape[1] > NUM_JOINTS:  # no actions: the next gripper observation is the target
+        g = proprio[1:, NUM_JOINTS]
+        gripper_next = g if layout.gripper_obs == "closed_binary" else (g < GRIPPER_CLOSED_BELOW_M).astype(np.float32)
+    else:
+        gripper_next = np.zeros(len(proprio) - 1, np.float32)
+    actions = deltas_from_joints(proprio[:, :NUM_JOINTS], gripper_next)
+    return {"features": features[:-1], "proprio": proprio[:-1], "actions": actions}

@@ -1,4 +1,4 @@
-"""Behaviour cloning of real-robot demos on frozen Toto features (MVP's real protocol, real/bc.py).
+"""Behaviour cloning of real-robot demos on frozen Toto features (MVP's real protocol: policies/bc.py).
 
     python real/train_bc.py data=runs/rpt/demos.hdf5                        # encoder runs/pretrain/encoder, mid layer
     python real/train_bc.py data=runs/real/demos                            # the recorder node's episode files
@@ -8,7 +8,11 @@
 `data` is a robomimic-schema HDF5 of real demos (python -m real.rpt_import), or a directory of the
 demo recorder's episode files (episode_*.hdf5, real/nodes/recorder.py): each is checked, then they are
 merged (in name order) into `out`/episodes.hdf5, re-merged only when the episode files change.
-Writes to `out`: actor.safetensors + actor.json (the policy: `real.bc_policy.load_bc_policy(out)`),
+MVP's real protocol: joint deltas + gripper, MSE, AdamW lr 1e-3 wd 0.01, cosine, batch 128. The
+learning is policies.fit_bc; this script owns the real side: the demo files, their layout
+(real/demo_layout.py: deltas from joint positions, the contract saved with the policy) and the split.
+Writes to `out`: model.safetensors + model.json (the policy: `policies.Policy.from_pretrained(out)`,
+deployed by the policy node through real/adapter.py),
 metrics.jsonl (train loss and validation MSE every `val_every` epochs, row 0 = untrained),
 loss_curve.png, and features.npz/.json (the frozen features, reused by a rerun on the same data and
 encoder: only the small MLP fit is repeated). Every file is written atomically and the policy
@@ -26,34 +30,25 @@ if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: impo
     sys.path[0] = str(ROOT)
 
 import json  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from typing import Any, Optional  # noqa: E402
+from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 
 import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+
+from policies.configuration import EncoderSpec  # noqa: E402
 from toto_robot.cli import bad_input_exits  # noqa: E402
 
-PRETRAIN_HINT = "run `python pretrain/run.py` first or pass encoder.path=<encoder dir>"
 IMPORT_HINT = "import demos with python -m real.rpt_import <episodes dir> <demos.hdf5>"
 RECORD_HINT = "record demos with the recorder node (ros2 run real recorder_node) or pass a demo file"
-
-
-@dataclass
-class EncoderSettings:
-    path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py`
-    layer: Any = "mid"  # "mid", a fraction of depth or a block index (encoder.frozen.resolve_layer)
-    pool: str = "avg"  # avg (the paper's protocol) | grid<k> (keeps where things are) | attn
-    dtype: Optional[str] = "auto"  # the transformer's dtype: auto (bf16 where native, toto_robot/compute.py) | fp32 | bf16
-    device: str = "auto"  # where the encoder runs: auto|cpu|cuda|cuda:N (features are cached; the head trains on the CPU)
-    batch_size: int = 64  # frames per encoder call (memory, not results)
 
 
 @dataclass
 class TrainBCConfig:
     data: str = ""  # robomimic-schema HDF5 of real demos, or a directory of recorder episode_*.hdf5 files
     out: str = "runs/real_bc"
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    # policies.EncoderSpec; real BC keeps MVP's avg pooling (the paper's protocol), sim runs default to grid4
+    encoder: EncoderSpec = field(default_factory=lambda: EncoderSpec(pool="avg"))
     epochs: int = 100
     batch_size: int = 128  # MVP's real BC
     lr: float = 1e-3  # AdamW, cosine decay to 0 over all epochs
@@ -69,9 +64,8 @@ ConfigStore.instance().store(name="train_bc_schema", node=TrainBCConfig)
 
 
 def load_inputs(cfg: TrainBCConfig):
-    """(demo path, layout, lengths of the kept demos, encoder); every bad input is one ValueError line."""
-    from toto_robot import load_encoder
-    from toto_robot.checkpoint import CheckpointError
+    """(demo path, layout, lengths of the kept demos, feature provider); every bad input is one ValueError line."""
+    from policies import make_features
 
     if not cfg.data:
         raise ValueError(f"pass data=<demos.hdf5 or a directory of recorded episodes> ({IMPORT_HINT})")
@@ -86,18 +80,13 @@ def load_inputs(cfg: TrainBCConfig):
     kept = [n for n, ok in zip(lengths, success) if ok or not cfg.successful_only]
     if not kept:
         raise ValueError(f"data={cfg.data}: no {'successful ' if cfg.successful_only else ''}demos ({len(lengths)} in the file)")
-    if not (Path(cfg.encoder.path).expanduser() / "toto.json").is_file():
-        raise ValueError(f"no encoder checkpoint at {cfg.encoder.path}: {PRETRAIN_HINT}")
-    try:
-        encoder = load_encoder(cfg.encoder.path, layer=cfg.encoder.layer, pool=cfg.encoder.pool, dtype=cfg.encoder.dtype,
-                               device=cfg.encoder.device)
-    except CheckpointError as error:
-        raise ValueError(f"{error} ({PRETRAIN_HINT})") from None
-    encoder.compute.announce("train_bc encoder")
-    if encoder.resolution != layout.resolution:
-        raise ValueError(f"data={cfg.data} holds {layout.resolution} px frames, the encoder reads {encoder.resolution} px: "
-                         f"re-import with --resolution {encoder.resolution}")
-    return data, layout, kept, encoder
+    if cfg.encoder.kind == "state":
+        raise ValueError("encoder=state: a real robot has no privileged state; use toto or random")
+    provider = make_features(cfg.encoder)
+    if provider.encoder.resolution != layout.resolution:
+        raise ValueError(f"data={cfg.data} holds {layout.resolution} px frames, the encoder reads {provider.encoder.resolution} px: "
+                         f"re-import with --resolution {provider.encoder.resolution}")
+    return data, layout, kept, provider
 
 
 def _read_layout(path: Path):
@@ -137,12 +126,15 @@ def train(cfg: TrainBCConfig) -> dict:
     import numpy as np
     from tqdm import tqdm
 
-    from real.bc import demo_features, episode_rows, fit_bc, save_bc_policy, split_episodes
+    from policies import PolicyConfig
+    from policies.bc import fit_bc, split_episodes
+    from policies.demos import cached_demo_buffer
+    from real.demo_layout import NUM_JOINTS, episode_rows
 
-    data, layout, lengths, encoder = load_inputs(cfg)
+    data, layout, lengths, provider = load_inputs(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = demo_features(data, encoder, cfg.encoder, cfg.successful_only, cache=out / "features").arrays()
+    rows = cached_demo_buffer(data, provider, cfg.encoder, successful_only=cfg.successful_only, cache=out / "features").arrays()
     bounds = np.cumsum([0, *lengths])
     if bounds[-1] != len(rows["actions"]):  # cannot happen unless the cache was edited by hand
         raise ValueError(f"{out}/features.npz holds {len(rows['actions'])} rows, {data} {bounds[-1]}: delete features.*")
@@ -157,15 +149,21 @@ def train(cfg: TrainBCConfig) -> dict:
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val="-" if row["val_mse"] is None else f"{row['val_mse']:.4f}")
         bar.update(row["epoch"] - bar.n)
 
+    observation, action = layout.contract(uses_gripper=rows["proprio"].shape[1] > NUM_JOINTS)
+    spec = replace(cfg.encoder, path=str(Path(cfg.encoder.path).expanduser().resolve()))
+    # linear output, proprio and actions standardized: deltas of ~0.01 rad next to a 0/1 gripper (policies/bc.py)
+    template = PolicyConfig(encoder=spec, bound="clip", normalize=("features", "proprio", "actions"), observation=observation,
+                            action=action, resolution=provider.encoder.resolution)
     try:
-        actor, norm, stats = fit_bc(episodes, train_ids, val_ids, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                    weight_decay=cfg.weight_decay, val_every=cfg.val_every, seed=cfg.seed, callback=on_row)
+        policy, stats = fit_bc(episodes, train_ids, val_ids, template=template, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                               lr=cfg.lr, weight_decay=cfg.weight_decay, val_every=cfg.val_every, seed=cfg.seed,
+                               features=provider, callback=on_row)
     finally:
         bar.close()
     write_metrics(out, stats)
     split = {"path": str(data.resolve()), "train_episodes": train_ids, "val_episodes": val_ids,
              "train_samples": int(sum(len(episodes[i]["actions"]) for i in train_ids))}
-    save_bc_policy(out, actor, norm, layout, encoder, cfg.encoder, stats=stats, data=split, bc=asdict(cfg))
+    policy.save_pretrained(out, stats=stats, data=split, bc=asdict(cfg))
     return {"out": str(out), "episodes": len(episodes), "val_episodes": len(val_ids), "samples": split["train_samples"],
             "untrained_val_mse": stats[0]["val_mse"], "val_mse": stats[-1]["val_mse"], "train_loss": stats[-1]["train_loss"]}
 
@@ -201,7 +199,7 @@ def report(summary: dict) -> None:
 
     print(f"BC on {summary['episodes']} episodes ({summary['val_episodes']} held out, {summary['samples']} training samples): "
           f"val MSE {fmt(summary['untrained_val_mse'])} untrained -> {fmt(summary['val_mse'])} -> {summary['out']}\n"
-          f"  deploy: real.bc_policy.load_bc_policy({summary['out']!r}).act(frame, joint_positions, gripper_width)")
+          f"  deploy: ros2 launch real cube_pick.launch.py checkpoint:={summary['out']} (policies.Policy.from_pretrained)")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_bc")

@@ -34,14 +34,15 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from policies.curves import plot_comparison  # noqa: E402
-from sim.policy_config import ENCODERS, AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
+from policies.configuration import ENCODER_KINDS  # noqa: E402
+from sim.policy_config import AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
 from toto_robot.cli import bad_input_exits  # noqa: E402
 
 
 @dataclass
 class CompareConfig:
     tasks: list = field(default_factory=lambda: ["franka_pick"])
-    encoders: list = field(default_factory=lambda: list(ENCODERS))
+    encoders: list = field(default_factory=lambda: list(ENCODER_KINDS))
     seeds: list = field(default_factory=lambda: [0])
     algo: str = "dagger"
     # every run's budget: train_policy.py's defaults (AlgoSettings, TrainPolicyConfig), unless set here

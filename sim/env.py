@@ -24,6 +24,7 @@ from sim.scene import build_scene_xml  # noqa: E402
 from sim.task_kinds import KINDS  # noqa: E402
 from sim.tasks import EnvConfig, get_task, state_layout  # noqa: E402
 
+VELOCITY_SCALE = 0.1  # MVP's proprio: joint velocities times this
 VELOCITY_BOUND = 10.0  # bound of the 0.1 x joint velocity part of `proprio`
 STATE_BOUND = 100.0  # `state` holds positions (m), angles (rad) and quaternions: far inside this
 
@@ -145,6 +146,17 @@ class TotoTaskEnv(gym.Env):
             self._renderer.close()
             self._renderer = None
 
+    def contract(self) -> tuple[dict, dict]:
+        """(observation, action) contract of a policy trained here, saved with it (policies.PolicyConfig):
+        what `proprio` and the action mean, so an adapter elsewhere (real/adapter.py) can feed and execute it."""
+        names = list(self.robot.joints)
+        observation = {"source": "sim", "robot": self.robot.name, "task": self.task.name, "camera": self.config.camera,
+                       "proprio": "scaled_joint_positions+velocities", "joints": names, "lower": self._lower.tolist(),
+                       "upper": self._upper.tolist(), "velocity_scale": VELOCITY_SCALE, "proprio_bound": self._proprio_bound.tolist()}
+        action = {"convention": "scaled_joint_delta", "names": names, "scale": self._scale.tolist(), "low": -1.0, "high": 1.0,
+                  "control_hz": self.config.control_hz}
+        return observation, action
+
     # ----- helpers -----------------------------------------------------------------------------
     def _check_action(self, action) -> np.ndarray:
         a = np.asarray(action, dtype=np.float64)
@@ -182,7 +194,7 @@ class TotoTaskEnv(gym.Env):
     def _proprio(self) -> np.ndarray:
         d = self.data
         scaled = (d.qpos[self._qpos_idx] - self._lower) * self._inv_half_range - 1.0
-        velocity = 0.1 * d.qvel[self._dof_idx]
+        velocity = VELOCITY_SCALE * d.qvel[self._dof_idx]
         out = np.concatenate([scaled, velocity]).astype(np.float32)
         return np.clip(out, -self._proprio_bound, self._proprio_bound, out=out)
 

@@ -28,7 +28,8 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from policies.curves import wilson_interval  # noqa: E402
 from sim.tasks import EnvOptions  # noqa: E402
-from sim.policy_config import AlgoSettings, EncoderSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
+from policies.configuration import EncoderSpec  # noqa: E402
+from sim.policy_config import AlgoSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
 from toto_robot.cli import bad_input_exits  # noqa: E402
 
 
@@ -53,19 +54,15 @@ def record_videos(run: Path, provider, env, count: int, camera: str = "wrist+thi
 
 
 def load_run(run: Path) -> tuple[TrainPolicyConfig, object]:
-    """(the run's settings, its actor) from a train_policy.py run directory."""
-    from policies import Actor
-    from toto_robot.checkpoint import load_weights
+    """(the run's settings, its policy) from a train_policy.py run directory (the policy's encoder is built on first use)."""
+    from policies import Policy
 
     if not (run / "policy.json").is_file():
         raise ValueError(f"{run} holds no policy.json: pass run=<a directory written by python sim/train_policy.py>")
     saved = json.loads((run / "policy.json").read_text())
-    cfg = TrainPolicyConfig(**{**saved, "algo": AlgoSettings(**saved["algo"]), "encoder": EncoderSettings(**saved["encoder"]),
+    cfg = TrainPolicyConfig(**{**saved, "algo": AlgoSettings(**saved["algo"]), "encoder": EncoderSpec(**saved["encoder"]),
                                "env": EnvOptions(**saved.get("env", {}))})
-    state, meta = load_weights(run, "actor", kind="dagger_actor")
-    actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
-    actor.load_state_dict(state)
-    return cfg, actor.eval()
+    return cfg, Policy.from_pretrained(run)
 
 
 def view(env, camera: str) -> np.ndarray:
@@ -81,8 +78,7 @@ def episode(env, provider, actor, seed: int, camera: str | None) -> tuple[bool, 
         if camera:
             frames.append(view(env, camera))
         batch = {k: np.asarray(v)[None] for k, v in obs.items()}
-        proprio = batch["proprio"] if actor.proprio_dim else None
-        action = actor.act(provider(batch), proprio)[0]
+        action = actor.act(provider(batch), batch.get("proprio"))[0]
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
     if camera:
@@ -122,7 +118,7 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
         env.close()
     k, n = sum(results), len(results)
     low, high = wilson_interval(k, n)
-    summary = {"task": train_cfg.task, "encoder": train_cfg.encoder.name, "algo": train_cfg.algo.name,
+    summary = {"task": train_cfg.task, "encoder": train_cfg.encoder.kind, "algo": train_cfg.algo.name,
                "episodes": n, "successes": k, "success_rate": k / n, "ci95": [low, high], "ci_method": "wilson",
                "seed": cfg.seed, "per_episode": results, "videos": videos}
     with atomic_write(run / "eval.json") as tmp:

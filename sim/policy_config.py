@@ -12,33 +12,17 @@ rebuilds exactly the env and features a run was trained with from its `policy.js
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
+from policies.configuration import ENCODER_KINDS, EncoderSpec
 from policies.dagger import DaggerConfig
 from policies.ppo import PPOConfig
 from sim.tasks import TASKS, EnvOptions
 
-ENCODERS = ("toto", "random", "state")
 ALGOS = ("dagger", "bc", "ppo")
 VECTORIZATION = ("sync", "async")
-PRETRAIN_HINT = "run `python pretrain/run.py` first or pass encoder.path=<encoder dir>"
-
-
-@dataclass
-class EncoderSettings:
-    name: str = "toto"  # toto: frozen pre-trained Toto | random: same architecture, random weights | state: privileged state
-    path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py` (toto and random read it)
-    layer: Any = "mid"  # "mid", a fraction in (0, 1] or a block index (encoder.frozen.resolve_layer)
-    # grid4 (4 x 4 regional averages) keeps where the cube is, which the paper's avg loses with a RoPE-only model:
-    # 94-96% held-out on franka_pick against 10% for avg (README, Policies). avg: the paper's protocol, one override away
-    pool: str = "grid4"
-    dtype: Optional[str] = "auto"  # the transformer's dtype: auto (bf16 where native, toto_robot/compute.py) | fp32 | bf16; features are fp32
-    device: str = "auto"  # where the encoder runs: auto|cpu|cuda|cuda:N (the actor is small and stays on the CPU)
-    batch_size: int = 64  # frames per encoder call (memory, not results)
-    seed: int = 0  # weights of the random encoder
 
 
 _DAGGER, _PPO = DaggerConfig(), PPOConfig()  # where the defaults below come from (one source each)
@@ -94,7 +78,7 @@ def _shared(settings, target, exclude=()) -> dict:
 class TrainPolicyConfig:
     task: str = "franka_pick"
     algo: AlgoSettings = field(default_factory=AlgoSettings)
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    encoder: EncoderSpec = field(default_factory=EncoderSpec)  # policies/configuration.py: kind, path, layer, pool, dtype, device
     num_envs: int = 16  # stepped together, so the encoder sees 16 frames a call (benchmarks/dagger_throughput.py: 3x 1 env)
     vectorization: str = "sync"  # sync | async (spawned workers: render in parallel)
     image_size: Optional[int] = None  # None: the encoder's resolution (128 for encoder=state)
@@ -102,7 +86,7 @@ class TrainPolicyConfig:
     eval_episodes: int = 10  # pure-student episodes after every round: the success curve
     videos: int = 2  # MP4s of pure-student episodes of the final policy in <out>/videos (wrist + third-person)
     seed: int = 0
-    out: str = "runs/policy/${task}_${encoder.name}_${algo.name}"
+    out: str = "runs/policy/${task}_${encoder.kind}_${algo.name}"
     env: EnvOptions = field(default_factory=EnvOptions)  # every other env option (sim/tasks.py EnvConfig), e.g. env.episode_seconds=10
     progress: bool = True
 
@@ -124,7 +108,7 @@ ConfigStore.instance().store(name="eval_policy_schema", node=EvalPolicyConfig)
 
 def check_choices(argv: list[str]) -> None:
     """ValueError (one line) for `task=`, `encoder=` or `algo=` overrides that name no valid choice."""
-    valid = {"task": tuple(TASKS), "encoder": ENCODERS, "algo": ALGOS}
+    valid = {"task": tuple(TASKS), "encoder": ENCODER_KINDS, "algo": ALGOS}
     for arg in argv:
         key, sep, value = arg.lstrip("+").partition("=")
         if sep and key in valid and value not in valid[key]:
@@ -133,7 +117,7 @@ def check_choices(argv: list[str]) -> None:
 
 def check(cfg: TrainPolicyConfig) -> None:
     """Settings errors that need no env or checkpoint, as one-line ValueErrors."""
-    check_choices([f"task={cfg.task}", f"encoder={cfg.encoder.name}", f"algo={cfg.algo.name}"])
+    check_choices([f"task={cfg.task}", f"encoder={cfg.encoder.kind}", f"algo={cfg.algo.name}"])
     if cfg.algo.name == "ppo" and cfg.vectorization != "sync":
         raise ValueError("algo=ppo runs its envs in one process (vectorization=sync): the feature provider is per env")
     if cfg.vectorization not in VECTORIZATION:
@@ -142,31 +126,12 @@ def check(cfg: TrainPolicyConfig) -> None:
         raise ValueError(f"num_envs={cfg.num_envs} must be >= 1, eval_episodes={cfg.eval_episodes} and videos={cfg.videos} >= 0")
 
 
-def make_provider(encoder: EncoderSettings, path: str | None = None):
-    """(feature provider, resolution the provider needs or None) for the encoder settings.
+def make_provider(encoder: EncoderSpec, path: str | None = None):
+    """(feature provider, the resolution it reads or None for the state) of the run's encoder spec."""
+    from policies import make_features
 
-    A missing or invalid checkpoint is one ValueError line that says how to make one.
-    """
-    from policies import RandomTotoFeatures, StateFeatures, TotoFeatures
-    from toto_robot import load_encoder
-    from toto_robot.checkpoint import CheckpointError
-
-    if encoder.name == "state":
-        return StateFeatures(), None
-    path = path or encoder.path
-    if not (Path(path).expanduser() / "toto.json").is_file():
-        raise ValueError(f"no encoder checkpoint at {path}: {PRETRAIN_HINT}")
-    try:
-        if encoder.name == "random":
-            provider = RandomTotoFeatures(path, seed=encoder.seed, layer=encoder.layer, pool=encoder.pool,
-                                          dtype=encoder.dtype, batch_size=encoder.batch_size, device=encoder.device)
-        else:
-            model = load_encoder(path, layer=encoder.layer, pool=encoder.pool, dtype=encoder.dtype, device=encoder.device)
-            provider = TotoFeatures(model, batch_size=encoder.batch_size)
-    except CheckpointError as error:
-        raise ValueError(f"{error} ({PRETRAIN_HINT})") from None
-    provider.encoder.compute.announce(f"{encoder.name} features")
-    return provider, provider.encoder.resolution
+    provider = make_features(encoder, path)
+    return provider, getattr(getattr(provider, "encoder", None), "resolution", None)
 
 
 def env_options(cfg: TrainPolicyConfig, resolution: int | None) -> dict:

@@ -7,8 +7,8 @@
     python sim/train_policy.py --help                                    # every option (TrainPolicyConfig)
 
 Writes to `out` (default runs/policy/<task>_<encoder>_<algo>): policy.json (the settings, what
-eval_policy.py rebuilds the run from), actor.safetensors/.json and buffer.npz (policies.train_dagger's
-checkpoint), metrics.jsonl (one row per round), success_curve.png (student success vs env steps,
+eval_policy.py rebuilds the run from), model.safetensors/.json (the policy: `policies.Policy.from_pretrained(out)`,
+which the robot's policy node also loads) and buffer.npz (policies.train_dagger's checkpoint), metrics.jsonl (one row per round), success_curve.png (student success vs env steps,
 as the paper's Fig. 6), tensorboard/ and videos/student_<i>.mp4 (`videos=N` episodes of the final
 policy). `env.<option>=` sets any other env option. A rerun with the same `out` continues after the last finished round; raise
 algo.rounds to train further. algo=ppo (train_ppo_run) writes ppo.zip instead of buffer.npz, one
@@ -88,7 +88,7 @@ class RunLog:
 
 
 def _previous_stats(out: Path) -> list[dict]:
-    path = out / "actor.json"
+    path = out / "model.json"
     return json.loads(path.read_text()).get("stats", []) if path.is_file() else []
 
 
@@ -109,7 +109,9 @@ def train(cfg: TrainPolicyConfig) -> dict:
     options = env_options(cfg, resolution)
     out.mkdir(parents=True, exist_ok=True)
     claim(out, asdict(cfg))
-    summary = train_ppo_run(cfg, out, provider, options) if cfg.algo.name == "ppo" else train_dagger_run(cfg, out, provider, options)
+    template = policy_template(cfg, options, resolution)
+    run = train_ppo_run if cfg.algo.name == "ppo" else train_dagger_run
+    summary = run(cfg, out, provider, options, template)
     if cfg.videos:
         import sim
         from sim.eval_policy import record_videos
@@ -122,7 +124,21 @@ def train(cfg: TrainPolicyConfig) -> dict:
     return summary
 
 
-def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) -> dict:
+def policy_template(cfg: TrainPolicyConfig, options: dict, resolution: int | None):
+    """What the trained policy is beyond its sizes: the encoder spec, the env's contract, the bound."""
+    import sim
+    from policies import PolicyConfig
+
+    env = sim.make_env(cfg.task, **{**options, "obs_mode": "proprio+state"})  # no rendering needed to read the contract
+    try:
+        observation, action = env.unwrapped.contract()
+    finally:
+        env.close()
+    return PolicyConfig(encoder=cfg.encoder, bound="clip" if cfg.algo.name == "ppo" else cfg.algo.bound,
+                        observation=observation, action=action, resolution=resolution)
+
+
+def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict, template) -> dict:
     """algo=dagger|bc: policies.train_dagger with the task's scripted expert relabelling every visited state."""
     from tqdm import tqdm
 
@@ -136,7 +152,7 @@ def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict)
     previous = _previous_stats(out)
     expert = make_expert(cfg.task, EnvConfig.from_kwargs(**options))  # the env's own config
     env = make_env(cfg, options)
-    bar = tqdm(total=rounds, initial=min(len(previous), rounds), desc=f"{cfg.task} {cfg.encoder.name} {a.name}",
+    bar = tqdm(total=rounds, initial=min(len(previous), rounds), desc=f"{cfg.task} {cfg.encoder.kind} {a.name}",
                unit="round", disable=not cfg.progress)
     log = RunLog(out, previous)
 
@@ -149,7 +165,7 @@ def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict)
 
     demos = None if a.demos is None or previous else read_demos(a.demos, cfg.task, provider)
     try:
-        _, stats = train_dagger(env, provider, expert, dagger, out_dir=out, callback=on_round, demos=demos, bound=a.bound)
+        _, stats = train_dagger(env, provider, expert, dagger, out_dir=out, callback=on_round, demos=demos, template=template)
     finally:
         bar.close()
         log.close()
@@ -173,11 +189,11 @@ def read_demos(path: str, task: str, provider):
     return buffer
 
 
-def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) -> dict:
+def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict, template) -> dict:
     """algo=ppo: policies.ppo.train_ppo on num_envs copies of the task's env (dense reward, is_success).
 
-    Writes ppo.zip (SB3, for resuming; loading it runs torch.load), actor.safetensors/.json (the
-    policy mean as a policies.Actor: what eval_policy.py loads), metrics.jsonl (one row per PPO
+    Writes ppo.zip (SB3, for resuming; loading it runs torch.load), model.safetensors/.json (the
+    policy mean as a policies.Policy: what eval_policy.py and the robot load), metrics.jsonl (one row per PPO
     update; success_rate is over the last 100 finished training episodes, stochastic actions)
     and success_curve.png. A rerun continues up to algo.total_timesteps.
     """
@@ -192,7 +208,7 @@ def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) ->
     previous = _previous_stats(out)
     log = RunLog(out, previous)
     bar = tqdm(total=a.total_timesteps, initial=min(previous[-1]["env_steps"] if previous else 0, a.total_timesteps),
-               desc=f"{cfg.task} {cfg.encoder.name} ppo", unit="step", disable=not cfg.progress)
+               desc=f"{cfg.task} {cfg.encoder.kind} ppo", unit="step", disable=not cfg.progress)
 
     def on_update(row: dict) -> None:
         log.append(row)
@@ -202,7 +218,8 @@ def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict) ->
 
     try:
         _, stats = train_ppo(lambda: sim.make_env(cfg.task, **options), provider, config, a.total_timesteps, out_dir=out,
-                             proprio_key=None if isinstance(provider, StateFeatures) else "proprio", callback=on_update)
+                             proprio_key=None if isinstance(provider, StateFeatures) else "proprio", callback=on_update,
+                             template=template)
     finally:
         bar.close()
         log.close()

@@ -1,7 +1,8 @@
-"""Policy node: hand-camera frames + joint state + gripper width -> BC actions at `rate_hz` (10 Hz).
+"""Policy node: hand-camera frames + joint state + gripper width -> policy actions at `rate_hz` (10 Hz).
 
-Parameters = real.config's `policy` section. The node loads the behaviour-cloned checkpoint
-(`real.bc_policy.load_bc_policy`; a missing or unusable checkpoint or encoder is one line, exit 2),
+Parameters = real.config's `policy` section. The node loads any trained policy, from real BC or
+from a sim run, through its observation adapter (`real.adapter.load_robot_policy`; a missing or
+unusable checkpoint or encoder is one line, exit 2),
 keeps the newest `sensor_msgs/Image` (rgb8 or bgr8), `sensor_msgs/JointState` and gripper width
 (`std_msgs/Float64`) with their arrival times, and on each timer tick acts only when the newest
 image and joint state are both younger than `max_observation_age_s` and newer than the ones the
@@ -75,12 +76,12 @@ class LatestMessage:
 
 
 def load_policy(cfg: PolicyConfig):
-    from real.bc_policy import TRAIN_HINT, load_bc_policy
+    from real.adapter import TRAIN_HINT, load_robot_policy
 
     if not cfg.checkpoint:
         raise CheckpointMissing(f"policy.checkpoint is not set: pass checkpoint:=<dir> ({TRAIN_HINT})")
     try:
-        return load_bc_policy(cfg.checkpoint, encoder_path=cfg.encoder or None, dtype=cfg.dtype, device=cfg.device)
+        return load_robot_policy(cfg.checkpoint, encoder_path=cfg.encoder or None, dtype=cfg.dtype, device=cfg.device)
     except ValueError as e:  # CheckpointError and friends: already one readable line
         raise CheckpointMissing(" ".join(str(e).split())) from None
     except OSError as e:
@@ -174,7 +175,8 @@ class PolicyNode(_NodeBase):
         self._used = (self.image.seq, self.joints.seq)  # consumed even if unusable: never retried
         width = float(self.gripper.msg.data) if self.gripper.msg is not None else None
         try:
-            action = np.asarray(self.policy.act(image_to_rgb(image), np.asarray(joints.position, np.float64), width),
+            velocity = np.asarray(joints.velocity, np.float64) if len(joints.velocity) else None
+            action = np.asarray(self.policy.act(image_to_rgb(image), np.asarray(joints.position, np.float64), width, velocity),
                                 dtype=np.float64).reshape(-1)
             if action.shape != (8,) or not np.isfinite(action).all():
                 raise ValueError(f"the policy returned {action.tolist()}, not 8 finite values")

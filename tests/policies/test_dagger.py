@@ -110,12 +110,12 @@ def test_resume_keeps_aggregated_data(tmp_path, pick_env, pick_expert):
     np.testing.assert_array_equal(final["features"][: len(kept["features"])], kept["features"])  # rounds 0-1 kept
     assert resumed == straight
 
-    c = tmp_path / "c"  # crash after round 1's buffer was saved, before its actor was
+    c = tmp_path / "c"  # crash after round 1's buffer was saved, before its policy was
     train_dagger(pick_env, StateFeatures(), pick_expert, config(1), out_dir=c)
-    for name in ("actor.json", "actor.safetensors"):
+    for name in ("model.json", "model.safetensors"):
         shutil.copy(c / name, tmp_path / name)
     train_dagger(pick_env, StateFeatures(), pick_expert, config(2), out_dir=c)
-    for name in ("actor.json", "actor.safetensors"):
+    for name in ("model.json", "model.safetensors"):
         shutil.copy(tmp_path / name, c / name)
     _, redone = train_dagger(pick_env, StateFeatures(), pick_expert, config(3), out_dir=c)
     assert redone == straight
@@ -146,7 +146,7 @@ def test_bc_on_pixels_through_a_frozen_encoder(tmp_path):
                                 out_dir=tmp_path / "run")
     env.close()
     data = AggregatedBuffer.load(tmp_path / "run" / "buffer.npz").arrays()
-    assert (actor.feat_dim, actor.proprio_dim, actor.action_dim) == (encoder.dim, 18, 9)
+    assert (actor.config.feat_dim, actor.proprio_dim, actor.config.action_dim) == (encoder.dim, 18, 9)
     assert data["features"].shape == (60, encoder.dim) and data["proprio"].shape == (60, 18)
     assert stats[0]["env_steps"] == 60 and np.isfinite(stats[0]["train_loss"])
     assert all(p.grad is None for p in encoder.parameters())

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from policies import Actor, FeatureProvider, StateFeatures
-from policies.ppo import FeatureObservation, PPOConfig, export_actor, make_ppo, make_vec_env
+from policies import Actor, FeatureProvider, Policy, StateFeatures
+from policies.ppo import FeatureObservation, PPOConfig, make_ppo, make_vec_env
 
 
 class CountingFeatures(FeatureProvider):
@@ -72,21 +72,27 @@ def test_wrapper_computes_features_once_per_step():
 
 
 def test_policy_is_mvps_actor_and_exports_exactly():
-    """Extractor (feature->128, proprio->128) + 256-128-64 SELU; the exported Actor is the policy's mean."""
+    """SB3's policy runs policies.Actor itself (feature->128, proprio->128, 256-128-64 SELU) as the mean, a second
+    Actor as the critic; the exported Policy acts exactly as the trained Gaussian's mean."""
+    from policies.ppo import export_policy
+
     provider = CountingFeatures()
     model = make_ppo(make_vec_env([DictEnv, DictEnv], provider), PPOConfig(n_envs=2, n_steps=16, epochs=1))
     model.learn(32)
     assert provider.calls == 2 + 32 + 4  # 2 first resets + one per env step + 2 autoresets per env (8-step episodes)
-    ext = model.policy.pi_features_extractor
-    assert ext.feat_proj.out_features == ext.proprio_proj.out_features == 128
-    net = [m.out_features for m in model.policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
-    assert net == [256, 128, 64] and isinstance(model.policy.mlp_extractor.policy_net[1], torch.nn.SELU)
-    actor = export_actor(model)
-    assert isinstance(actor, Actor) and actor.bound == "clip" and actor.proprio_dim == 5
+    nets = model.policy.mlp_extractor
+    assert isinstance(nets.actor, Actor) and isinstance(nets.critic, Actor) and nets.critic.action_dim == 1
+    assert nets.actor.feat_proj.out_features == nets.actor.proprio_proj.out_features == 128
+    assert [m.out_features for m in nets.actor.mlp if isinstance(m, torch.nn.Linear)] == [256, 128, 64, 2]
+    assert isinstance(model.policy.action_net, torch.nn.Identity)  # no layer of SB3's own after the actor
+    trained = {id(p) for p in model.policy.optimizer.param_groups[0]["params"]}
+    assert all(id(p) in trained for p in nets.actor.parameters()) and id(model.policy.log_std) in trained
+    policy = export_policy(model)
+    assert isinstance(policy, Policy) and policy.config.bound == "clip" and policy.proprio_dim == 5
     obs = {"features": torch.randn(6, 3) * 3, "proprio": torch.rand(6, 5) * 2 - 1}
     with torch.no_grad():
         mean = model.policy.get_distribution(obs).distribution.mean.numpy()
-    np.testing.assert_allclose(actor.act(obs["features"], obs["proprio"]), np.clip(mean, -1, 1), atol=1e-6)
+    np.testing.assert_allclose(policy.act(obs["features"], obs["proprio"]), mean, atol=1e-6)
 
 
 def test_ppo_standardizes_features_by_the_same_rule_as_dagger_and_bc():
@@ -99,17 +105,16 @@ def test_ppo_standardizes_features_by_the_same_rule_as_dagger_and_bc():
     set_feature_stats(model, features)
     actor = Actor(3, 5, 9)
     actor.set_feature_stats(features)
-    for ext in (model.policy.pi_features_extractor, model.policy.vf_features_extractor):
-        torch.testing.assert_close(ext.feat_std, actor.feat_std)
-        torch.testing.assert_close(ext.feat_mean, actor.feat_mean)
+    for net in (model.policy.mlp_extractor.actor, model.policy.mlp_extractor.critic):
+        torch.testing.assert_close(net.feat_std, actor.feat_std)
+        torch.testing.assert_close(net.feat_mean, actor.feat_mean)
     assert actor.feat_std[2] > 0.05  # floored at 0.1 x the median std, not 1e-5
 
 
 def test_smoke_franka_pick_state(tmp_path):
-    """2 envs, 256 env steps on franka_pick with the privileged state: finishes, writes zip + actor + stats."""
+    """2 envs, 256 env steps on franka_pick with the privileged state: finishes, writes zip + policy + stats."""
     import sim
     from policies.ppo import train_ppo
-    from toto_robot.checkpoint import load_weights
 
     rows = []
     cfg = PPOConfig(n_envs=2, n_steps=64, epochs=2, stats_steps=8)
@@ -117,15 +122,14 @@ def test_smoke_franka_pick_state(tmp_path):
                              out_dir=tmp_path, proprio_key=None, callback=rows.append)
     assert [r["env_steps"] for r in stats] == [128, 256] and rows == stats
     assert all(np.isfinite(r["loss"]) for r in stats)
-    for name in ("ppo.zip", "actor.safetensors", "actor.json"):
+    for name in ("ppo.zip", "model.safetensors", "model.json"):
         assert (tmp_path / name).stat().st_size > 0
-    ext = model.policy.pi_features_extractor
-    assert ext.proprio_proj is None and ext.feat_proj.out_features == 256  # the state actor (Actor.for_state)
-    assert not torch.all(ext.feat_std == 1)  # standardization set from the random-action warm-up
-    state, meta = load_weights(tmp_path, "actor", kind="dagger_actor")
-    actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
-    actor.load_state_dict(state)
-    assert actor.feat_dim == 29 and actor.proprio_dim == 0 and json.loads((tmp_path / "actor.json").read_text())["stats"] == stats
+    actor = model.policy.mlp_extractor.actor
+    assert actor.proprio_proj is None and actor.feat_proj.out_features == 256  # the state actor (Actor.for_state)
+    assert not torch.all(actor.feat_std == 1)  # standardization set from the random-action warm-up
+    policy = Policy.from_pretrained(tmp_path)
+    assert policy.config.feat_dim == 29 and policy.proprio_dim == 0 and json.loads((tmp_path / "model.json").read_text())["stats"] == stats
+    torch.testing.assert_close(policy.actor.feat_std, actor.feat_std)
     # resuming continues up to the new total
     _, more = train_ppo(lambda: sim.make_env("franka_pick", obs_mode="proprio+state"), StateFeatures(), cfg, 384,
                         out_dir=tmp_path, proprio_key=None)

@@ -1,6 +1,6 @@
 """real/train_bc.py end to end on imported synthetic RPT episodes with a 32 px random encoder: outputs,
-held-out MSE below the untrained actor's, a rerun that reuses the cached features, `load_bc_policy`
-acting exactly as preprocess + encoder + actor by hand, bad inputs as one line (exit code 2), and
+held-out MSE below the untrained actor's, a rerun that reuses the cached features, the robot's
+`load_robot_policy` acting exactly as preprocess + encoder + standardized actor by hand, bad inputs as one line (exit code 2), and
 training from a directory of the recorder node's episode files."""
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from policies import Actor
-from real.bc import episode_rows, split_episodes
-from real.bc_policy import load_bc_policy
-from real.demo_layout import RealLayout, read_layout
+from policies import EncoderSpec, Policy
+from policies.bc import split_episodes
+from real.adapter import load_robot_policy
+from real.demo_layout import RealLayout, episode_rows, read_layout
 from real.nodes.recorder import episode_demo
 from real.preprocess import preprocess_frame
 from real.rpt_import import import_rpt
-from real.train_bc import EncoderSettings, TrainBCConfig, train
+from real.train_bc import TrainBCConfig, train
 from tests.encoder.conftest import make_encoder_dir
 from tests.real.synthetic_demos import write_episodes
 from toto_robot import load_encoder
-from toto_robot.checkpoint import CheckpointError, load_weights
+from toto_robot.checkpoint import CheckpointError
 from toto_robot.demos import write_demo_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def setup(tmp_path_factory):
     run = tmp / "run"
     done = cli("data=" + str(tmp / "demos.hdf5"), f"encoder.path={encoder}", f"out={run}", *TINY)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "val MSE" in done.stdout and "load_bc_policy" in done.stdout
+    assert "val MSE" in done.stdout and "checkpoint:=" in done.stdout
     return tmp, encoder, tmp / "demos.hdf5", run
 
 
@@ -65,17 +65,20 @@ def metrics(run: Path) -> list[dict]:
 
 def test_training_writes_a_policy_that_beats_the_untrained_actor(setup):
     _, _, _, run = setup
-    for name in ("actor.safetensors", "actor.json", "metrics.jsonl", "loss_curve.png", "features.npz", "features.json"):
+    for name in ("model.safetensors", "model.json", "metrics.jsonl", "loss_curve.png", "features.npz", "features.json"):
         assert (run / name).stat().st_size > 0, name
     assert (run / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     rows = metrics(run)
     assert [r["epoch"] for r in rows] == [0, 10, 20, 30]
     assert all(np.isfinite(r["val_mse"]) and np.isfinite(r["train_loss"]) for r in rows)
     assert rows[-1]["val_mse"] < 0.5 * rows[0]["val_mse"] and rows[-1]["train_loss"] < rows[0]["train_loss"]
-    meta = json.loads((run / "actor.json").read_text())
-    assert meta["kind"] == "real_bc_policy" and meta["stats"] == rows
-    assert meta["encoder"]["resolution"] == 32 and meta["encoder"]["layer"] == 2 and meta["preprocessing"]["rpt_crop"] == 448
-    assert meta["layout"]["proprio"][-1] == "gripper" and len(meta["normalization"]["action_std"]) == 8
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["kind"] == "toto_policy" and meta["stats"] == rows
+    config = meta["config"]
+    assert config["resolution"] == 32 and config["encoder"]["pool"] == "avg" and config["observation"]["preprocessing"]["rpt_crop"] == 448
+    assert config["observation"]["proprio"][-1] == "gripper" and config["action"]["convention"] == "joint_delta"
+    assert config["normalize"] == ["features", "proprio", "actions"] and config["bound"] == "clip"
+    assert Policy.from_pretrained(run).action_std.shape == (8,)
     assert len(meta["data"]["val_episodes"]) == 2 and meta["bc"]["batch_size"] == 128 and meta["bc"]["lr"] == 1e-3
 
 
@@ -83,29 +86,27 @@ def test_rerun_reuses_cached_features(setup):
     tmp, encoder, data, run = setup
     before = (run / "features.npz").stat().st_mtime_ns
     summary = train(TrainBCConfig(data=str(data), out=str(run), epochs=5, val_every=5, val_fraction=0.34, progress=False,
-                                  encoder=EncoderSettings(path=str(encoder), dtype=None)))
+                                  encoder=EncoderSpec(pool="avg", path=str(encoder), dtype=None)))
     assert (run / "features.npz").stat().st_mtime_ns == before and [r["epoch"] for r in metrics(run)] == [0, 5]
     assert summary["episodes"] == 6 and summary["val_episodes"] == 2
 
 
 def test_act_is_preprocess_encoder_actor_by_hand(setup):
     _, encoder_dir, _, run = setup
-    policy = load_bc_policy(run, dtype="fp32")
+    policy = load_robot_policy(run, dtype="fp32")
     rng = np.random.default_rng(5)
     frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     joints, width = rng.normal(size=7), 0.03
     action = policy.act(frame, joints, width)
     assert action.shape == (8,) and action.dtype == np.float32 and np.isfinite(action).all() and 0 <= action[7] <= 1
 
-    state, meta = load_weights(run, "actor")
-    actor = Actor(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
-    actor.load_state_dict(state)
-    encoder = load_encoder(encoder_dir, layer=meta["encoder"]["layer"], pool="avg", dtype="fp32")
+    saved = Policy.from_pretrained(run)
+    encoder = load_encoder(encoder_dir, layer="mid", pool="avg", dtype="fp32")
     features = encoder(preprocess_frame(frame, 32)[None])
-    n = {k: np.asarray(v, np.float32) for k, v in meta["normalization"].items()}
+    n = {k: getattr(saved, k).numpy() for k in ("proprio_mean", "proprio_std", "action_mean", "action_std")}
     proprio = (np.append(joints, 1.0).astype(np.float32) - n["proprio_mean"]) / n["proprio_std"]  # 3 cm < 7 cm: closed
     with torch.no_grad():
-        expected = actor(features, torch.from_numpy(proprio[None]))[0].numpy() * n["action_std"] + n["action_mean"]
+        expected = saved.actor(features, torch.from_numpy(proprio[None]))[0].numpy() * n["action_std"] + n["action_mean"]
     expected[7] = np.clip(expected[7], 0, 1)
     np.testing.assert_allclose(action, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(policy.act(frame[::-1].copy(), joints, width)[:7], action[:7])  # the image matters
@@ -115,11 +116,11 @@ def test_act_is_preprocess_encoder_actor_by_hand(setup):
 
 def test_missing_checkpoint_or_encoder_is_one_line(setup, tmp_path):
     _, _, _, run = setup
-    with pytest.raises(CheckpointError, match="no BC policy") as error:
-        load_bc_policy(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="no policy at .*real/train_bc.py") as error:
+        load_robot_policy(tmp_path / "nothing")
     assert "\n" not in str(error.value)
-    with pytest.raises(CheckpointError, match="encoder of the policy") as error:
-        load_bc_policy(run, encoder_path=tmp_path / "no_encoder")
+    with pytest.raises(CheckpointError, match="no encoder checkpoint at .*no_encoder") as error:
+        load_robot_policy(run, encoder_path=tmp_path / "no_encoder")
     assert "\n" not in str(error.value)
 
 
@@ -132,12 +133,12 @@ def test_bad_inputs_through_the_cli(setup):
     assert "no such file" in one_line_error(cli(f"data={tmp / 'missing.hdf5'}", f"encoder.path={encoder}", out))
     assert "missing group 'data'" in one_line_error(cli(f"data={wrong}", f"encoder.path={encoder}", out))
     assert "no encoder checkpoint" in one_line_error(cli(f"data={data}", f"encoder.path={tmp / 'nope'}", out))
-    assert not (tmp / "bad_run" / "actor.json").exists()
+    assert not (tmp / "bad_run" / "model.json").exists()
 
 
 def test_sim_demos_and_other_resolutions_are_refused(setup, tmp_path):
     tmp, encoder, data, _ = setup
-    settings = EncoderSettings(path=str(encoder), dtype=None)
+    settings = EncoderSpec(pool="avg", path=str(encoder), dtype=None)
     sim = tmp_path / "sim.hdf5"
     with h5py.File(data) as src, h5py.File(sim, "w") as dst:
         src.copy(src["data"], dst, name="data")
@@ -177,12 +178,12 @@ def test_trains_from_a_directory_of_recorded_episodes(setup, tmp_path):
 
     def cfg(data: Path) -> TrainBCConfig:
         return TrainBCConfig(data=str(data), out=str(run), epochs=3, val_every=3, val_fraction=0.25, progress=False,
-                             encoder=EncoderSettings(path=str(encoder), dtype=None))
+                             encoder=EncoderSpec(pool="avg", path=str(encoder), dtype=None))
 
     summary = train(cfg(episodes))
     assert summary["episodes"] == 4 and summary["val_episodes"] == 1 and summary["samples"] == 3 * 7
     assert read_layout(run / "episodes.hdf5")[1:] == ([7] * 4, [True] * 4)
-    assert load_bc_policy(run).act(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), joints[0], 0.05).shape == (8,)
+    assert load_robot_policy(run).act(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), joints[0], 0.05).shape == (8,)
     before = [(run / name).stat().st_mtime_ns for name in ("episodes.hdf5", "features.npz")]
     train(cfg(episodes))  # unchanged episodes: neither merged nor encoded again
     assert [(run / name).stat().st_mtime_ns for name in ("episodes.hdf5", "features.npz")] == before

@@ -1,5 +1,5 @@
 """Policy node with a tiny BC checkpoint (32 px random encoder): acts at ~10 Hz on fresh frames and
-joint states, exactly as load_bc_policy(...).act on the same inputs; stops acting when the frames
+joint states, exactly as load_robot_policy(...).act on the same inputs; stops acting when the frames
 stop; a missing checkpoint is one line, exit 2 (through `python -m real.nodes.policy`).
 
 Needs rclpy (PyPI ROS 2 wheels, docs/design.md section 10): skipped otherwise. Own rclpy Context and a
@@ -29,10 +29,10 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
 
-from real.bc_policy import load_bc_policy  # noqa: E402
+from real.adapter import load_robot_policy  # noqa: E402
 from real.config import PolicyConfig  # noqa: E402
 from real.nodes.policy import LatestMessage, PolicyNode, image_to_rgb  # noqa: E402
-from tests.real.tiny_policy import tiny_bc_checkpoint  # noqa: E402
+from tests.real.tiny_policy import tiny_bc_checkpoint, tiny_sim_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = ros_domain("policy_node")
@@ -52,6 +52,21 @@ def _image(frame: np.ndarray, stamp) -> Image:
     msg.encoding, msg.step = "rgb8", frame.shape[1] * 3
     msg.data = frame.tobytes()
     return msg
+
+
+def spin(ctx, *nodes):
+    """Spin `nodes` on one executor in a thread; returns the function that stops it."""
+    ex = SingleThreadedExecutor(context=ctx)
+    for node in nodes:
+        ex.add_node(node)
+    thread = threading.Thread(target=ex.spin, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        ex.shutdown(timeout_sec=2.0)
+        thread.join(5.0)
+
+    return stop
 
 
 def _ns(stamp) -> int:
@@ -95,11 +110,7 @@ def test_acts_at_10hz_on_fresh_observations_only_and_matches_act(checkpoint):
     images = peer.create_publisher(Image, cfg.image_topic, 10)
     joints = peer.create_publisher(JointState, cfg.joint_state_topic, 10)
     gripper = peer.create_publisher(Float64, cfg.gripper_topic, 10)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    ex.add_node(peer)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
+    stop_spinning = spin(ctx, node, peer)
     rng = np.random.default_rng(0)
     sent: dict[int, np.ndarray] = {}  # stamp ns -> frame / joints
     sent_q: dict[int, np.ndarray] = {}
@@ -133,8 +144,7 @@ def test_acts_at_10hz_on_fresh_observations_only_and_matches_act(checkpoint):
             publish(False)
             time.sleep(1 / 15)
     finally:
-        ex.shutdown(timeout_sec=2.0)
-        th.join(5.0)
+        stop_spinning()
         history, skipped = list(node.history), dict(node.skipped)
         node.destroy_node()
         peer.destroy_node()
@@ -148,8 +158,8 @@ def test_acts_at_10hz_on_fresh_observations_only_and_matches_act(checkpoint):
     assert skipped.get("stale_image", 0) + skipped.get("same_image", 0) >= 5, skipped
     # never twice on the same frame
     assert len({h[0] for h in history}) == len(history)
-    # the published actions are load_bc_policy(...).act on the inputs the node used
-    policy = load_bc_policy(checkpoint)
+    # the published actions are load_robot_policy(...).act on the inputs the node used
+    policy = load_robot_policy(checkpoint)
     received = [a for _, a in got]
     checked = 0
     for image_ns, joint_ns, action in history[-5:]:
@@ -158,6 +168,41 @@ def test_acts_at_10hz_on_fresh_observations_only_and_matches_act(checkpoint):
         assert any(np.array_equal(action, r) for r in received)
         checked += 1
     assert checked >= 1
+
+
+def test_runs_a_sim_trained_policy_with_no_code_of_its_own(tmp_path):
+    """checkpoint:= a sim/train_policy.py run: the node loads it through real/adapter.py and publishes
+    exactly load_robot_policy(run).act on the frame, joints, velocities and width it was sent."""
+    run = tiny_sim_checkpoint(tmp_path)
+    ctx = ros_context(DOMAIN)
+    node = PolicyNode(replace(PolicyConfig(), checkpoint=str(run), max_observation_age_s=1.0), context=ctx)
+    peer = Node("policy_sim_test", context=ctx)
+    cfg = node.config
+    got: list[np.ndarray] = []
+    peer.create_subscription(Float64MultiArray, cfg.action_topic, lambda m: got.append(np.array(m.data)), 10)
+    images = peer.create_publisher(Image, cfg.image_topic, 10)
+    joints = peer.create_publisher(JointState, cfg.joint_state_topic, 10)
+    gripper = peer.create_publisher(Float64, cfg.gripper_topic, 10)
+    stop_spinning = spin(ctx, node, peer)
+    rng = np.random.default_rng(4)
+    frame, q, dq, width = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), rng.uniform(-1, 1, 7), rng.normal(size=7), 0.06
+    try:
+        deadline = time.monotonic() + 20.0
+        while not got:
+            assert time.monotonic() < deadline, dict(node.skipped)
+            stamp = peer.get_clock().now().to_msg()
+            msg = JointState(position=q.tolist(), velocity=dq.tolist())
+            msg.header.stamp = stamp
+            joints.publish(msg)
+            gripper.publish(Float64(data=width))
+            images.publish(_image(frame, stamp))
+            time.sleep(0.1)
+    finally:
+        stop_spinning()
+        node.destroy_node()
+        peer.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+    np.testing.assert_allclose(got[0], load_robot_policy(run).act(frame, q, width, dq), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", ["missing", "unset", "no_encoder"])
@@ -173,15 +218,15 @@ def test_missing_checkpoint_or_encoder_is_one_line_exit_2(tmp_path, case, reques
     assert done.returncode == 2, done.stderr[-2000:]
     err = done.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("policy_node: error: "), err
-    expected = {"missing": "no BC policy at", "unset": "policy.checkpoint is not set",
-                "no_encoder": "the encoder of the policy"}[case]
+    expected = {"missing": "no policy at", "unset": "policy.checkpoint is not set",
+                "no_encoder": "no encoder checkpoint at"}[case]
     assert expected in err[0], err
 
 
 class _ZeroPolicy:
     uses_gripper = True
 
-    def act(self, frame, q, width):
+    def act(self, frame, q, width, dq=None):
         return np.zeros(8)
 
 
@@ -200,11 +245,7 @@ def test_enable_service_pauses_and_acts_only_on_observations_after_the_enable():
     joints = peer.create_publisher(JointState, cfg.joint_state_topic, 10)
     gripper = peer.create_publisher(Float64, cfg.gripper_topic, 10)
     client = peer.create_client(SetBool, "policy/enable")
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    ex.add_node(peer)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
+    stop_spinning = spin(ctx, node, peer)
     frame = np.zeros((8, 8, 3), np.uint8)
 
     def observe() -> int:
@@ -246,8 +287,7 @@ def test_enable_service_pauses_and_acts_only_on_observations_after_the_enable():
             time.sleep(0.1)
         assert len(got) == 1 and node.actions == 1
     finally:
-        ex.shutdown(timeout_sec=2.0)
-        th.join(5.0)
+        stop_spinning()
         node.destroy_node()
         peer.destroy_node()
         rclpy.try_shutdown(context=ctx)

@@ -41,10 +41,10 @@ def test_compare_runs_encoders_on_the_same_seeds_and_resumes(tmp_path):
         assert row["successes"] == sum(e["successes"] for e in evals)
         assert row["ci95"][0] <= row["success_rate"] <= row["ci95"][1]
     assert "| franka_pick | state |" in (out / "summary.md").read_text()
-    stamp = (out / "franka_pick_state_s0" / "actor.safetensors").stat().st_mtime_ns
+    stamp = (out / "franka_pick_state_s0" / "model.safetensors").stat().st_mtime_ns
     again = cli(*args)  # everything finished: reused, not redone
     assert again.returncode == 0, again.stderr[-3000:]
-    assert (out / "franka_pick_state_s0" / "actor.safetensors").stat().st_mtime_ns == stamp
+    assert (out / "franka_pick_state_s0" / "model.safetensors").stat().st_mtime_ns == stamp
     assert "evaluating" not in again.stdout
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from policies.curves import wilson_interval
-from sim.policy_config import AlgoSettings, EncoderSettings, TrainPolicyConfig
+from policies import EncoderSpec
+from sim.policy_config import AlgoSettings, TrainPolicyConfig
 from sim.train_policy import train
 from tests.cli_errors import one_line_error
 
@@ -46,15 +47,15 @@ def run_dir(tmp_path_factory):
 
 def test_train_writes_run_and_resumes(run_dir):
     run, one = run_dir
-    for name in ("metrics.jsonl", "success_curve.png", "actor.safetensors", "actor.json", "buffer.npz", "policy.json"):
+    for name in ("metrics.jsonl", "success_curve.png", "model.safetensors", "model.json", "buffer.npz", "policy.json"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert (run / "success_curve.png").read_bytes()[:4] == b"\x89PNG"
     rows = read_metrics(run)
     assert [r["round"] for r in rows] == [0, 1] and rows[0] == one[0]  # round 0 kept, not redone
     assert [r["env_steps"] for r in rows] == [150, 300] and rows[1]["buffer"] == 300
     assert all(0 <= r["eval_success_rate"] <= 1 for r in rows)
-    assert json.loads((run / "actor.json").read_text())["stats"] == rows
-    assert json.loads((run / "policy.json").read_text())["encoder"]["name"] == "state"
+    assert json.loads((run / "model.json").read_text())["stats"] == rows
+    assert json.loads((run / "policy.json").read_text())["encoder"]["kind"] == "state"
     assert (run / "videos" / "student_0.mp4").stat().st_size > 0 and not (run / "videos" / "student_1.mp4").exists()
 
 
@@ -116,7 +117,7 @@ def test_image_size_must_match_the_encoder(tmp_path):
     from tests.encoder.conftest import make_encoder_dir
 
     path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
-    settings = EncoderSettings(name="toto", path=str(path), dtype=None)
+    settings = EncoderSpec(kind="toto", path=str(path), dtype=None)
     with pytest.raises(ValueError, match="image_size=64 but the encoder .* reads 32x32 frames: set image_size=32"):
         train(TrainPolicyConfig(encoder=settings, image_size=64, out=str(tmp_path / "run"), progress=False))
 
@@ -127,12 +128,12 @@ def test_pixel_encoders_train_in_process(tmp_path, name):
     from tests.encoder.conftest import make_encoder_dir
 
     path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
-    cfg = TrainPolicyConfig(encoder=EncoderSettings(name=name, path=str(path), dtype=None, pool="avg"), eval_episodes=0, videos=0,
+    cfg = TrainPolicyConfig(encoder=EncoderSpec(kind=name, path=str(path), dtype=None, pool="avg"), eval_episodes=0, videos=0,
                             num_envs=1, out=str(tmp_path / "run"), progress=False)
     cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 40, 1
     summary = train(cfg)
     assert summary["rounds"] == 1 and summary["env_steps"] == 40 and summary["eval_success_rate"] is None
-    actor = json.loads((tmp_path / "run" / "actor.json").read_text())["config"]
+    actor = json.loads((tmp_path / "run" / "model.json").read_text())["config"]
     assert actor["feat_dim"] == 32 and actor["proprio_dim"] == 18
     assert len(read_metrics(tmp_path / "run")) == 1 and (tmp_path / "run" / "success_curve.png").is_file()
 
@@ -142,7 +143,7 @@ def test_typed_command_defaults_are_the_main_jobs_protocol():
     from toto_robot.main_job import parse_args
 
     cfg, main = TrainPolicyConfig(), parse_args([])
-    assert (cfg.encoder.name, cfg.encoder.pool, cfg.encoder.layer) == ("toto", "grid4", "mid")
+    assert (cfg.encoder.kind, cfg.encoder.pool, cfg.encoder.layer) == ("toto", "grid4", "mid")
     assert (cfg.algo.name, cfg.algo.rounds, cfg.algo.steps_per_round, cfg.num_envs) == ("dagger", 6, 8192, 16)
     assert (main.pool, main.rounds, main.steps_per_round, main.num_envs) == ("grid4", 6, 8192, 16)
 
@@ -172,7 +173,7 @@ def test_ppo_trains_in_process(tmp_path):
     """algo=ppo with state features: 2 envs x 64 steps x 2 updates; metrics, zip and the actor eval_policy loads."""
     from sim.eval_policy import load_run
 
-    cfg = TrainPolicyConfig(encoder=EncoderSettings(name="state"), num_envs=2, videos=0, out=str(tmp_path / "run"), progress=False)
+    cfg = TrainPolicyConfig(encoder=EncoderSpec(kind="state"), num_envs=2, videos=0, out=str(tmp_path / "run"), progress=False)
     cfg.algo.name, cfg.algo.total_timesteps, cfg.algo.n_steps, cfg.algo.epochs, cfg.algo.stats_steps = "ppo", 256, 64, 2, 8
     summary = train(cfg)
     assert summary["rounds"] == 2 and summary["env_steps"] == 256
@@ -180,7 +181,8 @@ def test_ppo_trains_in_process(tmp_path):
     assert [r["env_steps"] for r in rows] == [128, 256] and "success_rate" in rows[0]
     assert (tmp_path / "run" / "ppo.zip").is_file() and (tmp_path / "run" / "success_curve.png").is_file()
     _, actor = load_run(tmp_path / "run")
-    assert actor.feat_dim == 29 and actor.proprio_dim == 0 and actor.bound == "clip"
+    assert actor.config.feat_dim == 29 and actor.proprio_dim == 0 and actor.config.bound == "clip"
+    assert actor.config.action["convention"] == "scaled_joint_delta" and actor.config.observation["robot"] == "franka"
 
 
 def test_env_options_pass_through_to_training_and_evaluation(tmp_path):
@@ -188,7 +190,7 @@ def test_env_options_pass_through_to_training_and_evaluation(tmp_path):
     from sim.eval_policy import evaluate_run
     from sim.policy_config import EvalPolicyConfig
 
-    cfg = TrainPolicyConfig(encoder=EncoderSettings(name="state"), eval_episodes=0, videos=0, out=str(tmp_path / "run"),
+    cfg = TrainPolicyConfig(encoder=EncoderSpec(kind="state"), eval_episodes=0, videos=0, out=str(tmp_path / "run"),
                             num_envs=1, progress=False)
     cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 100, 1
     cfg.env.episode_seconds = 1.0

@@ -1,0 +1,72 @@
+"""What a policy is, as data (LeRobot's configuration_<name>.py; docs/design.md section 6).
+
+A `PolicyConfig` holds everything that rebuilds a trained policy: the frozen encoder that makes
+its features (`EncoderSpec`), MVP's actor sizes, which inputs and outputs are standardized, and
+the observation/action contract it was trained under. The contract is written by whoever owned
+the data (sim/env.py for sim runs, real/demo_layout.py for real demos) and read back by an
+adapter where the policy is deployed (real/adapter.py), so a policy never guesses units.
+
+`EncoderSpec` is the one shape of the frozen-encoder settings: sim's `encoder.*`, real BC's
+`encoder.*`, the saved policy and the feature providers all use it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+ENCODER_KINDS = ("toto", "random", "state")
+NORMALIZED = ("features", "proprio", "actions")
+
+
+@dataclass
+class EncoderSpec:
+    """The frozen encoder a policy reads its features through."""
+
+    kind: str = "toto"  # toto: frozen pre-trained Toto | random: same architecture, random weights | state: privileged state
+    path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py` (toto and random read it)
+    layer: Any = "mid"  # "mid", a fraction in (0, 1] or a block index (encoder.frozen.resolve_layer)
+    # grid4 (4 x 4 regional averages) keeps where the cube is, which the paper's avg loses with a RoPE-only model:
+    # 94-96% held-out on franka_pick against 10% for avg (README, Policies). avg: the paper's protocol, one override away
+    pool: str = "grid4"
+    dtype: Optional[str] = "auto"  # the transformer's dtype: auto (bf16 where native, toto_robot/compute.py) | fp32 | bf16
+    device: str = "auto"  # where the encoder runs: auto|cpu|cuda|cuda:N (the actor is small and stays on the CPU)
+    batch_size: int = 64  # frames per encoder call (memory, not results)
+    seed: int = 0  # weights of the random encoder
+
+    def __post_init__(self):
+        if self.kind not in ENCODER_KINDS:
+            raise ValueError(f"encoder kind {self.kind!r}: use one of {ENCODER_KINDS}")
+
+
+@dataclass
+class PolicyConfig:
+    """Everything `Policy(config)` needs; saved as the `config` of model.json."""
+
+    encoder: EncoderSpec = field(default_factory=EncoderSpec)
+    feat_dim: int = 0
+    proprio_dim: int = 0  # 0: the privileged-state actor (features alone)
+    action_dim: int = 0
+    embed_dim: int = 128  # MVP: image and proprio each projected to 128
+    hidden: tuple[int, ...] = (256, 128, 64)
+    bound: str = "tanh"  # policies.actor.BOUNDS: tanh (sim envs' [-1, 1]) | clip (a linear output)
+    # standardized by the median-floored rule (policies.actor.feature_stats); features always,
+    # proprio and actions where their scales differ by orders of magnitude (real joint deltas vs the gripper)
+    normalize: tuple[str, ...] = ("features",)
+    observation: dict = field(default_factory=dict)  # the contract: what `proprio` and the image are, in which units
+    action: dict = field(default_factory=dict)  # the convention: names, units, bounds (low/high, None = unbounded)
+    resolution: Optional[int] = None  # frames the encoder reads (None for the state policy)
+
+    def __post_init__(self):
+        if isinstance(self.encoder, dict):
+            self.encoder = EncoderSpec(**self.encoder)
+        self.hidden, self.normalize = tuple(self.hidden), tuple(self.normalize)
+        unknown = set(self.normalize) - set(NORMALIZED)
+        if "features" not in self.normalize or unknown:
+            raise ValueError(f"normalize={list(self.normalize)}: features and any of {NORMALIZED[1:]}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hidden": list(self.hidden), "normalize": list(self.normalize)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PolicyConfig:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
