@@ -36,11 +36,11 @@ class AggregatedBuffer:
         a = np.asarray(actions, dtype=np.float32)
         if f.ndim != 2 or a.ndim != 2 or not len(f) == len(p) == len(a):
             raise ValueError(f"rows must be (B, F), (B, P), (B, A) with one B; got {f.shape}, {p.shape}, {a.shape}")
-        if self._size:
-            old = self.arrays()
+        if self._size:  # against the first chunk: concatenating here made every add copy the whole buffer
             for name, new in (("features", f), ("proprio", p), ("actions", a)):
-                if new.shape[1:] != old[name].shape[1:]:
-                    raise ValueError(f"{name} rows of shape {new.shape[1:]} do not match the buffer's {old[name].shape[1:]}")
+                old = self._chunks[name][0].shape[1:]
+                if new.shape[1:] != old:
+                    raise ValueError(f"{name} rows of shape {new.shape[1:]} do not match the buffer's {old}")
         for name, value in zip(FIELDS, (f, p, a, np.full(len(f), round_index, dtype=np.int32))):
             self._chunks[name].append(value)
         self._size += len(f)
