@@ -125,13 +125,11 @@ def load_robot_policy(path, encoder_path=None, dtype="auto", device="auto") -> R
     from policies import Policy
     from toto_robot.checkpoint import CheckpointError
 
+    policy = Policy.from_pretrained(path, encoder_path=encoder_path, dtype=dtype, device=device)  # its errors say what to train
     try:
-        policy = Policy.from_pretrained(path, encoder_path=encoder_path, dtype=dtype, device=device)
         robot_policy = RobotPolicy(policy)
         policy.features  # noqa: B018  build the encoder now, not at the first frame
-    except CheckpointError as error:
-        if "no policy at" in str(error):
-            raise CheckpointError(f"{error} ({TRAIN_HINT})") from None
+    except CheckpointError:
         raise
     except ValueError as error:
         raise CheckpointError(f"{path}: {error}") from None
