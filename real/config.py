@@ -80,6 +80,7 @@ class FrankaConfig:
     action_topic: str = _text("policy/action", topic=True)
     joint_state_topic: str = _text("franka/joint_states", topic=True)
     gripper_topic: str = _text("franka/gripper_width", topic=True)
+    status_topic: str = _text("franka/status", topic=True)  # robot time, command success rate, last target
     gripper_speed: float = _num(0.05, 0.0, 0.1, lo_open=True)  # m/s
     gripper_force: float = _num(20.0, 0.0, 70.0, lo_open=True)  # N, Franka Hand continuous force
     watchdog_timeout_s: float = _num(0.15, 0.0, 1.0, lo_open=True)  # no fresh action -> hold

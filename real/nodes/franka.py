@@ -9,7 +9,9 @@ arrays are accepted; one client per robot (a second connection blocks forever, h
 timeout); `poll_motion` is inverted, so `is_in_control` tells whether a motion runs.
 
 `FrankaNode` (ROS): parameters = real.config's `franka` section; publishes JointState and the
-gripper width at `state_rate_hz`; subscribes to the action topic (Float64MultiArray: 7 joint
+gripper width at `state_rate_hz`, and on `status_topic` (Float64MultiArray, `STATUS_FIELDS`) the
+robot time, libfranka's command success rate and the last commanded target (NaN before the first),
+so the envelope's output and the host's control-loop health can be watched from outside; subscribes to the action topic (Float64MultiArray: 7 joint
 deltas + optional gripper command in [0, 1], closed at >= 0.5); clamps every action with
 `SafetyEnvelope` (deltas add to the last *commanded* target: the measured joints lag a streaming
 motion); holds when no fresh action came within `watchdog_timeout_s`; services `~/estop` (stop,
@@ -37,6 +39,7 @@ GRIPPER_CLOSE_AT = 0.5
 GRIPPER_CLOSE_WAIT_S = 5.0  # longest wait for a running gripper command at shutdown
 _KEEP_ALIVE: list = []  # grippers still busy at close (never garbage-collected: see FrankaBridge.close)
 MAX_RECOVERIES, RECOVERY_WINDOW_S = 3, 10.0  # more errors than this in the window: give up
+STATUS_FIELDS = ("robot_time_s", "command_success_rate", *(f"target_q{i}" for i in range(1, 8)))
 HOME_TIMEOUT_S, HOME_TOLERANCE = 60.0, 0.01  # rad, every joint (franky-sim tracks to ~5e-3)
 
 
@@ -153,6 +156,10 @@ class FrankaBridge:
         """The robot's clock (s): what the envelope's speed limit is measured in, whatever the host's speed."""
         return float(self._call("reading the robot time", lambda: self.robot.state.time.to_sec()))
 
+    def command_success_rate(self) -> float:
+        """libfranka's share of 1 kHz commands that reached the robot in time (1.0: the host keeps up)."""
+        return float(self._call("reading the robot state", lambda: self.robot.state.control_command_success_rate))
+
     def is_moving(self) -> bool:
         return bool(self._call("reading the control state", lambda: self.robot.is_in_control))
 
@@ -265,7 +272,7 @@ class FrankaNode(_NodeBase):
         _, JointState, Float64, Float64MultiArray, Trigger, SetBool = _ros()  # ImportError without rclpy
         super().__init__(name, **node_kwargs)
         self.config = cfg = declare_section(self, "franka", config or FrankaConfig())
-        self._JointState, self._Float64 = JointState, Float64
+        self._JointState, self._Float64, self._Float64MultiArray = JointState, Float64, Float64MultiArray
         self.envelope = SafetyEnvelope(cfg.safety, *joint_limits(cfg.robot_model))
         self.home_q = np.array(cfg.home_q, dtype=np.float64)
         why = self.envelope.admits(self.home_q)
@@ -285,6 +292,7 @@ class FrankaNode(_NodeBase):
         self.get_logger().info(f"connected to the robot at {cfg.robot_ip}; q = {np.round(self.q, 3).tolist()}")
         self.joint_pub = self.create_publisher(JointState, cfg.joint_state_topic, 10)
         self.gripper_pub = self.create_publisher(Float64, cfg.gripper_topic, 10)
+        self.status_pub = self.create_publisher(Float64MultiArray, cfg.status_topic, 10)
         # depth 1: actions carry no stamp, so after a stall apply only the newest, not a burst
         self.create_subscription(Float64MultiArray, cfg.action_topic, self._on_action, 1)
         self.create_service(Trigger, "~/estop", self._on_estop)
@@ -303,6 +311,9 @@ class FrankaNode(_NodeBase):
         msg.position, msg.velocity = self.q.tolist(), self.dq.tolist()
         self.joint_pub.publish(msg)
         self.gripper_pub.publish(self._Float64(data=width))
+        target = np.full(7, np.nan) if self.bridge.target is None else self.bridge.target
+        status = [self.bridge.robot_time(), self.bridge.command_success_rate(), *target.tolist()]
+        self.status_pub.publish(self._Float64MultiArray(data=status))
 
     def _on_tick(self) -> None:
         self._publish_state()

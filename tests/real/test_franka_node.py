@@ -35,7 +35,7 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from real.config import FrankaConfig  # noqa: E402
 from real.nodes import run_node  # noqa: E402
 from tests.real.fuzz import fuzzed_action  # noqa: E402
-from tests.real.processes import start_sim  # noqa: E402
+from tests.real.processes import SIM_KEPT_UP, sim_speed, start_sim  # noqa: E402
 from real.nodes.franka import FrankaBridge, FrankaNode, RobotError, RobotLost, RobotUnreachable, main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -242,13 +242,13 @@ def test_thousand_fuzzed_actions_keep_the_sim_arm_in_its_limits_and_box(harness,
     The envelope's guarantee, on any host: every target the node commanded is inside the
     margin-shrunk limits and keeps box_margin clear of the box. The arm's own guarantee (every
     measured state within 0.01 rad of the shrunk limits, the measured hand inside the box) is checked
-    when the host kept franky's 1 kHz command loop (control_command_success_rate, libfranka's share of
-    commands that arrived in time): where the loop drops commands, franky-sim takes the late ones as
-    jumps of the target, which a real Franka refuses with a communication_constraints_violation stop.
+    when franky-sim kept real time (`SIM_KEPT_UP`): on a starved host the 1 kHz loop falls behind and
+    franky-sim takes late commands as jumps of the target, which a real Franka refuses with a
+    communication_constraints_violation stop.
     """
     node, env = harness.node, harness.node.envelope
     assert harness.call(harness.home, timeout=30.0).success  # the sim starts with the hand outside the box
-    commanded, loop = [], []  # every streamed target; (wall time, sim time, command success rate) per action
+    commanded, loop = [], []  # every streamed target; (wall time, sim time) per action
     command = node.bridge.command
     monkeypatch.setattr(node.bridge, "command", lambda target: (commanded.append(np.array(target)), command(target))[1])
     t0 = time.monotonic()
@@ -267,7 +267,7 @@ def test_thousand_fuzzed_actions_keep_the_sim_arm_in_its_limits_and_box(harness,
         # lock-step: the node's depth-1 action queue keeps only the newest, and all 1,000 must apply
         assert _wait(lambda: node.actions_received == sent, 1.0), (sent, node.actions_received)
         state = node.bridge.robot.state
-        loop.append((time.monotonic(), state.time.to_sec(), state.control_command_success_rate))
+        loop.append((time.monotonic(), state.time.to_sec()))
     assert _settled(node, 5.0)
     states = [q for t, q in harness.states if t >= t0]
     assert len(states) > 50 * 15  # the whole run was watched at the state rate
@@ -279,14 +279,12 @@ def test_thousand_fuzzed_actions_keep_the_sim_arm_in_its_limits_and_box(harness,
 
     target_joint, target_box = worst(commanded)
     worst_joint, worst_box = worst(states)
-    wall, sim_time, success = np.array(loop).T
-    realtime = (sim_time[-1] - sim_time[0]) / (wall[-1] - wall[0])
-    kept_up = success.min() >= 0.9 and realtime >= 0.9
+    wall, sim_time = np.array(loop).T
+    realtime, kept_up = sim_speed(sim_time, wall)
     print(f"\n1,000 fuzzed actions on franky-sim: {len(commanded)} targets commanded, closest approach past the "
           f"margin-shrunk joint limits {target_joint:+.4f} rad, past the box {1e3 * target_box:+.1f} mm; measured arm "
-          f"{worst_joint:+.4f} rad, {1e3 * worst_box:+.1f} mm; sim {realtime:.2f}x real time, franky's command success "
-          f"rate {success.min():.2f} at worst (median {np.median(success):.3f})"
-          + ("" if kept_up else ": the host did not keep the 1 kHz loop, so the measured arm is reported, not checked"))
+          f"{worst_joint:+.4f} rad, {1e3 * worst_box:+.1f} mm; sim {realtime:.2f}x real time"
+          + ("" if kept_up else f" (< {SIM_KEPT_UP}x: the host starved the 1 kHz loop, so the measured arm is reported, not checked)"))
     # the envelope: every commanded target inside the shrunk limits and box_margin clear of the box
     assert len(commanded) > 300 and target_joint <= 1e-9 and target_box <= -env.config.box_margin + 1e-9, (target_joint, target_box)
     if kept_up:  # the arm: the box itself, no allowance
@@ -369,7 +367,8 @@ class _FakeFranky:
             def __init__(self, ip, relative_dynamics_factor=1.0, realtime_config=0):
                 self.in_control = False
                 self.has_errors = False
-                self.state = SimpleNamespace(current_errors="none", time=SimpleNamespace(to_sec=time.monotonic))  # a real-time robot clock
+                self.state = SimpleNamespace(current_errors="none", time=SimpleNamespace(to_sec=time.monotonic),  # a real-time robot clock
+                                             control_command_success_rate=1.0)
 
             @property
             def current_joint_state(self):
