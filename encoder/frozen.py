@@ -327,11 +327,13 @@ class FrameStream:
         cache.offset = 0
 
 
-def load_encoder(path, layer="mid", pool: str = "avg", dtype: torch.dtype | str | None = "auto",
+def load_encoder(path, layer="mid", pool: str | None = None, dtype: torch.dtype | str | None = "auto",
                  device: str = "auto") -> TotoEncoder:
     """The frozen encoder in `path`, an encoder directory (toto.safetensors/.json + tokenizer.*,
-    written by the pre-training export stage). layer: see `resolve_layer`; pool: "avg", "attn" or "grid<k>"
-    (untrained, see `TotoEncoder`); dtype: "auto" (bf16 where the hardware runs it natively, else fp32:
+    written by the pre-training export stage), or the MAE baseline's export (mae.* + tokenizer.*, from
+    `python pretrain/run.py objective=mae`: a `MAEEncoder`, encoder/frozen_mae.py). layer: see
+    `resolve_layer`; pool: "avg", "attn" or "grid<k>" (untrained, see `TotoEncoder`), or "cls" for an MAE;
+    None: "avg" for Toto, "cls" (MVP's feature) for an MAE; dtype: "auto" (bf16 where the hardware runs it natively, else fp32:
     toto_robot/compute.py), "fp32" (or None) or "bf16" (bf16 transformer weights: ~2x fp32 on an AMX
     CPU, ~50x slower on an AVX2-only one; the tokenizer stays fp32); device: auto|cpu|cuda|cuda:N.
 
@@ -343,12 +345,17 @@ def load_encoder(path, layer="mid", pool: str = "avg", dtype: torch.dtype | str 
     from toto_robot.checkpoint import CheckpointError, read_meta
 
     _compute(dtype, device)
-    make_pool(pool, 8)  # a bad pool or layer fails before any weights load
     directory = Path(path).expanduser()
-    if directory.is_file() and directory.name in ("toto.json", "toto.safetensors"):
+    if directory.is_file() and directory.name in ("toto.json", "toto.safetensors", "mae.json", "mae.safetensors"):
         directory = directory.parent
     if not directory.is_dir():
         raise CheckpointError(f"encoder directory {path} not found: {_WHAT_TO_PASS}")
+    if (directory / "mae.json").is_file() and not (directory / "toto.json").is_file():
+        from encoder.frozen_mae import load_mae_encoder
+
+        return load_mae_encoder(directory, layer=layer, pool=pool or "cls", dtype=dtype, device=device)
+    pool = pool or "avg"
+    make_pool(pool, 8)  # a bad pool or layer fails before any weights load
     if not (directory / "toto.json").is_file():
         found = "a tokenizer checkpoint" if (directory / "tokenizer.json").is_file() else "no toto.json"
         raise CheckpointError(f"{directory} holds {found}, not an encoder: {_WHAT_TO_PASS}")

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-ENCODER_KINDS = ("toto", "random", "state")
+ENCODER_KINDS = ("toto", "mae", "random", "random_trunk", "state")
+ENCODER_PATHS = {"mae": "runs/pretrain_mae/encoder"}  # export of `python pretrain/run.py objective=mae`; others below
 NORMALIZED = ("features", "proprio", "actions")
 
 
@@ -22,8 +23,10 @@ NORMALIZED = ("features", "proprio", "actions")
 class EncoderSpec:
     """The frozen encoder a policy reads its features through."""
 
-    kind: str = "toto"  # toto: frozen pre-trained Toto | random: same architecture, random weights | state: privileged state
-    path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py` (toto and random read it)
+    # toto: frozen pre-trained Toto | mae: the MAE baseline (pretrain objective=mae) | random: Toto's architecture,
+    # random tokenizer and transformer | random_trunk: the trained tokenizer, a random transformer | state: privileged state
+    kind: str = "toto"
+    path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py` (toto, random*); mae: ENCODER_PATHS
     layer: Any = "mid"  # "mid", a fraction in (0, 1] or a block index (encoder.frozen.resolve_layer)
     # grid4 (4 x 4 regional averages) keeps where the cube is, which the paper's avg loses with a RoPE-only model:
     # 94-96% held-out on franka_pick against 10% for avg (README, Policies). avg: the paper's protocol, one override away
@@ -36,6 +39,8 @@ class EncoderSpec:
     def __post_init__(self):
         if self.kind not in ENCODER_KINDS:
             raise ValueError(f"encoder kind {self.kind!r}: use one of {ENCODER_KINDS}")
+        if self.kind in ENCODER_PATHS and self.path == EncoderSpec.path:  # the Toto default would only be refused
+            self.path = ENCODER_PATHS[self.kind]
 
 
 @dataclass

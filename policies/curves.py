@@ -82,3 +82,21 @@ def plot_comparison(path: Path, panels: dict[str, dict[str, list[list[tuple[int,
     axes[0][0].set_ylabel("student success rate")
     axes[0][0].legend(loc="best")
     _save(fig, path)
+
+
+def plot_layers(path: Path, panels: dict[str, dict[str, list[tuple]]]) -> None:
+    """Final success vs the layer the features are read at (the paper's Fig. 8, robotics): a panel per
+    task, a line per encoder; `panels[task][line]` holds (layer, success, ci_low, ci_high) points,
+    drawn with their Wilson intervals. Layers are categories in the order given ("mid", 0.25, 3 ...)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (task, lines) in zip(axes[0], panels.items()):
+        for line, points in lines.items():
+            layers = [str(p[0]) for p in points]
+            rates, low, high = (np.array([p[i] for p in points]) for i in (1, 2, 3))
+            ax.errorbar(layers, rates, yerr=[rates - low, high - rates], fmt="o-", capsize=3, label=line, markersize=3)
+        ax.set(title=task, xlabel="layer read (depth fraction or block)", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out success rate")
+    axes[0][0].legend(loc="best")
+    _save(fig, path)

@@ -79,8 +79,9 @@ class RandomTotoFeatures(TotoFeatures):
     """
 
     def __init__(self, encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype="auto", batch_size: int = 64,
-                 device="auto"):
-        super().__init__(random_encoder(encoder_dir, seed=seed, layer=layer, pool=pool, dtype=dtype, device=device), batch_size)
+                 device="auto", trained_tokenizer: bool = False):
+        super().__init__(random_encoder(encoder_dir, seed=seed, layer=layer, pool=pool, dtype=dtype, device=device,
+                                        trained_tokenizer=trained_tokenizer), batch_size)
 
 
 @torch.no_grad()
@@ -103,10 +104,13 @@ def _spread_codes(tokenizer, resolution: int, seed: int) -> None:
     last.bias.sub_(mean).div_(std)
 
 
-def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype="auto", device="auto"):
+def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype="auto", device="auto",
+                   trained_tokenizer: bool = False):
     """A frozen `TotoEncoder` with the configs of `encoder_dir` (toto.json + tokenizer.json) and
     seeded random weights (no trained weights are read). The global torch RNG is left as it was.
-    Only FSQ tokenizers are supported (the pipeline's own); others raise ValueError."""
+    Only FSQ tokenizers are supported (the pipeline's own); others raise ValueError.
+    trained_tokenizer=True keeps the directory's trained tokenizer and randomizes only the
+    transformer: what the transformer's pre-training adds, apart from the tokenizer's."""
     from encoder.frozen import TotoEncoder
     from encoder.model import Toto, TotoConfig
     from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
@@ -121,8 +125,13 @@ def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", d
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Toto(TotoConfig.from_dict(meta["config"]))
-        tokenizer = FSQTokenizer(FSQConfig(**tok_meta["config"])).eval()
-        _spread_codes(tokenizer, resolution, seed)
+        if trained_tokenizer:
+            from encoder.tokenizers import load_tokenizer
+
+            tokenizer = load_tokenizer(directory / f"{meta.get('tokenizer', 'tokenizer')}.safetensors")
+        else:
+            tokenizer = FSQTokenizer(FSQConfig(**tok_meta["config"])).eval()
+            _spread_codes(tokenizer, resolution, seed)
     return TotoEncoder(model, tokenizer, resolution=resolution, frames=meta.get("frames"), layer=layer, pool=pool, dtype=dtype,
                        device=device)
 
@@ -139,13 +148,22 @@ def make_features(spec, path=None) -> FeatureProvider:
     if spec.kind == "state":
         return StateFeatures()
     path = path or spec.path
-    if not (Path(path).expanduser() / "toto.json").is_file():
-        raise CheckpointError(f"no encoder checkpoint at {path}: {PRETRAIN_HINT}")
+    directory = Path(path).expanduser()
+    want, other = ("mae", "toto") if spec.kind == "mae" else ("toto", "mae")
+    if not (directory / f"{want}.json").is_file():
+        if (directory / f"{other}.json").is_file():
+            fix = ("encoder=mae (or encoder.path=<a Toto export>)" if other == "mae"
+                   else "encoder=toto, or encoder.path=<an MAE export> (python pretrain/run.py objective=mae)")
+            raise CheckpointError(f"{path} holds {'an MAE' if other == 'mae' else 'a Toto'} encoder, not the {spec.kind} "
+                                  f"features asked for: use {fix}")
+        hint = "run `python pretrain/run.py objective=mae` first" if want == "mae" else PRETRAIN_HINT
+        raise CheckpointError(f"no {want} encoder checkpoint at {path}: {hint}")
     try:
-        if spec.kind == "random":
+        if spec.kind in ("random", "random_trunk"):
             provider = RandomTotoFeatures(path, seed=spec.seed, layer=spec.layer, pool=spec.pool, dtype=spec.dtype,
-                                          batch_size=spec.batch_size, device=spec.device)
-        else:
+                                          batch_size=spec.batch_size, device=spec.device,
+                                          trained_tokenizer=spec.kind == "random_trunk")
+        else:  # toto or mae: load_encoder reads either export
             model = load_encoder(path, layer=spec.layer, pool=spec.pool, dtype=spec.dtype, device=spec.device)
             provider = TotoFeatures(model, batch_size=spec.batch_size)
     except CheckpointError as error:

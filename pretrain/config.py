@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from pretrain.data.sources import SourceConfig
 from pretrain.tokenization import TokenizeConfig
@@ -18,6 +19,12 @@ from pretrain.train import TrainConfig
 from pretrain.train_tokenizer import TokenizerTrainConfig
 
 STAGES = ("all", "data", "tokenizer", "tokenize", "train", "export")
+OBJECTIVES = ("ar", "mae")  # ar: Toto's next-token prediction | mae: the MAE baseline (encoder/mae.py)
+
+
+def default_out(objective: str) -> str:
+    """Where a run writes unless `out` is given: MAE runs beside, never over, the Toto run."""
+    return "runs/pretrain" if objective == "ar" else f"runs/pretrain_{objective}"
 
 
 @dataclass
@@ -35,6 +42,9 @@ class DataSettings:
     cache_dir: str = "runs/cache"  # where the embedded robot videos are rendered once
     episodes_per_task: int = 16  # embedded robot episodes per task (x2 cameras)
     robot: bool = True  # include the rendered robot videos in the embedded corpus
+    # sim tasks whose rendered videos the embedded corpus leaves out, e.g. [franka_pick]: measures transfer
+    # to an unseen task apart from in-domain fitting (the embedded corpus is 80% renderings of the tasks)
+    exclude_tasks: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -48,10 +58,22 @@ class TokenizerSettings:
 
 
 @dataclass
+class MAESettings:
+    """objective=mae: MVP's recipe on the preset's trunk (same width, depth and heads as Toto)."""
+
+    mask_ratio: float = 0.75
+    decoder_layers: int = 2
+    decoder_dim: Optional[int] = None  # None: half the trunk's width
+
+
+@dataclass
 class RunConfig:
     stage: str = "all"  # one of STAGES; each stage resumes or skips finished work
+    # ar: Toto (next-token prediction on tokenizer codes) | mae: the MAE baseline on the same corpus, read
+    # as 8x8 pixel patches (the patch tokenizer, whatever tokenizer= says), same frames per step
+    objective: str = "ar"
     device: str = "auto"  # auto|cpu|cuda|cuda:N for tokenizer training, tokenization and training (toto_robot/compute.py)
-    out: str = "runs/pretrain"  # run directory: tokenizer/, tokens/, train/, encoder/
+    out: str = default_out("ar")  # run directory: tokenizer/, tokens/, train/, encoder/ (run.yaml: runs/pretrain_mae for mae)
     # under torchrun: the bound on any one collective (NCCL's own default is 10 min); stages are
     # joined by file markers, never by collectives (pretrain/markers.py)
     dist_timeout_minutes: float = 60.0
@@ -62,6 +84,9 @@ class RunConfig:
     tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    mae: MAESettings = field(default_factory=MAESettings)
 
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
+if not OmegaConf.has_resolver("pretrain_out"):
+    OmegaConf.register_new_resolver("pretrain_out", default_out)  # run.yaml: out: ${pretrain_out:${objective}}

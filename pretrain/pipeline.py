@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from pretrain import distributed, markers
-from pretrain.config import STAGES, RunConfig
+from pretrain.config import OBJECTIVES, STAGES, RunConfig
 from pretrain.data.sources import SourceConfig, listed_once, load_listings, save_listings
 
 TOKENIZER_DIR, TOKENS_DIR, TRAIN_DIR, ENCODER_DIR = "tokenizer", "tokens", "train", "encoder"
@@ -35,19 +35,31 @@ def resolve_sources(cfg: RunConfig) -> list[SourceConfig]:
                     f"data source {source.name!r}: {source.path} does not exist; set data.sources to your data "
                     "(see pretrain/conf/data/paper_mix.yaml) or omit it for the embedded corpus"
                 )
+        if cfg.data.exclude_tasks:
+            raise ValueError("data.exclude_tasks applies to the embedded corpus; with data.sources, leave those videos out of the sources")
         return sources
     from pretrain.data.embedded import embedded_sources
 
     return embedded_sources(cfg.data.cache_dir, episodes_per_task=cfg.data.episodes_per_task,
                             image_size=cfg.tokenize.resolution, robot=cfg.data.robot,
-                            progress=cfg.tokenize.progress)
+                            progress=cfg.tokenize.progress, exclude_tasks=tuple(cfg.data.exclude_tasks))
+
+
+def reads_pixels(cfg: RunConfig) -> bool:
+    """True when the run trains on pixel patches (tokenizer=patch, or the MAE objective) rather than codes."""
+    return cfg.objective == "mae" or cfg.tokenizer.kind == "patch"
 
 
 def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool = True):
-    """The run's tokenizer; an fsq tokenizer without `path` is trained into out/tokenizer first."""
+    """The run's tokenizer; an fsq tokenizer without `path` is trained into out/tokenizer first.
+    objective=mae reads 8x8 pixel patches (MVP's ViT/16 at 224 px has the same 14-16 patches a side)."""
     from encoder.tokenizers import load_tokenizer
 
     settings = cfg.tokenizer
+    if cfg.objective == "mae":
+        if settings.path:
+            raise ValueError(f"objective=mae reads pixel patches: drop tokenizer.path={settings.path}")
+        return load_tokenizer("patch")
     if settings.kind not in ("fsq", "dalle", "patch"):
         raise ValueError(f"tokenizer.kind={settings.kind!r}: use fsq, dalle or patch")
     if settings.kind == "patch":
@@ -97,6 +109,13 @@ def model_config(cfg: RunConfig, index: dict):
     """
     from encoder.presets import preset_config
 
+    if cfg.objective == "mae":
+        from encoder.mae import MAEConfig
+
+        grid = index["grid"]
+        return MAEConfig.like(preset_config(cfg.model.preset), patch_dim=3 * (index["settings"]["resolution"] // grid) ** 2,
+                              grid=grid, mask_ratio=cfg.mae.mask_ratio, decoder_layers=cfg.mae.decoder_layers,
+                              decoder_dim=cfg.mae.decoder_dim)
     if pixel_content(index):
         patch = index["settings"]["resolution"] // index["grid"]
         overrides = {"patch_dim": 3 * patch**2, "max_seq_len": index["frames"] * index["grid"] ** 2}
@@ -132,10 +151,10 @@ def patchify(cfg: RunConfig, index: dict, tokenizer=None):
     """
     from pretrain.batches import patch_sequences
 
-    if pixel_content(index) != (cfg.tokenizer.kind == "patch"):
-        content = "pixel rows (tokenizer=patch)" if pixel_content(index) else "token ids"
-        raise ValueError(f"{Path(cfg.out) / TOKENS_DIR} holds {content} but tokenizer.kind={cfg.tokenizer.kind!r}: "
-                         "use the tokenizer the shards were made with, or another out")
+    if pixel_content(index) != reads_pixels(cfg):
+        content = "pixel rows (tokenizer=patch or objective=mae)" if pixel_content(index) else "token ids"
+        raise ValueError(f"{Path(cfg.out) / TOKENS_DIR} holds {content} but tokenizer.kind={cfg.tokenizer.kind!r}, "
+                         f"objective={cfg.objective}: use the settings the shards were made with, or another out")
     if not pixel_content(index):
         return None
     tokenizer = tokenizer if tokenizer is not None else prepare_tokenizer(cfg, [], train=False)
@@ -174,6 +193,12 @@ def export_encoder(cfg: RunConfig, tokenizer, summary: dict | None = None) -> Pa
     out = Path(cfg.out) / ENCODER_DIR
     save_tokenizer(tokenizer, out)
     state, meta = load_weights(checkpoint, "toto", kind="toto")
+    if cfg.objective == "mae":  # the frozen MAE: toto_robot.load_encoder reads it as encoder/frozen_mae.py
+        frames = (summary or {}).get("tokens_seen", 0) // index["grid"] ** 2
+        save_weights(out, "mae", state, kind="mae", config=meta["config"], tokenizer="tokenizer",
+                     resolution=index["settings"]["resolution"], source_checkpoint=str(checkpoint),
+                     frames_seen=frames, summary=summary or {})
+        return out
     geometry = {"frames": index["frames"], "grid": index["grid"], "seq_len": meta["config"]["max_seq_len"]}
     save_weights(out, "toto", state, kind="toto", config=meta["config"], tokenizer="tokenizer",
                  resolution=index["settings"]["resolution"], source_checkpoint=str(checkpoint),
@@ -218,6 +243,10 @@ def _run(cfg: RunConfig) -> dict:
 
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}: use one of {', '.join(STAGES)}")
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective={cfg.objective!r}: use one of {', '.join(OBJECTIVES)}")
+    if cfg.objective == "mae" and cfg.model.init_from:
+        raise ValueError("objective=mae trains from scratch: drop model.init_from")
     stages = STAGES[1:] if cfg.stage == "all" else (cfg.stage,)
     if cfg.dry_run:
         from pretrain.dry_run import dry_run

@@ -37,7 +37,18 @@ GIB = 1024**3
 
 
 def flops_per_token(config: TotoConfig, seq_len: int) -> float:
-    """Training FLOPs per token (forward and backward), see the module docstring."""
+    """Training FLOPs per token (forward and backward), see the module docstring. For the MAE
+    baseline (MAEConfig) per input patch: the trunk on the unmasked share, the decoder on all."""
+    from encoder.mae import MAE, MAEConfig
+
+    if isinstance(config, MAEConfig):
+        with torch.device("meta"):
+            params = dict(MAE(config).named_parameters())
+        trunk = sum(p.numel() for n, p in params.items() if p.dim() == 2 and n.startswith(("layers.", "patch_in")))
+        decoder = sum(p.numel() for n, p in params.items() if p.dim() == 2 and n.startswith("decoder"))
+        keep = 1 - config.mask_ratio
+        return 6.0 * (trunk * keep + decoder) + 6.0 * config.tokens * (config.n_layers * config.dim * keep**2
+                                                                        + config.decoder_layers * config.decoder_width)
     with torch.device("meta"):
         params = Toto(config).named_parameters()
         matmul = sum(p.numel() for name, p in params if p.dim() == 2 and not name.startswith("tok_embeddings"))

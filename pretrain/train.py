@@ -142,8 +142,44 @@ class Objective:
         return rows.shape[0] * (self.seq_len - 1)
 
 
-def _objective(model_config: TotoConfig, probe: TokenBatches, patchify) -> Objective:
+class MaskedObjective(Objective):
+    """The MAE baseline (encoder/mae.py): every frame of a pixel row is its own image; the loss is the
+    model's masked-patch regression, its targets the masked patches. A row of T frames is T images,
+    so at the same batch_tokens the MAE sees exactly the frames a Toto of the same settings sees."""
+
+    def __init__(self, patchify, config):
+        super().__init__(patchify, seq_len=None)
+        self.tokens = config.tokens
+        self.masked = config.tokens - max(1, round(config.tokens * (1 - config.mask_ratio)))
+
+    def inputs(self, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+        patches = self.patchify(rows.to(device, non_blocking=True))  # (B, T*L, P)
+        return patches.reshape(-1, self.tokens, patches.shape[-1])  # (B*T, L, P): frames
+
+    def loss(self, model, inputs: torch.Tensor) -> torch.Tensor:
+        return model(inputs).loss
+
+    def targets(self, rows: torch.Tensor) -> int:
+        return rows.shape[0] * rows.shape[1] * self.masked
+
+
+def build_model(model_config):
+    """The network a config describes: a Toto (TotoConfig) or the MAE baseline (MAEConfig)."""
+    from encoder.mae import MAE, MAEConfig
+
+    return MAE(model_config) if isinstance(model_config, MAEConfig) else Toto(model_config)
+
+
+def _objective(model_config, probe: TokenBatches, patchify) -> Objective:
     """The run's Objective, after checking that the model, the rows and `patchify` agree."""
+    from encoder.mae import MAEConfig
+
+    if isinstance(model_config, MAEConfig):
+        if not probe.pixels or patchify is None:
+            raise ValueError("the MAE objective trains on pixel rows (objective=mae tokenizes with the patch tokenizer)")
+        objective = MaskedObjective(patchify, model_config)
+        objective.seq_len = int(patchify(probe.micro_batch_tokens(0, 0, 0)).shape[1])  # patches a row: sizes the batch
+        return objective
     if (model_config.patch_dim is not None) != probe.pixels:
         if probe.pixels:
             raise ValueError(f"the train sets hold pixel rows {probe.row_shape}: train them with a patch model (set patch_dim) and patchify")
@@ -260,7 +296,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
     probe = TokenBatches(train_sets, seed=cfg.seed, micro_batch=1, grad_accum=1)
     objective = _objective(model_config, probe, patchify)
     seq_len = objective.seq_len
-    if seq_len > model_config.max_seq_len:
+    if seq_len > getattr(model_config, "max_seq_len", seq_len):
         kind = "patch" if probe.pixels else "token"
         raise ValueError(f"{kind} rows hold {seq_len} tokens but the model's max_seq_len is {model_config.max_seq_len}: "
                          f"set max_seq_len >= {seq_len}")
@@ -278,7 +314,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
         raise ValueError(f"validation sets must hold {'pixel' if probe.pixels else 'token'} rows like the train sets")
 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and in every rerun
-    model = Toto(model_config)
+    model = build_model(model_config)
     if init_weights is not None:
         load_init_weights(model, init_weights)
     model.to(info.device)

@@ -3,6 +3,7 @@
     python real/train_bc.py data=runs/rpt/demos.hdf5                        # encoder runs/pretrain/encoder, mid layer
     python real/train_bc.py data=runs/real/demos                            # the recorder node's episode files
     python real/train_bc.py data=demos.hdf5 encoder.path=... encoder.pool=grid4 epochs=200 out=runs/real_bc_grid4
+    python real/train_bc.py data=demos.hdf5 encoder.kind=mae out=runs/real_bc_mae      # the MAE baseline (Table 11)
     python real/train_bc.py --help                                         # every option (TrainBCConfig)
 
 `data` is a robomimic-schema HDF5 of real demos (python -m real.rpt_import), or a directory of the
@@ -81,7 +82,7 @@ def load_inputs(cfg: TrainBCConfig):
     if not kept:
         raise ValueError(f"data={cfg.data}: no {'successful ' if cfg.successful_only else ''}demos ({len(lengths)} in the file)")
     if cfg.encoder.kind == "state":
-        raise ValueError("encoder=state: a real robot has no privileged state; use toto or random")
+        raise ValueError("encoder=state: a real robot has no privileged state; use toto, mae, random or random_trunk")
     provider = make_features(cfg.encoder)
     if provider.encoder.resolution != layout.resolution:
         raise ValueError(f"data={cfg.data} holds {layout.resolution} px frames, the encoder reads {provider.encoder.resolution} px: "

@@ -1,17 +1,22 @@
-"""Compare encoders on the same tasks and seeds: does video pre-training help the policy?
+"""Compare encoders on the same tasks and seeds: does video pre-training help the policy? (paper 4.6)
 
-    python sim/compare.py                                             # franka_pick: toto, random, state
-    python sim/compare.py tasks=[franka_pick,franka_cabinet,kuka_pick,kuka_cabinet] seeds=[0,1]
-    python sim/compare.py rounds=4 steps_per_round=8192 'extra=["encoder.layer=0.5"]'
+    python sim/compare.py                                             # franka_pick: toto, mae, random, state
+    python sim/compare.py tasks=[franka_pick,kuka_pick] seeds=[0,1] rounds=3 episodes=30   # the minimum study
+    python sim/compare.py tasks=[franka_pick,franka_cabinet,kuka_pick,kuka_cabinet] seeds=[0,1,2]
+    python sim/compare.py pools=[avg,grid4]                           # the paper's average pooling, and grid
+    python sim/compare.py encoders=[toto,mae] layers=[0.25,0.5,0.75,1.0]   # Fig. 8: success vs layer
     python sim/compare.py --help                                      # every option (CompareConfig)
 
-For every (task, encoder, seed) it runs `python sim/train_policy.py` (DAgger by default) into
-out/<task>_<encoder>_s<seed>, then `python sim/eval_policy.py` on it, each as its own process
-with the same overrides apart from the encoder: the runs differ in nothing but their features.
-Finished runs and evaluations are reused, so an interrupted comparison resumes. Writes
-out/compare.png (student success vs env steps, one panel per task, one line per encoder:
-mean over seeds, band = min..max), out/summary.json and out/summary.md (final evaluation per
-task and encoder, successes pooled over seeds, Wilson 95% intervals).
+Every cell (task, encoder, pool, layer, seed) runs `python sim/train_policy.py` (DAgger by default)
+into out/<cell>, then `python sim/eval_policy.py` on it, each as its own process with the same
+overrides apart from the encoder settings: the runs differ in nothing but their features. The
+state encoder has no pool or layer: one cell per task and seed. A finished cell is skipped; an
+unfinished one resumes; a cell made with other settings is refused (cell.json), so a study can
+run over several sittings. Writes out/compare.png (Fig. 6: student success vs env steps, a panel
+per task, a line per encoder and pool: mean over seeds, band = min..max), out/layers.png with
+more than one layer (Fig. 8: final success vs layer), out/summary.json and out/summary.md (final
+evaluation pooled over seeds with Wilson 95% intervals, pooled over tasks too, and each run's
+wall time and env steps/s).
 """
 from __future__ import annotations
 
@@ -33,17 +38,25 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from policies.curves import plot_comparison  # noqa: E402
-from policies.configuration import ENCODER_KINDS  # noqa: E402
+from encoder.pooling import make_pool  # noqa: E402
+from policies.curves import plot_comparison, plot_layers  # noqa: E402
+from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
 from sim.policy_config import AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
 from toto_robot.cli import bad_input_exits  # noqa: E402
+
+CELL_FILE = "cell.json"
+
+
+COMPARED = ("toto", "mae", "random", "state")  # the paper's comparison plus the two baselines
 
 
 @dataclass
 class CompareConfig:
     tasks: list = field(default_factory=lambda: ["franka_pick"])
-    encoders: list = field(default_factory=lambda: list(ENCODER_KINDS))
+    encoders: list = field(default_factory=lambda: list(COMPARED))  # any of policies.configuration.ENCODER_KINDS
     seeds: list = field(default_factory=lambda: [0])
+    pools: list = field(default_factory=lambda: [EncoderSpec.pool])  # grid4; avg is the paper's protocol; cls (MAE only)
+    layers: list = field(default_factory=lambda: [EncoderSpec.layer])  # "mid", fractions or block indices (Fig. 8)
     algo: str = "dagger"
     # every run's budget: train_policy.py's defaults (AlgoSettings, TrainPolicyConfig), unless set here
     rounds: int = AlgoSettings.rounds
@@ -51,7 +64,8 @@ class CompareConfig:
     num_envs: int = TrainPolicyConfig.num_envs
     eval_episodes: int = TrainPolicyConfig.eval_episodes  # pure-student episodes after every round (the curves)
     episodes: int = 50  # final evaluation of every run (eval_policy.py, its held-out seeds)
-    encoder_path: str = "runs/pretrain/encoder"  # toto and random read it
+    encoder_path: str = EncoderSpec.path  # toto, random and random_trunk read it
+    mae_path: str = ENCODER_PATHS["mae"]  # the MAE baseline's export (python pretrain/run.py objective=mae)
     extra: list = field(default_factory=list)  # further train_policy.py overrides, the same for every run
     out: str = "runs/compare"
 
@@ -59,22 +73,61 @@ class CompareConfig:
 ConfigStore.instance().store(name="compare_schema", node=CompareConfig)
 
 
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    encoder: str
+    pool: str
+    layer: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        if self.encoder == "state":
+            return f"{self.task}_state_s{self.seed}"
+        return f"{self.task}_{self.encoder}_{self.pool}_L{self.layer}_s{self.seed}"
+
+    @property
+    def group(self) -> tuple[str, str, str, str]:
+        """What seeds are pooled over."""
+        return self.task, self.encoder, self.pool, self.layer
+
+
+def cells(cfg: CompareConfig) -> list[Cell]:
+    """Every run of the study, in order; the state encoder once per task and seed (no pool, no layer)."""
+    out = []
+    for task in cfg.tasks:
+        for encoder in cfg.encoders:
+            settings = [("-", "-")] if encoder == "state" else [(str(p), str(n)) for p in cfg.pools for n in cfg.layers]
+            out += [Cell(task, encoder, pool, layer, int(seed)) for pool, layer in settings for seed in cfg.seeds]
+    return out
+
+
 def check(cfg: CompareConfig) -> None:
     """One-line ValueErrors for names no run could use, before anything starts."""
-    if not cfg.tasks or not cfg.encoders or not cfg.seeds:
-        raise ValueError("tasks, encoders and seeds must each name at least one value")
+    if not cfg.tasks or not cfg.encoders or not cfg.seeds or not cfg.pools or not cfg.layers:
+        raise ValueError("tasks, encoders, seeds, pools and layers must each name at least one value")
     check_choices([f"task={t}" for t in cfg.tasks] + [f"encoder={e}" for e in cfg.encoders])
+    for pool in cfg.pools:
+        if pool == "cls":
+            if set(cfg.encoders) - {"mae", "state"}:
+                raise ValueError("pools=[cls]: the CLS token is the MAE's; Toto has none (use avg or grid<k>)")
+        else:
+            make_pool(str(pool), 8)
     for arg in cfg.extra:
         key = str(arg).lstrip("+").partition("=")[0]
-        if key in ("task", "encoder", "seed", "out", "algo"):
-            raise ValueError(f"extra={arg!r}: {key} is set by the comparison itself (tasks=, encoders=, seeds=, algo=)")
+        if key in ("task", "encoder", "seed", "out", "algo") or key in ("encoder.pool", "encoder.layer", "encoder.path"):
+            raise ValueError(f"extra={arg!r}: {key} is set by the comparison itself (tasks=, encoders=, seeds=, pools=, layers=, "
+                             "algo=, encoder_path=, mae_path=)")
 
 
-def train_args(cfg: CompareConfig, task: str, encoder: str, seed: int, out: Path) -> list[str]:
-    return [f"task={task}", f"encoder={encoder}", f"seed={seed}", f"algo={cfg.algo}", f"algo.rounds={cfg.rounds}",
+def train_args(cfg: CompareConfig, cell: Cell, out: Path) -> list[str]:
+    encoder = [] if cell.encoder == "state" else [
+        f"encoder.path={cfg.mae_path if cell.encoder == 'mae' else cfg.encoder_path}", f"encoder.pool={cell.pool}",
+        f"encoder.layer={cell.layer}"]
+    return [f"task={cell.task}", f"encoder={cell.encoder}", f"seed={cell.seed}", f"algo={cfg.algo}", f"algo.rounds={cfg.rounds}",
             f"algo.steps_per_round={cfg.steps_per_round}", f"num_envs={cfg.num_envs}",
-            f"eval_episodes={cfg.eval_episodes}", f"encoder.path={cfg.encoder_path}", f"out={out}",
-            "progress=false", *map(str, cfg.extra)]
+            f"eval_episodes={cfg.eval_episodes}", *encoder, f"out={out}", "progress=false", *map(str, cfg.extra)]
 
 
 def run_step(script: str, args: list[str]) -> None:
@@ -95,50 +148,110 @@ def evaluated(run: Path, episodes: int) -> dict | None:
     return None
 
 
+def claim(run: Path, args: list[str], episodes: int) -> dict:
+    """The cell's record (cell.json): its settings, and the training time once trained. A cell made
+    with other settings is refused: its curves and evaluation would not be comparable."""
+    from toto_robot.io import atomic_write
+
+    path = run / CELL_FILE
+    wanted = {"args": [a for a in args if not a.startswith("progress=")], "episodes": episodes}
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record["args"] != wanted["args"]:
+            old, new = set(record["args"]) - set(wanted["args"]), set(wanted["args"]) - set(record["args"])
+            raise ValueError(f"{run} was made with {sorted(old)}, this comparison asks {sorted(new)}: "
+                             f"use another out= or delete {run}")
+        return record
+    if (run / "metrics.jsonl").is_file():
+        raise ValueError(f"{run} holds a run this comparison did not make (no {CELL_FILE}): use another out= or delete it")
+    run.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=1))
+    return wanted
+
+
+def _record(run: Path, record: dict, **values) -> None:
+    from toto_robot.io import atomic_write
+
+    record.update(values)
+    with atomic_write(run / CELL_FILE) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
+
+
 def compare(cfg: CompareConfig) -> dict:
-    """Run (or resume) every training and evaluation; write the plot and summaries; return the summary."""
+    """Run (or resume) every training and evaluation; write the plots and summaries; return the summary."""
     check(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(t, e, int(s)) for t in cfg.tasks for e in cfg.encoders for s in cfg.seeds]
-    for i, (task, encoder, seed) in enumerate(jobs, 1):
-        run = out / f"{task}_{encoder}_s{seed}"
+    jobs = cells(cfg)
+    for i, cell in enumerate(jobs, 1):
+        run = out / cell.name
+        args = train_args(cfg, cell, run)
+        record = claim(run, args, cfg.episodes)
+        result = evaluated(run, cfg.episodes)
+        if result is not None and "train_seconds" in record:
+            print(f"[{i}/{len(jobs)}] {cell.name}: finished, {result['successes']}/{result['episodes']}", flush=True)
+            continue
         start = time.time()
-        print(f"[{i}/{len(jobs)}] {task} encoder={encoder} seed={seed}: training -> {run}", flush=True)
-        run_step("train_policy.py", train_args(cfg, task, encoder, seed, run))
+        print(f"[{i}/{len(jobs)}] {cell.name}: training -> {run}", flush=True)
+        run_step("train_policy.py", args)
+        if "train_seconds" not in record:  # this sitting's training (a resumed cell counts its last sitting)
+            _record(run, record, train_seconds=time.time() - start)
         if evaluated(run, cfg.episodes) is None:
             print(f"[{i}/{len(jobs)}] evaluating {cfg.episodes} episodes", flush=True)
             run_step("eval_policy.py", [f"run={run}", f"episodes={cfg.episodes}", "progress=false"])
         result = evaluated(run, cfg.episodes)
         print(f"[{i}/{len(jobs)}] success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)", flush=True)
     summary = summarize(out, jobs)
-    plot_comparison(out / "compare.png", curves(out, cfg))
+    plot_comparison(out / "compare.png", curves(out, jobs, cfg.layers[0]))
+    if len(cfg.layers) > 1:
+        plot_layers(out / "layers.png", layer_points(summary))
     return summary
 
 
-def summarize(out: Path, jobs: list[tuple[str, str, int]]) -> dict:
-    """Pool every (task, encoder)'s evaluations over seeds; write summary.json and summary.md."""
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _row(key: dict) -> dict:
+    return {**key, "seeds": [], "successes": 0, "episodes": 0, "env_steps": 0, "train_seconds": []}
+
+
+def summarize(out: Path, jobs: list[Cell]) -> dict:
+    """Pool every (task, encoder, pool, layer)'s evaluations over seeds, and every encoder's over tasks;
+    write summary.json and summary.md."""
     from policies.curves import wilson_interval
     from toto_robot.io import atomic_write
 
-    rows = {}
-    for task, encoder, seed in jobs:
-        result = json.loads((out / f"{task}_{encoder}_s{seed}" / "eval.json").read_text())
-        metrics = [json.loads(line) for line in (out / f"{task}_{encoder}_s{seed}" / "metrics.jsonl").read_text().splitlines()]
-        row = rows.setdefault(f"{task}/{encoder}", {"task": task, "encoder": encoder, "seeds": [], "successes": 0,
-                                                    "episodes": 0, "env_steps": metrics[-1]["env_steps"]})
-        row["seeds"].append(seed)
-        row["successes"] += result["successes"]
-        row["episodes"] += result["episodes"]
-    for row in rows.values():
+    rows, pooled = {}, {}
+    for cell in jobs:
+        run = out / cell.name
+        result, steps = json.loads((run / "eval.json").read_text()), _metrics(run)[-1]["env_steps"]
+        seconds = json.loads((run / CELL_FILE).read_text()).get("train_seconds")
+        key = {"task": cell.task, "encoder": cell.encoder, "pool": cell.pool, "layer": cell.layer}
+        for table, group in ((rows, cell.group), (pooled, cell.group[1:])):
+            row = table.setdefault(group, _row(key if table is rows else {**key, "task": "all"}))
+            row["seeds"].append(cell.seed)
+            row["successes"] += result["successes"]
+            row["episodes"] += result["episodes"]
+            row["env_steps"] = steps
+            if seconds:
+                row["train_seconds"].append(seconds)
+    for row in [*rows.values(), *pooled.values()]:
         row["success_rate"] = row["successes"] / row["episodes"]
         row["ci95"] = list(wilson_interval(row["successes"], row["episodes"]))
-    lines = ["| task | encoder | env steps | success | 95% CI | seeds |", "|---|---|---|---|---|---|"]
-    for row in rows.values():
+        times = row.pop("train_seconds")
+        row["train_minutes"] = sum(times) / len(times) / 60 if times else None
+        row["env_steps_per_s"] = row["env_steps"] / (sum(times) / len(times)) if times else None
+    lines = ["| task | encoder | pool | layer | env steps | success | 95% CI | seeds | train min/run | env steps/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in [*rows.values(), *(pooled.values() if len(set(c.task for c in jobs)) > 1 else [])]:
         low, high = row["ci95"]
-        lines.append(f"| {row['task']} | {row['encoder']} | {row['env_steps']:,} | {row['successes']}/{row['episodes']} = "
-                     f"{row['success_rate']:.0%} | {low:.0%}-{high:.0%} | {len(row['seeds'])} |")
-    summary = {"runs": list(rows.values())}
+        cost = (f"{row['train_minutes']:.1f} | {row['env_steps_per_s']:.0f}" if row["train_minutes"] else "- | -")
+        lines.append(f"| {row['task']} | {row['encoder']} | {row['pool']} | {row['layer']} | {row['env_steps']:,} | "
+                     f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} | {low:.0%}-{high:.0%} | "
+                     f"{len(set(row['seeds']))} | {cost} |")
+    summary = {"runs": list(rows.values()), "pooled_over_tasks": list(pooled.values())}
     with atomic_write(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     with atomic_write(out / "summary.md") as tmp:
@@ -147,15 +260,29 @@ def summarize(out: Path, jobs: list[tuple[str, str, int]]) -> dict:
     return summary
 
 
-def curves(out: Path, cfg: CompareConfig) -> dict:
-    """{task: {encoder: [per-seed [(env_steps, student success), ...]]}} from the runs' metrics.jsonl."""
+def _label(cell: Cell, pools: set) -> str:
+    return cell.encoder if cell.encoder == "state" or len(pools) == 1 else f"{cell.encoder} ({cell.pool})"
+
+
+def curves(out: Path, jobs: list[Cell], layer) -> dict:
+    """{task: {line: [per-seed [(env_steps, student success), ...]]}} from the runs' metrics.jsonl, at one layer."""
+    panels, pools = {}, {c.pool for c in jobs if c.encoder != "state"}
+    for cell in jobs:
+        if cell.encoder != "state" and cell.layer != str(layer):
+            continue
+        rows = _metrics(out / cell.name)
+        curve = [(r["env_steps"], r["eval_success_rate"]) for r in rows if r.get("eval_success_rate") is not None]
+        panels.setdefault(cell.task, {}).setdefault(_label(cell, pools), []).append(curve)
+    return panels
+
+
+def layer_points(summary: dict) -> dict:
+    """{task: {encoder (pool): [(layer, success, low, high), ...]}} for the layer sweep."""
     panels = {}
-    for task in cfg.tasks:
-        for encoder in cfg.encoders:
-            for seed in cfg.seeds:
-                rows = [json.loads(line) for line in (out / f"{task}_{encoder}_s{seed}" / "metrics.jsonl").read_text().splitlines()]
-                curve = [(r["env_steps"], r["eval_success_rate"]) for r in rows if r.get("eval_success_rate") is not None]
-                panels.setdefault(task, {}).setdefault(encoder, []).append(curve)
+    for row in summary["runs"]:
+        if row["encoder"] != "state":
+            line = f"{row['encoder']} ({row['pool']})"
+            panels.setdefault(row["task"], {}).setdefault(line, []).append((row["layer"], row["success_rate"], *row["ci95"]))
     return panels
 
 
@@ -163,7 +290,8 @@ def curves(out: Path, cfg: CompareConfig) -> dict:
 def main(cfg) -> None:
     with bad_input_exits():
         compare(OmegaConf.to_object(cfg))
-    print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'summary.md'}")
+    print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'summary.md'}"
+          + (f", {Path(cfg.out) / 'layers.png'}" if len(cfg.layers) > 1 else ""))
 
 
 if __name__ == "__main__":

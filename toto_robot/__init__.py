@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load_encoder(path, layer="mid", pool="avg", dtype="auto", device="auto") -> TotoEncoder:
+def load_encoder(path, layer="mid", pool=None, dtype="auto", device="auto") -> TotoEncoder:
     """The frozen Toto encoder exported to `path`: `load_encoder("runs/pretrain/encoder", layer="mid")`
-    gives features (B, dim) of uint8 frames (B, H, W, 3) (see encoder.frozen.load_encoder). dtype and
+    gives features (B, dim) of uint8 frames (B, H, W, 3) (see encoder.frozen.load_encoder). An MAE
+    export (`python pretrain/run.py objective=mae`) loads the same way (pool None: MVP's CLS token). dtype and
     device "auto" follow the hardware (toto_robot/compute.py): bf16 only where it is native."""
     from encoder.frozen import load_encoder
 

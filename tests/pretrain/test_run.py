@@ -65,6 +65,34 @@ def test_rerun_resumes_every_stage(finished_run):
     assert again["train"]["final_train_loss"] == first["train"]["final_train_loss"]
 
 
+def test_mae_objective_trains_on_the_same_frames_and_exports_an_mae(tmp_path):
+    """objective=mae: pixel shards of the same clips, the MAE on the preset's trunk, an export load_encoder reads."""
+    import dataclasses
+
+    from encoder.frozen_mae import MAEEncoder
+    from encoder.frozen import load_encoder
+
+    cfg = dataclasses.replace(tiny_config(tmp_path / "mae"), objective="mae")
+    result = run(cfg)
+    assert result["tokenizer"] == "patch" and result["train"]["steps"] == 2 and result["train"]["final_train_loss"] > 0
+    _, meta = load_weights(result["encoder"], "mae", kind="mae")
+    assert (meta["config"]["dim"], meta["config"]["n_layers"], meta["config"]["mask_ratio"]) == (192, 4, 0.75)  # nano's trunk
+    frames_per_step = result["train"]["global_batch"] * 2  # 2-frame rows, the Toto run's batching
+    assert meta["frames_seen"] == 2 * frames_per_step
+    encoder = load_encoder(result["encoder"], dtype="fp32")
+    assert isinstance(encoder, MAEEncoder) and encoder(torch.zeros(1, 128, 128, 3, dtype=torch.uint8)).shape == (1, 192)
+
+
+def test_mae_objective_writes_beside_the_toto_run_and_bad_exclusions_are_one_line(tmp_path):
+    import yaml
+
+    composed = yaml.safe_load(cli("objective=mae", "--cfg", "job", "--resolve", cwd=tmp_path).stdout)
+    assert composed["out"] == "runs/pretrain_mae"
+    line = one_line_error(cli(f"out={tmp_path}", "data.exclude_tasks=[franka_pik]", "stage=data", cwd=tmp_path))
+    assert "franka_pik" in line and "franka_pick" in line
+    assert "objective='dino'" in one_line_error(cli(f"out={tmp_path}", "objective=dino", "stage=data", cwd=tmp_path))
+
+
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(ROOT / "pretrain" / "run.py"), *args], cwd=cwd, env=env,
@@ -77,7 +105,7 @@ def test_python_defaults_equal_the_cli_defaults(tmp_path):
 
     import yaml
 
-    composed = yaml.safe_load(cli("--cfg", "job", cwd=tmp_path).stdout)
+    composed = yaml.safe_load(cli("--cfg", "job", "--resolve", cwd=tmp_path).stdout)
     python = json.loads(json.dumps(dataclasses.asdict(RunConfig())))  # tuples as lists, as YAML has them
     assert composed == python
     base = yaml.safe_load(cli("model=base", "--cfg", "job", cwd=tmp_path).stdout)

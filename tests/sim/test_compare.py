@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.cli_errors import one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +30,8 @@ def test_compare_runs_encoders_on_the_same_seeds_and_resumes(tmp_path):
     done = cli(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = sorted(p.name for p in out.iterdir() if p.is_dir() and (p / "policy.json").is_file())
-    assert runs == ["franka_pick_random_s0", "franka_pick_random_s1", "franka_pick_state_s0", "franka_pick_state_s1"]
+    assert runs == ["franka_pick_random_grid4_Lmid_s0", "franka_pick_random_grid4_Lmid_s1", "franka_pick_state_s0",
+                    "franka_pick_state_s1"]
     for run in runs:
         settings = json.loads((out / run / "policy.json").read_text())
         assert (settings["algo"]["rounds"], settings["algo"]["steps_per_round"], settings["num_envs"]) == (2, 64, 2)
@@ -37,15 +40,16 @@ def test_compare_runs_encoders_on_the_same_seeds_and_resumes(tmp_path):
     summary = json.loads((out / "summary.json").read_text())["runs"]
     assert [(r["encoder"], r["episodes"], r["seeds"]) for r in summary] == [("random", 4, [0, 1]), ("state", 4, [0, 1])]
     for row in summary:
-        evals = [json.loads((out / f"franka_pick_{row['encoder']}_s{s}" / "eval.json").read_text()) for s in (0, 1)]
+        stem = "random_grid4_Lmid" if row["encoder"] == "random" else "state"
+        evals = [json.loads((out / f"franka_pick_{stem}_s{s}" / "eval.json").read_text()) for s in (0, 1)]
         assert row["successes"] == sum(e["successes"] for e in evals)
         assert row["ci95"][0] <= row["success_rate"] <= row["ci95"][1]
-    assert "| franka_pick | state |" in (out / "summary.md").read_text()
+    assert "| franka_pick | state | - | - |" in (out / "summary.md").read_text()
     stamp = (out / "franka_pick_state_s0" / "model.safetensors").stat().st_mtime_ns
     again = cli(*args)  # everything finished: reused, not redone
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "franka_pick_state_s0" / "model.safetensors").stat().st_mtime_ns == stamp
-    assert "evaluating" not in again.stdout
+    assert "evaluating" not in again.stdout and again.stdout.count(": finished,") == 4
 
 
 def test_bad_settings_are_one_line(tmp_path):
@@ -53,3 +57,71 @@ def test_bad_settings_are_one_line(tmp_path):
                                ("encoders=[dino]", "unknown encoder 'dino'"),
                                ('extra=["seed=3"]', "seed is set by the comparison")):
         assert expected in one_line_error(cli(override, f"out={tmp_path / 'x'}"))
+
+
+def fake_runs(monkeypatch, calls: list):
+    """compare's child processes replaced by ones that write what train_policy/eval_policy write."""
+    import sim.compare as compare
+
+    def run_step(script, args):
+        calls.append((script, args))
+        values = dict(a.split("=", 1) for a in args)
+        run = Path(values["out"] if script == "train_policy.py" else values["run"])
+        if script == "train_policy.py":
+            rows = [{"round": r, "env_steps": 100 * (r + 1), "eval_success_rate": 0.5} for r in range(2)]
+            (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        else:
+            successes = 3 if "toto" in run.name else 1
+            (run / "eval.json").write_text(json.dumps({"episodes": int(values["episodes"]), "successes": successes}))
+
+    monkeypatch.setattr(compare, "run_step", run_step)
+    return compare
+
+
+def test_cells_cover_pools_and_layers_and_resume_skips_finished_ones(tmp_path, monkeypatch):
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    cfg = compare.CompareConfig(tasks=["franka_pick", "kuka_pick"], encoders=["toto", "state"], seeds=[0, 1],
+                                pools=["avg", "grid4"], layers=["0.5", "1.0"], episodes=4, out=str(tmp_path))
+    summary = compare.compare(cfg)
+    names = sorted(p.name for p in tmp_path.iterdir() if (p / "cell.json").is_file())
+    assert len(names) == 2 * 2 * (2 * 2 + 1) and "franka_pick_toto_avg_L0.5_s1" in names and "kuka_pick_state_s0" in names
+    toto_args = [a for s, a in calls if s == "train_policy.py" and "encoder=toto" in a]
+    settings = {tuple(x for x in a if x.startswith(("encoder.pool=", "encoder.layer="))) for a in toto_args}
+    assert settings == {(f"encoder.pool={p}", f"encoder.layer={n}") for p in ("avg", "grid4") for n in ("0.5", "1.0")}
+    assert all(not any(x.startswith("encoder.pool") for x in a) for s, a in calls if "encoder=state" in a)
+    toto = next(r for r in summary["runs"] if (r["task"], r["encoder"], r["pool"], r["layer"]) == ("kuka_pick", "toto", "avg", "1.0"))
+    assert (toto["successes"], toto["episodes"], toto["seeds"]) == (6, 8, [0, 1])
+    pooled = next(r for r in summary["pooled_over_tasks"] if (r["encoder"], r["pool"], r["layer"]) == ("toto", "grid4", "0.5"))
+    assert (pooled["task"], pooled["successes"], pooled["episodes"]) == ("all", 12, 16)
+    assert pooled["ci95"][0] < 0.75 < pooled["ci95"][1] and toto["env_steps_per_s"] > 0
+    for png in ("compare.png", "layers.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    assert "| all | toto | grid4 | 0.5 |" in (tmp_path / "summary.md").read_text()
+    calls.clear()
+    compare.compare(cfg)  # everything finished: no child process at all
+    assert calls == []
+
+
+def test_a_cell_made_with_other_settings_is_refused(tmp_path, monkeypatch):
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    cfg = compare.CompareConfig(encoders=["state"], rounds=2, episodes=4, out=str(tmp_path))
+    compare.compare(cfg)
+    changed = compare.CompareConfig(encoders=["state"], rounds=3, episodes=4, out=str(tmp_path))
+    with pytest.raises(ValueError, match=r"franka_pick_state_s0 was made with \['algo.rounds=2'\], this comparison asks "
+                                         r"\['algo.rounds=3'\]: use another out= or delete"):
+        compare.compare(changed)
+    (tmp_path / "franka_pick_state_s0" / "cell.json").unlink()  # a run compare did not make
+    with pytest.raises(ValueError, match="holds a run this comparison did not make"):
+        compare.compare(cfg)
+
+
+def test_cls_pooling_is_the_maes_alone(tmp_path):
+    from sim.compare import CompareConfig, check
+
+    with pytest.raises(ValueError, match="the CLS token is the MAE's"):
+        check(CompareConfig(encoders=["toto", "mae"], pools=["cls"]))
+    check(CompareConfig(encoders=["mae", "state"], pools=["cls"]))
+    with pytest.raises(ValueError, match="encoder.pool is set by the comparison"):
+        check(CompareConfig(extra=["encoder.pool=avg"]))

@@ -96,7 +96,7 @@ def test_wilson_interval():
 
 @pytest.mark.parametrize("override, expected", [
     ("task=franka_pik", "unknown task 'franka_pik'; valid: franka_pick, franka_cabinet, kuka_pick, kuka_cabinet"),
-    ("encoder=dino", "unknown encoder 'dino'; valid: toto, random, state"),
+    ("encoder=dino", "unknown encoder 'dino'; valid: toto, mae, random, random_trunk, state"),
     ("algo=sac", "unknown algo 'sac'; valid: dagger, bc, ppo"),
 ])
 def test_bad_choices_are_one_line(tmp_path, override, expected):
@@ -122,9 +122,9 @@ def test_image_size_must_match_the_encoder(tmp_path):
         train(TrainPolicyConfig(encoder=settings, image_size=64, out=str(tmp_path / "run"), progress=False))
 
 
-@pytest.mark.parametrize("name", ["toto", "random"])
+@pytest.mark.parametrize("name", ["toto", "random", "random_trunk"])
 def test_pixel_encoders_train_in_process(tmp_path, name):
-    """encoder=toto|random: wrist pixels rendered at the encoder's size (image_size unset), BC on its features."""
+    """encoder=toto|random|random_trunk: wrist pixels rendered at the encoder's size (image_size unset), BC on its features."""
     from tests.encoder.conftest import make_encoder_dir
 
     path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
@@ -136,6 +136,20 @@ def test_pixel_encoders_train_in_process(tmp_path, name):
     actor = json.loads((tmp_path / "run" / "model.json").read_text())["config"]
     assert actor["feat_dim"] == 32 and actor["proprio_dim"] == 18
     assert len(read_metrics(tmp_path / "run")) == 1 and (tmp_path / "run" / "success_curve.png").is_file()
+
+
+def test_mae_encoder_runs_a_dagger_round(tmp_path):
+    """encoder=mae: the MAE baseline's features drive a DAgger round like Toto's, and the policy saves its kind."""
+    from tests.encoder.test_mae import make_mae_dir
+
+    path = make_mae_dir(tmp_path / "mae")  # 32 px frames
+    cfg = TrainPolicyConfig(encoder=EncoderSpec(kind="mae", path=str(path), dtype=None, pool="grid2"), eval_episodes=0,
+                            videos=0, num_envs=1, out=str(tmp_path / "run"), progress=False)
+    cfg.algo.rounds, cfg.algo.steps_per_round, cfg.algo.epochs = 1, 40, 1
+    summary = train(cfg)
+    assert summary["rounds"] == 1 and summary["env_steps"] == 40
+    config = json.loads((tmp_path / "run" / "model.json").read_text())["config"]
+    assert config["feat_dim"] == 4 * 32 and config["encoder"]["kind"] == "mae" and config["encoder"]["path"] == str(path)
 
 
 def test_typed_command_defaults_are_the_main_jobs_protocol():
