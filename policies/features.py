@@ -157,7 +157,7 @@ def make_features(spec, path=None) -> FeatureProvider:
             raise CheckpointError(f"{path} holds {'an MAE' if other == 'mae' else 'a Toto'} encoder, not the {spec.kind} "
                                   f"features asked for: use {fix}")
         hint = "run `python pretrain/run.py objective=mae` first" if want == "mae" else PRETRAIN_HINT
-        raise CheckpointError(f"no {want} encoder checkpoint at {path}: {hint}")
+        raise CheckpointError(f"no {'MAE ' if want == 'mae' else ''}encoder checkpoint at {path}: {hint}")
     try:
         if spec.kind in ("random", "random_trunk"):
             provider = RandomTotoFeatures(path, seed=spec.seed, layer=spec.layer, pool=spec.pool, dtype=spec.dtype,
