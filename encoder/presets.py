@@ -4,19 +4,39 @@ FFN width. LLaMA's default rule (SwiGLU hidden = 2/3 * 4 * dim, rounded up to 25
 the paper's totals for base and large (97.5M and 222M, not 120M and 280M), and a 4 * dim SwiGLU
 width does not give 1b (1.51B, not 1.1B); no single width ratio fits all three. What reproduces
 them is 4 * dim for base and large (125.9M, 285.3M: the GPT/ViT MLP width) and LLaMA's rule for
-1b (hidden 5632, i.e. TinyLlama-1.1B's exact shape: 2048 wide, 22 layers; 1.164B). The a1..a6
-scaling family gets 4 * dim like base and large, whose widths it shares (a3 = 768, a4 = 1024):
-an assumption, since the paper's Table 15 counts were not available to check against (with
-LLaMA's rule a1..a6 would be 14.4M .. 1.28B instead of 16.8M .. 1.67B). Counts include the
-untied 8196-row embedding and head; `PAPER_PARAMS` holds the paper's totals.
+1b (hidden 5632, i.e. TinyLlama-1.1B's exact shape: 2048 wide, 22 layers; 1.164B).
+
+The a1..a6 scaling family (paper Table 15, appendix A.5). Table 15's counts fit
+18.2 * layers * dim^2 + 1794 * dim within 1.4%: 18 dim^2 a layer is attention (4 dim^2) plus a
+SwiGLU MLP of width 14/3 * dim (3 * dim * 14/3 dim), and 1794 * dim is an untied embedding and
+head of ~900 rows each, the size of VQGAN's 1024-code vocabulary the paper's scaling runs used.
+So the rule here: SwiGLU hidden = 14/3 * dim rounded up to a multiple of 64 (`A_FFN_MULTIPLE`).
+With VQGAN's vocabulary (1028 rows) it gives Table 15 within 2.3%:
+    a1 14.9M (+0.6%), a2 77.6M (+0.5%), a3 213.9M (-0.5%), a4 456.7M (-0.3%), a5 1.192B (-0.6%), a6 1.857B (-2.3%)
+(a6 is the table's outlier: 18.5 dim^2 a layer where the others have 18.2 +- 0.1; a4's 4800 is
+4.69 * dim after rounding). With our 8196-row vocabulary (FSQ's 8192 codes + 4 special ids) the
+totals carry 2 * 7168 * dim more embedding and head: a1 18.6M (+25%), a2 85.0M (+10%), a3 225.0M
+(+4.6%), a4 471.4M (+2.9%), a5 1.214B (+1.2%), a6 1.883B (-0.9%). Counts include the untied
+embedding and head; `PAPER_PARAMS` holds the paper's totals.
 """
 from __future__ import annotations
 
+import math
+
 from encoder.model import TotoConfig
+
+A_FFN_RATIO, A_FFN_MULTIPLE = 14 / 3, 64  # the a1..a6 MLP width rule (module docstring)
+VQGAN_VOCAB = 1024 + 4  # the vocabulary Table 15's counts imply (module docstring): 1024 codes + our 4 special ids
 
 
 def _mlp4(dim: int, n_heads: int, n_layers: int) -> TotoConfig:
     return TotoConfig(dim=dim, n_heads=n_heads, n_layers=n_layers, ffn_hidden=4 * dim)
+
+
+def _table15(dim: int, n_layers: int) -> TotoConfig:
+    """An a1..a6 size: 16 heads, SwiGLU width 14/3 * dim rounded up to 64 (module docstring)."""
+    hidden = A_FFN_MULTIPLE * math.ceil(A_FFN_RATIO * dim / A_FFN_MULTIPLE)
+    return TotoConfig(dim=dim, n_heads=16, n_layers=n_layers, ffn_hidden=hidden)
 
 
 PRESETS: dict[str, TotoConfig] = {
@@ -30,19 +50,20 @@ PRESETS: dict[str, TotoConfig] = {
     # runs the CPU flash-attention kernel ~1.3x faster than 32. ~1.8M tokens in 10 min favour the
     # smaller model anyway (compute-optimal size for that budget is far below either).
     "nano": TotoConfig(dim=192, n_heads=3, n_layers=4),
-    "a1": _mlp4(256, 16, 12),
-    "a2": _mlp4(512, 16, 16),
-    "a3": _mlp4(768, 16, 20),
-    "a4": _mlp4(1024, 16, 24),
-    "a5": _mlp4(1536, 16, 28),
-    "a6": _mlp4(1792, 16, 32),
+    "a1": _table15(256, 12),
+    "a2": _table15(512, 16),
+    "a3": _table15(768, 20),
+    "a4": _table15(1024, 24),
+    "a5": _table15(1536, 28),
+    "a6": _table15(1792, 32),
     "base": _mlp4(768, 12, 12),
     "large": _mlp4(1024, 16, 16),
     "1b": TotoConfig(dim=2048, n_heads=16, n_layers=22),
 }
 
-# Total parameters the paper states (its section 4; docs/design.md section 8); Table 15 (a1..a6) was not available.
-PAPER_PARAMS: dict[str, float] = {"base": 120e6, "large": 280e6, "1b": 1.1e9}
+# Total parameters the paper states: section 4 (docs/design.md section 8) and Table 15 (a1..a6)
+PAPER_PARAMS: dict[str, float] = {"base": 120e6, "large": 280e6, "1b": 1.1e9, "a1": 14.8e6, "a2": 77.2e6,
+                                  "a3": 215e6, "a4": 458e6, "a5": 1.2e9, "a6": 1.9e9}
 
 
 def preset_config(name: str, **overrides) -> TotoConfig:
