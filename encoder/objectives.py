@@ -16,6 +16,19 @@ def next_token_loss(model, tokens: torch.Tensor) -> torch.Tensor:
     return model(tokens[:, :-1], targets=tokens[:, 1:], return_logits=False).loss
 
 
+@torch.no_grad()
+def next_token_losses(model, tokens: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position cross-entropy (B, T-1) of predicting tokens[:, 1:], fp32, and the mask of non-PAD
+    targets (padded positions hold 0). For evaluation (Fig. 10's loss per position): it asks the
+    model for its logits, then scores them `chunk` positions at a time so the fp32 copy stays small."""
+    from encoder.tokens import PAD
+
+    logits, targets = model(tokens[:, :-1]).logits, tokens[:, 1:]
+    losses = torch.cat([F.cross_entropy(logits[:, s:s + chunk].float().transpose(1, 2), targets[:, s:s + chunk],
+                                        ignore_index=PAD, reduction="none") for s in range(0, targets.shape[1], chunk)], 1)
+    return losses, targets != PAD
+
+
 def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Each patch to zero mean, unit variance over its own values (MAE's norm_pix_loss target)."""
     patches = patches.float()

@@ -8,6 +8,9 @@
                             "gpu_mem_peak_gib" on CUDA)
     out_dir/tensorboard/    train/* and val/* scalars against the step
     out_dir/loss_curve.png  train and validation loss against steps and against tokens seen
+    out_dir/val_positions.json, .png   the last validation's loss at each position of a row, per
+                            validation set, and its mean per frame (paper Fig. 10): how much
+                            each later frame is predicted from the earlier ones
 
 On resume from step k the JSONL is cut back to steps <= k and TensorBoard purges later events,
 so the files read as one run even after a crash past the last checkpoint. Only rank 0 writes
@@ -23,6 +26,7 @@ from toto_robot.io import TEMP_SUFFIX, atomic_write
 
 JSONL_NAME = "metrics.jsonl"
 PLOT_NAME = "loss_curve.png"
+POSITIONS_NAME = "val_positions"
 TB_DIR = "tensorboard"
 
 
@@ -118,3 +122,61 @@ class MetricsLogger:
         if self.enabled:
             self._jsonl.close()
             self._tb.close()
+
+
+def frame_means(per_position: list[float], frame_tokens: int) -> list[float]:
+    """Mean loss of each frame's tokens. Target position p predicts token p+1 of the row, so frame
+    k's tokens (ids 1 + k*g*g ...) are targets k*g*g .. (k+1)*g*g - 1; the end token is left out."""
+    import numpy as np
+
+    values = np.asarray(per_position, dtype=float)
+    frames = len(values) // frame_tokens
+    return [float(np.nanmean(values[k * frame_tokens:(k + 1) * frame_tokens])) for k in range(frames)]
+
+
+def write_positions(out_dir: str | os.PathLike, step: int, frame_tokens: int | None, sets: dict) -> Path | None:
+    """val_positions.json ({"step", "frame_tokens", "sets": {name: {"per_position", "per_frame"}}})
+    and its plot, from the per-position validation losses of each set (None entries are skipped)."""
+    sets = {name: values for name, values in sets.items() if values}
+    if not sets:
+        return None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {"step": step, "frame_tokens": frame_tokens, "sets": {
+        name: {"per_position": values, "per_frame": frame_means(values, frame_tokens) if frame_tokens else None}
+        for name, values in sets.items()}}
+    with atomic_write(out_dir / f"{POSITIONS_NAME}.json") as tmp:
+        tmp.write_text(json.dumps(record))
+    return plot_positions(record, out_dir / f"{POSITIONS_NAME}.png")
+
+
+def plot_positions(record: dict, path: Path) -> Path:
+    """Left: loss at each position (a moving mean over a quarter frame), frames marked. Right: mean per frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    frame_tokens = record["frame_tokens"]
+    fig, axes = plt.subplots(1, 2 if frame_tokens else 1, figsize=(11 if frame_tokens else 6, 4), squeeze=False)
+    window = max(1, (frame_tokens or 64) // 4)
+    for i, (name, values) in enumerate(record["sets"].items()):
+        v = np.nan_to_num(np.asarray(values["per_position"], dtype=float), nan=np.nanmean(values["per_position"]))
+        smooth = np.convolve(v, np.ones(window) / window, mode="valid")
+        axes[0, 0].plot(np.arange(len(smooth)) + window // 2, smooth, lw=1, color=f"C{i}", label=name)
+        if frame_tokens:
+            axes[0, 1].plot(np.arange(1, len(values["per_frame"]) + 1), values["per_frame"], "o-", ms=3, color=f"C{i}", label=name)
+    if frame_tokens:
+        for boundary in range(frame_tokens, len(v), frame_tokens):
+            axes[0, 0].axvline(boundary, color="0.85", lw=0.5, zorder=0)
+        axes[0, 1].set(xlabel="frame", ylabel="mean loss of its tokens (nats)", title="per frame")
+        axes[0, 1].grid(alpha=0.3)
+    axes[0, 0].set(xlabel="position in the row (token)", ylabel="validation loss (nats)",
+                   title=f"loss by position at step {record['step']} (moving mean over {window})")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

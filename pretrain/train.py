@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 from encoder.model import Toto, TotoConfig
-from encoder.objectives import next_patch_loss, next_token_loss
+from encoder.objectives import next_patch_loss, next_token_loss, next_token_losses
 from encoder.tokens import PAD
 from pretrain import checkpoints, distributed, sizing
 from pretrain.batches import TokenBatches, is_pixels, validation_batches
-from pretrain.metrics import MetricsLogger
+from pretrain.metrics import MetricsLogger, write_positions
 from pretrain.schedule import lr_at
 from pretrain.shards import ShardSet
 from toto_robot.compute import PRECISIONS, Compute, resolve
@@ -141,6 +141,16 @@ class Objective:
             return int((rows[:, 1:] != PAD).sum())
         return rows.shape[0] * (self.seq_len - 1)
 
+    @property
+    def positional(self) -> bool:
+        """Whether `position_losses` applies: token rows only (a patch regression's or a masked
+        model's loss by position is not the paper's Fig. 10)."""
+        return self.patchify is None
+
+    def position_losses(self, model, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-position losses (B, T-1), target mask) for the validation's loss by position."""
+        return next_token_losses(model, inputs)
+
 
 class MaskedObjective(Objective):
     """The MAE baseline (encoder/mae.py): every frame of a pixel row is its own image; the loss is the
@@ -161,6 +171,10 @@ class MaskedObjective(Objective):
 
     def targets(self, rows: torch.Tensor) -> int:
         return rows.shape[0] * rows.shape[1] * self.masked
+
+    @property
+    def positional(self) -> bool:
+        return False
 
 
 def build_model(model_config):
@@ -204,31 +218,56 @@ def _set_name(shard_set, i: int) -> str:
     return directory.parent.name if directory.name in ("val", "train") else directory.name or f"set{i}"
 
 
-def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, compute: Compute, pad_ranks: bool,
-             objective: Objective | None = None) -> float:
-    """Target-mean loss of `objective` (default: next-token) over fixed `batches`, split round-robin over ranks.
+def _sum_over_batches(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, compute: Compute,
+                      pad_ranks: bool, measure: Callable[[torch.Tensor], torch.Tensor], size: int) -> list[float]:
+    """Sum over ranks of `measure(rows)` (a vector of `size`) over fixed `batches`, split round-robin.
 
     With FSDP every rank must run the same number of forwards (they all-gather weights), so
-    `pad_ranks` repeats batch 0 with weight 0 on ranks that ran out.
+    `pad_ranks` repeats batch 0, its measure discarded, on ranks that ran out.
     """
-    objective = objective or Objective()
     was_training = model.training
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=info.device)  # (target-weighted loss, targets), no sync per batch
+    totals = torch.zeros(size, dtype=torch.float64, device=info.device)  # no sync per batch
     rounds = math.ceil(len(batches) / info.world_size) if pad_ranks else None
     mine = list(range(info.rank, len(batches), info.world_size))
     for i in range(rounds if rounds is not None else len(mine)):
         real = i < len(mine)
-        rows = batches[mine[i] if real else 0]
         with compute.autocast():
-            loss = objective.loss(model, objective.inputs(rows, info.device))
+            values = measure(batches[mine[i] if real else 0])
         if real:
-            count = objective.targets(rows)
-            totals[0] += loss.detach().double() * count
-            totals[1] += count
+            totals += values.detach().double()
     model.train(was_training)
-    loss_sum, count = distributed.sum_over_ranks(totals, info)
+    return distributed.sum_over_ranks(totals, info)
+
+
+def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, compute: Compute, pad_ranks: bool,
+             objective: Objective | None = None) -> float:
+    """Target-mean loss of `objective` (default: next-token) over fixed `batches`, split over ranks."""
+    objective = objective or Objective()
+
+    def measure(rows: torch.Tensor) -> torch.Tensor:
+        count = objective.targets(rows)
+        loss = objective.loss(model, objective.inputs(rows, info.device)).detach().double()
+        return torch.stack([loss * count, torch.tensor(float(count), dtype=torch.float64, device=loss.device)])
+
+    loss_sum, count = _sum_over_batches(model, batches, info, compute, pad_ranks, measure, 2)
     return loss_sum / count if count > 0 else float("nan")
+
+
+def loss_by_position(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, compute: Compute,
+                     pad_ranks: bool, objective: Objective) -> list[float] | None:
+    """Mean validation loss at each target position of a row (paper Fig. 10), or None if the
+    objective has no such loss. A position with no target in any row gets NaN."""
+    if not objective.positional or not batches:
+        return None
+    width = batches[0].shape[1] - 1
+
+    def measure(rows: torch.Tensor) -> torch.Tensor:
+        losses, valid = objective.position_losses(model, objective.inputs(rows, info.device))
+        return torch.cat([(losses * valid).sum(0).double(), valid.sum(0).double()])
+
+    totals = _sum_over_batches(model, batches, info, compute, pad_ranks, measure, 2 * width)
+    return [s / c if c > 0 else float("nan") for s, c in zip(totals[:width], totals[width:])]
 
 
 def _global_step(forward_model, wrapped, model, optimizer, micro: list[torch.Tensor], cfg: TrainConfig, strategy: str,
@@ -265,7 +304,8 @@ def _efficiency(flops: float, seconds: float, info: distributed.DistInfo, peak: 
 
 def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]], val_sets: Sequence[ShardSet],
           cfg: TrainConfig, out_dir, *, init_weights: dict | None = None,
-          patchify: Callable[[torch.Tensor], torch.Tensor] | None = None, device: str = "auto") -> dict:
+          patchify: Callable[[torch.Tensor], torch.Tensor] | None = None, device: str = "auto",
+          frame_tokens: int | None = None) -> dict:
     """Train (or resume) in `out_dir`; return a summary dict (the same on every rank).
 
     Token shards train a token model (patch_dim None). Pixel shards train a patch model: give
@@ -277,10 +317,12 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
     tokens_per_s (training throughput of this call), checkpoint_dir, wall_time_s, resumed_from,
     and the derived layout (strategy, world_size, grad_accum, global_batch, seq_len, params, device, precision).
     `device`: auto|cpu|cuda|cuda:N (toto_robot/compute.py; under torchrun each rank's own GPU).
+    `frame_tokens` (tokens a frame, g*g) marks the frames in the validation loss by position
+    (pretrain/metrics.py, val_positions.json and .png).
     """
     info = distributed.setup(device)
     try:
-        summary = _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info)
+        summary = _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info, frame_tokens)
     except BaseException:
         distributed.teardown(info, meet=False)
         raise
@@ -288,7 +330,8 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
     return summary
 
 
-def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, init_weights, patchify, info) -> dict:
+def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, init_weights, patchify, info,
+           frame_tokens: int | None = None) -> dict:
     wall_start = time.perf_counter()
     compute = resolve(info.device, cfg.precision)
     if info.is_main:
@@ -365,12 +408,16 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
                           cfg.keep_checkpoints)
         return checkpoints.checkpoints_dir(out_dir) / f"step_{step:07d}"
 
-    def validate() -> dict:
-        """{"val_loss": target-weighted mean over all sets, "val_loss/<source>": each set's}."""
-        losses, counts = {}, {}
+    def validate(step: int) -> dict:
+        """{"val_loss": target-weighted mean over all sets, "val_loss/<source>": each set's}; also
+        writes each set's loss by position (rank 0)."""
+        losses, counts, positions = {}, {}, {}
         for name, group in val_groups.items():
             losses[name] = evaluate(model, group, info, compute, pad_ranks=strategy == "fsdp", objective=objective)
             counts[name] = sum(objective.targets(rows) for rows in group)
+            positions[name] = loss_by_position(model, group, info, compute, strategy == "fsdp", objective)
+        if info.is_main and objective.positional:
+            write_positions(out_dir, step, frame_tokens, positions)
         total = sum(counts.values())
         overall = sum(losses[n] * counts[n] for n in losses) / total if total else float("nan")
         return {"val_loss": overall, **({f"val_loss/{n}": v for n, v in losses.items()} if len(losses) > 1 else {})}
@@ -400,7 +447,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
                                          f"rerun to resume from the last checkpoint in {out_dir}")
             last = done == cfg.steps
             validating = bool(val) and _due(done, cfg.val_every, last)
-            val_record = validate() if validating else {}
+            val_record = validate(done) if validating else {}
             val_loss = val_record.get("val_loss", val_loss)
             if validating or _due(done, cfg.log_every, last):
                 record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": tokens_seen,
@@ -415,7 +462,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{step_tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
             bar.update(1)
         if start_step >= cfg.steps and val:  # nothing left to train: report the checkpoint's validation loss
-            val_loss = validate()["val_loss"]
+            val_loss = validate(start_step)["val_loss"]
     finally:
         bar.close()
         logger.close()

@@ -64,7 +64,7 @@ def test_bad_config_is_one_line_error():
 
 
 def test_loss_decreases_and_metrics_are_written(data, tmp_path):
-    summary = run_inline(data, tmp_path, steps=40, precision="bf16", log_every=5)
+    summary = run_inline(data, tmp_path, steps=40, precision="bf16", log_every=5, frame_tokens=4)
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(5, 41, 5))
     assert {"step", "loss", "lr", "grad_norm", "tokens_seen", "tokens_per_s"} <= set(records[0])
@@ -76,6 +76,16 @@ def test_loss_decreases_and_metrics_are_written(data, tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert summary["checkpoint_dir"].endswith("step_0000040") and summary["steps"] == 40
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.json", "step_0000030", "step_0000040"]
+    # loss by position (Fig. 10): rows [start, c0, c0+k, ...] are fixed by their first two codes, so
+    # the first "frame" (4 tokens here) is predicted far worse than the rest; the positions average to val_loss
+    positions = json.loads((tmp_path / "val_positions.json").read_text())
+    assert positions["step"] == 40 and positions["frame_tokens"] == 4 and len(positions["sets"]) == 1
+    (one,) = positions["sets"].values()
+    per_position, per_frame = one["per_position"], one["per_frame"]
+    assert len(per_position) == 33 and len(per_frame) == 8
+    assert per_frame[0] > max(per_frame[1:]) + 0.5 and per_position[0] > 2.0
+    assert np.mean(per_position) == pytest.approx(val[-1], rel=2e-2)  # every position has the same number of targets
+    assert (tmp_path / "val_positions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = run_inline(data, tmp_path, steps=40, precision="bf16", log_every=5)  # finished: nothing left to do
     assert again["resumed_from"].endswith("step_0000040") and len(read_jsonl(tmp_path / "metrics.jsonl")) == 8
     assert again["final_val_loss"] == pytest.approx(val[-1], rel=1e-3) and again["final_train_loss"] == summary["final_train_loss"]

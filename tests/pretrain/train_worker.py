@@ -47,7 +47,7 @@ def make_data(root: Path) -> Path:
     return root
 
 
-def run_inline(data: Path, out: Path, model: dict | None = None, **train_overrides) -> dict:
+def run_inline(data: Path, out: Path, model: dict | None = None, frame_tokens: int | None = None, **train_overrides) -> dict:
     """`train` in this process with the same data and settings as a worker spec."""
     from encoder.model import TotoConfig
     from pretrain.shards import ShardSet
@@ -55,7 +55,7 @@ def run_inline(data: Path, out: Path, model: dict | None = None, **train_overrid
 
     sets = [(ShardSet(data / "a"), 0.7), (ShardSet(data / "b"), 0.3)]
     cfg = TrainConfig(**{**QUICK_TRAIN, **train_overrides})
-    return train(TotoConfig(**(model or TINY_MODEL)), sets, [ShardSet(data / "val")], cfg, out)
+    return train(TotoConfig(**(model or TINY_MODEL)), sets, [ShardSet(data / "val")], cfg, out, frame_tokens=frame_tokens)
 
 
 def make_token_shards(directory, rows: int, seq_len: int, codes: int = 16, seed: int = 0, shards: int = 2) -> None:
