@@ -33,10 +33,10 @@ def _mlp4(dim: int, n_heads: int, n_layers: int) -> TotoConfig:
     return TotoConfig(dim=dim, n_heads=n_heads, n_layers=n_layers, ffn_hidden=4 * dim)
 
 
-def _table15(dim: int, n_layers: int) -> TotoConfig:
-    """An a1..a6 size: 16 heads, SwiGLU width 14/3 * dim rounded up to 64 (module docstring)."""
+def _table15(dim: int, n_layers: int, n_heads: int = 16) -> TotoConfig:
+    """An a1..a6 (or s1..s4) size: SwiGLU width 14/3 * dim rounded up to 64 (module docstring)."""
     hidden = A_FFN_MULTIPLE * math.ceil(A_FFN_RATIO * dim / A_FFN_MULTIPLE)
-    return TotoConfig(dim=dim, n_heads=16, n_layers=n_layers, ffn_hidden=hidden)
+    return TotoConfig(dim=dim, n_heads=n_heads, n_layers=n_layers, ffn_hidden=hidden)
 
 
 PRESETS: dict[str, TotoConfig] = {
@@ -50,6 +50,13 @@ PRESETS: dict[str, TotoConfig] = {
     # runs the CPU flash-attention kernel ~1.3x faster than 32. ~1.8M tokens in 10 min favour the
     # smaller model anyway (compute-optimal size for that budget is far below either).
     "nano": TotoConfig(dim=192, n_heads=3, n_layers=4),
+    # The scaling study this CPU runs (experiment=scaling, pretrain/scaling.py): Table 15's rule,
+    # width and depth growing linearly, a constant 4 heads (Table 15 keeps 16 constant; 16 heads of
+    # 4 to 10 dimensions would be a different network)
+    "s1": _table15(64, 2, 4),
+    "s2": _table15(96, 3, 4),
+    "s3": _table15(128, 4, 4),
+    "s4": _table15(160, 5, 4),
     "a1": _table15(256, 12),
     "a2": _table15(512, 16),
     "a3": _table15(768, 20),

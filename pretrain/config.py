@@ -3,7 +3,7 @@ value and a misspelt key or a wrongly typed value is a one-line hydra error.
 
 Groups (files in pretrain/conf/) only set values of this schema: `model=nano|a1..a6|base|large|1b`
 (preset plus its training scale), `data=embedded|paper_mix`, `tokenizer=fsq|dalle|patch`,
-`experiment=coarse_to_fine`.
+`experiment=coarse_to_fine|scaling`.
 """
 from __future__ import annotations
 
@@ -67,6 +67,18 @@ class MAESettings:
 
 
 @dataclass
+class ScalingSettings:
+    """experiment=scaling (pretrain/scaling.py): train each size on a matched token budget, then fit
+    L(C) = a * C^b to the validation losses against training compute (paper section 4.9)."""
+
+    sizes: List[str] = field(default_factory=list)  # model presets; empty: an ordinary run. experiment=scaling: s1..s4
+    tokens_per_param: float = 2.0  # training tokens per matmul parameter N (pretrain/sizing.py): C = 6 N D
+    min_steps: int = 8  # floor on a size's optimizer steps
+    warmup_fraction: float = 0.1  # of each size's steps
+    validations: int = 8  # validation points along each size's run: its loss-against-compute curve
+
+
+@dataclass
 class RunConfig:
     stage: str = "all"  # one of STAGES; each stage resumes or skips finished work
     # ar: Toto (next-token prediction on tokenizer codes) | mae: the MAE baseline on the same corpus, read
@@ -85,6 +97,7 @@ class RunConfig:
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mae: MAESettings = field(default_factory=MAESettings)
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
 
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)

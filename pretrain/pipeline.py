@@ -229,15 +229,15 @@ def _join_tokenize(cfg: RunConfig, sources, tokenizer, info, marks: Path, nonce:
         markers.wait_for(marks / "tokenized", nonce, "rank 0 to complete the token index")
 
 
-def run(cfg: RunConfig) -> dict:
-    """Run `cfg.stage` (or all stages in order); return what each stage produced.
+def run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
+    """Run `cfg.stage` (or all stages in order, or the given `stages`); return what each stage produced.
 
     Each source is walked once per run (`listed_once`); under torchrun, once in all."""
     with listed_once():
-        return _run(cfg)
+        return _run(cfg, stages)
 
 
-def _run(cfg: RunConfig) -> dict:
+def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
     from pretrain.tokenization import tokenize_sources
     from pretrain.train import train
 
@@ -247,7 +247,7 @@ def _run(cfg: RunConfig) -> dict:
         raise ValueError(f"objective={cfg.objective!r}: use one of {', '.join(OBJECTIVES)}")
     if cfg.objective == "mae" and cfg.model.init_from:
         raise ValueError("objective=mae trains from scratch: drop model.init_from")
-    stages = STAGES[1:] if cfg.stage == "all" else (cfg.stage,)
+    stages = stages or (STAGES[1:] if cfg.stage == "all" else (cfg.stage,))
     if cfg.dry_run:
         from pretrain.dry_run import dry_run
 
@@ -282,7 +282,8 @@ def _run(cfg: RunConfig) -> dict:
             index = read_index(cfg)
             train_sets, val_sets = shard_sets(cfg, index)
             result["train"] = train(model_config(cfg, index), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
-                                    init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), device=cfg.device)
+                                    init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), device=cfg.device,
+                                    frame_tokens=index["grid"] ** 2)
         distributed.teardown(info)  # the ranks' shared work is done: leave together, then rank 0 exports alone
         if "export" in stages and info.is_main:
             result["encoder"] = str(export_encoder(cfg, tokenizer, result.get("train")))

@@ -5,6 +5,7 @@
     python pretrain/run.py model=base data=paper_mix data.sources.0.path=/datasets/imagenet ...
     torchrun --nproc_per_node=8 pretrain/run.py model=large train.strategy=fsdp ...
     python pretrain/run.py experiment=coarse_to_fine model.init_from=runs/pretrain/encoder
+    python pretrain/run.py experiment=scaling               # the scaling study, s1..s4: pretrain/scaling.py
 
 Settings: pretrain/config.py (RunConfig) and pretrain/conf/. Outputs in `out` (runs/pretrain):
 tokenizer/, tokens/, train/ (checkpoints, metrics.jsonl, loss.png, TensorBoard) and encoder/,
@@ -43,11 +44,28 @@ def report(cfg: RunConfig, result: dict) -> None:
               f"  metrics:  {Path(cfg.out) / 'train'}/loss_curve.png, tensorboard --logdir {Path(cfg.out) / 'train'}")
 
 
+def report_scaling(cfg: RunConfig, result: dict) -> None:
+    """The family's table and fit, next to the paper's."""
+    print(f"{'size':>6} {'params':>9} {'tokens':>9} {'compute (MACs)':>15} {'val loss':>9} {'minutes':>8}")
+    for r in result["sizes"]:
+        print(f"{r['size']:>6} {r['params'] / 1e6:8.2f}M {r['tokens'] / 1e6:8.2f}M {r['macs']:15.3g} {r['val_loss']:9.4f} "
+              f"{r['wall_time_s'] / 60:8.1f}")
+    fit, paper = result["fit"], result["paper_fit"]
+    print(f"fit: L(C) = {fit['a']:.3f} * C^{fit['b']:.4f}   (paper: {paper['a']} * C^{paper['b']})")
+    if "plot" in result:
+        print(f"plot: {result['plot']}; table: {Path(cfg.out) / 'scaling.json'}")
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="run")
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
         config: RunConfig = OmegaConf.to_object(cfg)
-        report(config, run(config))
+        if config.scaling.sizes:
+            from pretrain.scaling import run_scaling
+
+            report_scaling(config, run_scaling(config))
+        else:
+            report(config, run(config))
 
 
 if __name__ == "__main__":

@@ -49,10 +49,15 @@ def flops_per_token(config: TotoConfig, seq_len: int) -> float:
         keep = 1 - config.mask_ratio
         return 6.0 * (trunk * keep + decoder) + 6.0 * config.tokens * (config.n_layers * config.dim * keep**2
                                                                         + config.decoder_layers * config.decoder_width)
+    return 6.0 * matmul_params(config) + 6.0 * config.n_layers * seq_len * config.dim
+
+
+def matmul_params(config: TotoConfig) -> int:
+    """Parameters a token's forward multiplies with: the 2-D weights outside the token embedding
+    (the blocks and the head). The N of C = 6 N D, and the scaling study's token budget per parameter."""
     with torch.device("meta"):
         params = Toto(config).named_parameters()
-        matmul = sum(p.numel() for name, p in params if p.dim() == 2 and not name.startswith("tok_embeddings"))
-    return 6.0 * matmul + 6.0 * config.n_layers * seq_len * config.dim
+        return sum(p.numel() for name, p in params if p.dim() == 2 and not name.startswith("tok_embeddings"))
 
 
 def peak_tflops(device: torch.device, precision: str, override: float | None = None) -> float | None:
