@@ -209,6 +209,18 @@ class TotoTaskEnv(gym.Env):
         renderer.update_scene(self.data, camera=self._camera_ids[camera])
         return renderer.render()
 
+    def render_segmentation(self, camera: str) -> np.ndarray:
+        """int32 HxW geom ids seen from a named camera (-1 where no geom is): ground-truth masks
+        (sim/segmentation.py), from MuJoCo's segmentation rendering of the same scene."""
+        renderer = self._renderer or self._make_renderer()
+        renderer.update_scene(self.data, camera=self._camera_ids[camera])
+        renderer.enable_segmentation_rendering()
+        try:
+            ids = renderer.render()
+        finally:
+            renderer.disable_segmentation_rendering()
+        return np.where(ids[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), ids[..., 0], -1).astype(np.int32)
+
     def _make_renderer(self) -> mujoco.Renderer:
         size = self.config.image_size
         try:

@@ -23,6 +23,7 @@ COMPOSITION_ROOTS = {
     "toto_robot/__init__.py": "the public facade (load_encoder, make_env), imports inside its functions",
     "toto_robot/main_job.py": "the main job runs every stage",
     "encoder/probe.py": "passes sim's episode renderer to the probes' embedded robot clips",
+    "encoder/track.py": "passes sim's mask-set renderer to tracking's embedded videos",
 }
 
 

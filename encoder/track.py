@@ -1,0 +1,54 @@
+"""Track objects by label propagation through a frozen encoder's patch features (paper section 4.5,
+Table 10; Jabri et al. 2020's protocol): J, F and J&F for every layer, with a plot and overlay videos.
+
+    python encoder/track.py                                                 # the nano on the embedded sim set
+    python encoder/track.py 'encoders=[runs/pretrain/encoder,runs/pretrain_mae/encoder]'   # Toto vs MAE
+    python encoder/track.py data.root=/data/DAVIS 'layers=[mid]' propagation.topk=5     # DAVIS-2017 val
+
+Settings: encoder/tracking/config.py (TrackConfig; propagation: encoder/tracking/propagate.py).
+Outputs in `out` (runs/track): results.json, jf_vs_layer.png, overlays/*.mp4 (ground truth left,
+propagated masks right). The embedded set is rendered once into data.cache_dir (sim/segmentation.py).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
+ROOT = Path(__file__).resolve().parents[1]
+if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root,
+    sys.path[0] = str(ROOT)  # not from encoder/ (whose tokenizers/ would shadow the `tokenizers` package)
+
+import hydra  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from encoder.tracking.config import TrackConfig  # noqa: E402  (registers the schema)
+from encoder.tracking.run import run_tracking  # noqa: E402
+from toto_robot.cli import bad_input_exits  # noqa: E402
+
+
+def report(result: dict) -> None:
+    """One line per encoder: its best layer, the depth there, and J&F, J, F."""
+    for path, r in result["encoders"].items():
+        best = r["best"]
+        print(f"{path} ({r['kind']}): best layer {r['best_layer']}/{r['n_layers']} ({100 * r['best_depth']:.0f}% depth) "
+              f"J&F {100 * best['JF']:.1f}  J {100 * best['J']:.1f}  F {100 * best['F']:.1f}")
+        for video, counts in r["unknown_indices"].items():
+            print(f"  {video}: {counts['pixels']} annotation pixels in {counts['frames']} frames hold indices "
+                  "that are not objects of the first frame (scored as background)")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="track")
+def main(cfg) -> None:
+    with bad_input_exits(NotImplementedError):
+        config: TrackConfig = OmegaConf.to_object(cfg)
+        from sim.segmentation import write_mask_set  # the entry point wires sim's mask renderer in
+
+        result = run_tracking(config, make_sim_set=write_mask_set)
+        report(result)
+        print(f"results: {Path(config.out) / 'results.json'}, plot: {result['plot']}, overlays: {Path(config.out) / 'overlays'}")
+
+
+if __name__ == "__main__":
+    main()
