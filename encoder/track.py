@@ -30,13 +30,15 @@ from toto_robot.cli import bad_input_exits  # noqa: E402
 
 def report(result: dict) -> None:
     """One line per encoder: its best layer, the depth there, and J&F, J, F."""
+    floor = result["copy_first_frame"]
+    print(f"first mask repeated (no tracking): J&F {100 * floor['JF']:.1f}  J {100 * floor['J']:.1f}  F {100 * floor['F']:.1f}")
     for path, r in result["encoders"].items():
         best = r["best"]
         print(f"{path} ({r['kind']}): best layer {r['best_layer']}/{r['n_layers']} ({100 * r['best_depth']:.0f}% depth) "
               f"J&F {100 * best['JF']:.1f}  J {100 * best['J']:.1f}  F {100 * best['F']:.1f}")
-        for video, counts in r["unknown_indices"].items():
-            print(f"  {video}: {counts['pixels']} annotation pixels in {counts['frames']} frames hold indices "
-                  "that are not objects of the first frame (scored as background)")
+    for video, counts in result["data"]["unknown_indices"].items():
+        print(f"{video}: {counts['pixels']} annotation pixels in {counts['frames']} frames hold indices "
+              "that are not objects of the first frame (scored as background)")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="track")

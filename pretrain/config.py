@@ -72,7 +72,7 @@ class ScalingSettings:
     L(C) = a * C^b to the validation losses against training compute (paper section 4.9)."""
 
     sizes: List[str] = field(default_factory=list)  # model presets; empty: an ordinary run. experiment=scaling: s1..s4
-    tokens_per_param: float = 2.0  # training tokens per matmul parameter N (pretrain/sizing.py): C = 6 N D
+    tokens_per_param: float = 1.0  # training tokens per matmul parameter N (pretrain/sizing.py): C = 6 N D
     min_steps: int = 8  # floor on a size's optimizer steps
     warmup_fraction: float = 0.1  # of each size's steps
     validations: int = 8  # validation points along each size's run: its loss-against-compute curve

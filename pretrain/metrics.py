@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from toto_robot.io import TEMP_SUFFIX, atomic_write
+from toto_robot.io import TEMP_SUFFIX, atomic_write, save_figure
 
 JSONL_NAME = "metrics.jsonl"
 PLOT_NAME = "loss_curve.png"
@@ -112,11 +112,7 @@ class MetricsLogger:
         axes[0].set_ylabel("next-token loss (nats)")
         axes[0].legend()
         fig.tight_layout()
-        path = self.out_dir / PLOT_NAME
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
-        return path
+        return save_figure(fig, self.out_dir / PLOT_NAME)
 
     def close(self) -> None:
         if self.enabled:
@@ -176,7 +172,4 @@ def plot_positions(record: dict, path: Path) -> Path:
                    title=f"loss by position at step {record['step']} (moving mean over {window})")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

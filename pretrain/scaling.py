@@ -162,7 +162,7 @@ def plot_scaling(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toto_robot.io import atomic_write
+    from toto_robot.io import save_figure
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, r in enumerate(result["sizes"]):
@@ -181,7 +181,4 @@ def plot_scaling(result: dict, path: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

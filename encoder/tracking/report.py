@@ -9,14 +9,15 @@ import numpy as np
 from encoder.tracking.davis import palette
 
 
-def plot_layers(encoders: dict, path: Path) -> Path:
-    """jf_vs_layer.png: J&F (solid), J and F (faint) against layer / depth, one colour per encoder."""
+def plot_layers(encoders: dict, path: Path, floor: float | None = None) -> Path:
+    """jf_vs_layer.png: J&F (solid), J and F (faint) against layer / depth, one colour per encoder;
+    `floor`: the J&F of repeating the first mask, grey."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toto_robot.io import atomic_write
+    from toto_robot.io import save_figure
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (name, result) in enumerate(encoders.items()):
@@ -26,15 +27,14 @@ def plot_layers(encoders: dict, path: Path) -> Path:
             ax.plot(depth, [100 * result["layers"][str(k)][metric] for k in layers], style, color=f"C{i}", alpha=alpha,
                     ms=4, label=f"{name} ({result['kind']}, {result['n_layers']} blocks)" if metric == "JF" else None)
         ax.axvline(result["best_layer"] / result["n_layers"], color=f"C{i}", lw=0.8, ls=":")
+    if floor is not None:
+        ax.axhline(100 * floor, color="0.5", lw=1, ls="--", label="first mask repeated (no tracking)")
     ax.set(xlabel="layer / depth", ylabel="score (%)  J&F solid, J dashed, F dotted", xlim=(0, 1.05),
            title="label propagation: J&F by layer")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def overlay(frames: np.ndarray, masks: np.ndarray, alpha: float = 0.55) -> np.ndarray:

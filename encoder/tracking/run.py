@@ -93,6 +93,15 @@ def load_videos(cfg: TrackConfig, make_sim_set: Callable[..., dict] | None) -> t
     return read_davis(made["root"], resolution=made["resolution"], videos=d.videos), {**made, "embedded": True}
 
 
+def copy_first_frame(videos: list[Video], cfg: TrackConfig) -> dict:
+    """J, F, J&F of a tracker that never moves: the first mask repeated (the floor any encoder should clear)."""
+    scores = {}
+    for video in videos:
+        true = video.load_masks()[:cfg.data.max_frames]  # (also counts the video's unknown indices)
+        scores[video.name] = score_video(np.repeat(true[:1], len(true), axis=0), true, video.objects, cfg.boundary_tolerance)
+    return summarize(scores)
+
+
 def check(cfg: TrackConfig) -> None:
     """Fail fast, before the simulator or any encoder runs."""
     if not cfg.encoders:
@@ -120,18 +129,17 @@ def run_tracking(cfg: TrackConfig, make_sim_set: Callable[..., dict] | None = No
     out.mkdir(parents=True, exist_ok=True)
     settings = PropagationSettings(**dataclasses.asdict(cfg.propagation))
     results = {"data": {**source, "videos": [v.name for v in videos]}, "propagation": dataclasses.asdict(settings),
-               "boundary_tolerance": cfg.boundary_tolerance, "encoders": {}}
+               "boundary_tolerance": cfg.boundary_tolerance, "copy_first_frame": copy_first_frame(videos, cfg), "encoders": {}}
+    results["data"]["unknown_indices"] = {v.name: {"pixels": v.unknown_pixels, "frames": v.unknown_frames}
+                                          for v in videos if v.unknown_pixels}
     for path in cfg.encoders:
         encoder = open_tracker(path, cfg.dtype, cfg.device)
         layers = resolve_layers(cfg.layers, encoder.n_layers)
         per_layer: dict[int, dict] = {n: {} for n in layers}
-        unknown = {}
         for video in tqdm(videos, desc=f"track {path}", unit="video", disable=not cfg.progress):
             _, true, predictions = track_video(encoder, video, layers, settings, cfg.batch_frames, cfg.data.max_frames)
             for n, pred in predictions.items():
                 per_layer[n][video.name] = score_video(pred, true, video.objects, cfg.boundary_tolerance)
-            if video.unknown_pixels:
-                unknown[video.name] = {"pixels": video.unknown_pixels, "frames": video.unknown_frames}
         by_layer = {str(n): {**summarize(scores), "videos": {v: {str(k): s for k, s in objects.items()}
                                                                for v, objects in scores.items()}}
                     for n, scores in per_layer.items()}
@@ -139,14 +147,15 @@ def run_tracking(cfg: TrackConfig, make_sim_set: Callable[..., dict] | None = No
         results["encoders"][path] = {
             "kind": getattr(encoder, "kind", "toto"), "n_layers": encoder.n_layers, "resolution": encoder.resolution,
             "grid": encoder.grid, "layers": by_layer, "best_layer": best, "best_depth": best / encoder.n_layers,
-            "best": {k: by_layer[str(best)][k] for k in ("J", "F", "JF")}, "unknown_indices": unknown,
+            "best": {k: by_layer[str(best)][k] for k in ("J", "F", "JF")},
         }
         for video in videos[:cfg.overlays]:
             frames, true, predictions = track_video(encoder, video, [best], settings, cfg.batch_frames, cfg.data.max_frames)
-            name = f"{Path(path).parent.name or 'encoder'}_{Path(path).name}_layer{best}_{video.name}.mp4"
+            slug = PIXELS if path == PIXELS else f"{Path(path).parent.name}_{Path(path).name}".strip("_")
+            name = f"{slug}_layer{best}_{video.name}.mp4"
             write_overlay(out / OVERLAY_DIR / name, frames, true, predictions[best])
         del encoder
-    results["plot"] = str(plot_layers(results["encoders"], out / PLOT_NAME))
+    results["plot"] = str(plot_layers(results["encoders"], out / PLOT_NAME, floor=results["copy_first_frame"]["JF"]))
     with atomic_write(out / RESULTS_NAME) as tmp:
         tmp.write_text(json.dumps(results, indent=1))
     return results

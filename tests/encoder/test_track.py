@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +172,7 @@ def test_a_still_video_tracks_perfectly_on_pixel_patches_and_the_run_writes_its_
     assert all(noisy[k]["J"] < 0.9 for k in ("1", "2"))
     assert r["best_layer"] == 1 and r["layers"]["1"]["objects"] == 4
     saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["copy_first_frame"]["J"] > 0.95  # nothing moves in either video: repeating the first mask is right
     assert saved["encoders"]["pixels"]["best"] == pytest.approx(r["best"])
     assert (tmp_path / "jf_vs_layer.png").read_bytes()[:4] == b"\x89PNG"
     (video,) = (tmp_path / "overlays").iterdir()
