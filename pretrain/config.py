@@ -1,7 +1,7 @@
 """The settings of `python pretrain/run.py`: one structured config, so every paper setting is a
 value and a misspelt key or a wrongly typed value is a one-line hydra error.
 
-Groups (files in pretrain/conf/) only set values of this schema: `model=nano|a1..a6|base|large|1b`
+Groups (files in pretrain/conf/) only set values of this schema: `model=nano|s1..s4|a1..a6|base|large|1b`
 (preset plus its training scale), `data=embedded|paper_mix`, `tokenizer=fsq|dalle|patch`,
 `experiment=coarse_to_fine|scaling`.
 """
