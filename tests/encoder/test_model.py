@@ -137,7 +137,7 @@ def test_table15_family_follows_one_rule_and_matches_the_table_with_its_vocabula
 
 def test_presets_and_config_errors():
     assert preset_config("base", rope_base=5e4).rope_base == 5e4 and PRESETS["base"].rope_base == 1e4
-    with pytest.raises(ValueError, match="unknown model preset 'huge'; valid: nano, a1"):
+    with pytest.raises(ValueError, match="unknown model preset 'huge'; valid: nano, s1"):
         preset_config("huge")
     with pytest.raises(ValueError, match="'dimm'"):
         preset_config("nano", dimm=3)
