@@ -130,12 +130,9 @@ def frame_means(per_position: list[float], frame_tokens: int) -> list[float]:
     return [float(np.nanmean(values[k * frame_tokens:(k + 1) * frame_tokens])) for k in range(frames)]
 
 
-def write_positions(out_dir: str | os.PathLike, step: int, frame_tokens: int | None, sets: dict) -> Path | None:
+def write_positions(out_dir: str | os.PathLike, step: int, frame_tokens: int | None, sets: dict) -> Path:
     """val_positions.json ({"step", "frame_tokens", "sets": {name: {"per_position", "per_frame"}}})
-    and its plot, from the per-position validation losses of each set (None entries are skipped)."""
-    sets = {name: values for name, values in sets.items() if values}
-    if not sets:
-        return None
+    and its plot, from the per-position validation losses of each set."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {"step": step, "frame_tokens": frame_tokens, "sets": {

@@ -254,12 +254,10 @@ def evaluate(model: nn.Module, batches: list[torch.Tensor], info: distributed.Di
     return loss_sum / count if count > 0 else float("nan")
 
 
-def loss_by_position(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, compute: Compute,
-                     pad_ranks: bool, objective: Objective) -> list[float] | None:
-    """Mean validation loss at each target position of a row (paper Fig. 10), or None if the
-    objective has no such loss. A position with no target in any row gets NaN."""
-    if not objective.positional or not batches:
-        return None
+def evaluate_by_position(model: nn.Module, batches: list[torch.Tensor], info: distributed.DistInfo, compute: Compute,
+                         pad_ranks: bool, objective: Objective) -> tuple[float, list[float]]:
+    """(target-mean loss, mean loss at each target position of a row) from one forward a batch: the
+    validation's loss and the paper's Fig. 10 together. A position with no target in any row gets NaN."""
     width = batches[0].shape[1] - 1
 
     def measure(rows: torch.Tensor) -> torch.Tensor:
@@ -267,7 +265,9 @@ def loss_by_position(model: nn.Module, batches: list[torch.Tensor], info: distri
         return torch.cat([(losses * valid).sum(0).double(), valid.sum(0).double()])
 
     totals = _sum_over_batches(model, batches, info, compute, pad_ranks, measure, 2 * width)
-    return [s / c if c > 0 else float("nan") for s, c in zip(totals[:width], totals[width:])]
+    sums, counts = totals[:width], totals[width:]
+    mean = sum(sums) / sum(counts) if sum(counts) > 0 else float("nan")
+    return mean, [s / c if c > 0 else float("nan") for s, c in zip(sums, counts)]
 
 
 def _global_step(forward_model, wrapped, model, optimizer, micro: list[torch.Tensor], cfg: TrainConfig, strategy: str,
@@ -413,9 +413,11 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
         writes each set's loss by position (rank 0)."""
         losses, counts, positions = {}, {}, {}
         for name, group in val_groups.items():
-            losses[name] = evaluate(model, group, info, compute, pad_ranks=strategy == "fsdp", objective=objective)
             counts[name] = sum(objective.targets(rows) for rows in group)
-            positions[name] = loss_by_position(model, group, info, compute, strategy == "fsdp", objective)
+            if objective.positional:  # the mean comes from the per-position losses: one forward serves both
+                losses[name], positions[name] = evaluate_by_position(model, group, info, compute, strategy == "fsdp", objective)
+            else:
+                losses[name] = evaluate(model, group, info, compute, pad_ranks=strategy == "fsdp", objective=objective)
         if info.is_main and objective.positional:
             write_positions(out_dir, step, frame_tokens, positions)
         total = sum(counts.values())
