@@ -92,6 +92,8 @@ class TotoEncoder(nn.Module):
     (a one-head pool; one with more heads replaces it: `encoder.pool_module = trained.requires_grad_(False)`).
     """
 
+    kind = "toto"  # as MAEEncoder.kind = "mae": which encoder a result came from
+
     def __init__(self, model: Toto, tokenizer, *, resolution: int, frames: int | None = None,
                  layer="mid", pool: str = "avg", dtype="auto", device="auto"):
         super().__init__()

@@ -1,5 +1,5 @@
 """The embedded tracking set: scripted-expert episodes rendered with ground-truth object masks,
-written in DAVIS-2017's layout (encoder/tracking/davis.py), so `python encoder/track.py` needs no download.
+written in DAVIS-2017's layout (toto_robot/media/davis.py), so `python encoder/track.py` needs no download.
 
 Objects (palette indices): 1 the task's object (the cube, or the drawer with its handle), 2 the
 gripper's fingers (every body below a hand joint: the Panda's two fingers, the Allegro hand's
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder.tracking.davis import write_listing, write_mask
+from toto_robot.media.davis import write_listing, write_mask
 from sim.tasks import CABINET, CAMERAS, PICK, TASKS
 from toto_robot.io import atomic_write
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder.tracking.davis import palette
+from toto_robot.media.davis import palette
 
 
 def plot_layers(encoders: dict, path: Path, floor: float | None = None) -> Path:

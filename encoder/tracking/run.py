@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from encoder.tracking.config import TrackConfig
-from encoder.tracking.davis import Video, read_davis
+from toto_robot.media.davis import Video, read_davis
 from encoder.tracking.metrics import score_video, summarize
 from encoder.tracking.propagate import PropagationSettings, grid_labels, masks_from_labels, propagate
 from encoder.tracking.report import plot_layers, write_overlay
@@ -127,7 +127,7 @@ def run_tracking(cfg: TrackConfig, make_sim_set: Callable[..., dict] | None = No
     videos, source = load_videos(cfg, make_sim_set)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = PropagationSettings(**dataclasses.asdict(cfg.propagation))
+    settings = cfg.propagation  # checked when the config was built (PropagationSettings.__post_init__)
     results = {"data": {**source, "videos": [v.name for v in videos]}, "propagation": dataclasses.asdict(settings),
                "boundary_tolerance": cfg.boundary_tolerance, "copy_first_frame": copy_first_frame(videos, cfg), "encoders": {}}
     results["data"]["unknown_indices"] = {v.name: {"pixels": v.unknown_pixels, "frames": v.unknown_frames}
@@ -145,7 +145,7 @@ def run_tracking(cfg: TrackConfig, make_sim_set: Callable[..., dict] | None = No
                     for n, scores in per_layer.items()}
         best = max(layers, key=lambda n: by_layer[str(n)]["JF"])
         results["encoders"][path] = {
-            "kind": getattr(encoder, "kind", "toto"), "n_layers": encoder.n_layers, "resolution": encoder.resolution,
+            "kind": encoder.kind, "n_layers": encoder.n_layers, "resolution": encoder.resolution,
             "grid": encoder.grid, "layers": by_layer, "best_layer": best, "best_depth": best / encoder.n_layers,
             "best": {k: by_layer[str(best)][k] for k in ("J", "F", "JF")},
         }

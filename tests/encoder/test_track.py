@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from encoder.tracking.config import TrackConfig, TrackData
-from encoder.tracking.davis import palette, read_davis, read_mask, write_listing, write_mask
+from toto_robot.media.davis import palette, read_davis, read_mask, write_listing, write_mask
 from encoder.tracking.metrics import boundary_f, boundary_map, region_j, score_video, summarize, tolerance_pixels
 from encoder.tracking.propagate import PropagationSettings, grid_labels, masks_from_labels, propagate
 from encoder.tracking.run import run_tracking

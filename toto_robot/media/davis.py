@@ -1,4 +1,5 @@
-"""DAVIS-2017 folders: read them for tracking, and write the same layout (the embedded sim set does).
+"""DAVIS-2017 folders: encoder/tracking reads them, sim/segmentation writes the embedded set in the
+same layout; the format lives here, below both (docs/design.md, import rules).
 
     <root>/JPEGImages/<resolution>/<video>/00000.jpg ...     frames
     <root>/Annotations/<resolution>/<video>/00000.png ...    palette PNGs: index 0 background, 1..K objects
