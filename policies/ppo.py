@@ -12,8 +12,11 @@
   shape, with one output, as the critic: the module DAgger and BC train, not a re-declaration.
   The observation reaches them as [features | proprio] (`ConcatExtractor`, no parameters).
 - `export_policy` puts that actor into a `policies.Policy`, so a PPO run is evaluated and deployed
-  like a DAgger one (safetensors, no pickle). SB3's own zip (`ppo.zip`) is kept for resuming;
-  loading it runs torch.load (weights_only is not guaranteed), so only load zips you wrote.
+  like a DAgger one (safetensors, no pickle). Resuming reads `ppo_state.*` (the SB3 policy's
+  weights as safetensors, counters as JSON) and `ppo_optimizer.pt` (read with weights_only=True),
+  and rebuilds everything else from the config. SB3's own zip is never written or loaded: its
+  loader unpickles `:serialized:` entries with cloudpickle, so a crafted `ppo.zip` in a run folder
+  ran code (issue 25).
 
 Like the rest of policies/, this module never imports sim: envs arrive as gymnasium env factories.
 It imports stable-baselines3, so `import policies` does not import it (use `policies.ppo`).
@@ -37,6 +40,7 @@ from policies.actor import Actor
 from policies.configuration import PolicyConfig
 from policies.features import FeatureProvider
 from policies.policy import Policy
+from toto_robot.checkpoint import CheckpointError, load_state, load_weights, save_state, save_weights
 
 __all__ = ["FeatureObservation", "MVPActorCriticPolicy", "PPOConfig", "export_policy", "make_ppo", "train_ppo"]
 
@@ -157,6 +161,31 @@ class MVPActorCriticPolicy(ActorCriticPolicy):
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 
+PPO_STATE, PPO_OPTIMIZER = "ppo_state", "ppo_optimizer.pt"
+LEGACY_ZIP = "ppo.zip"  # what earlier versions saved with SB3's pickling `save`
+
+
+def save_ppo_state(model, config: PPOConfig, out: Path) -> None:
+    """What a resume needs, without pickle: the policy's weights, the optimizer state, the counters."""
+    save_state(out / PPO_OPTIMIZER, model.policy.optimizer.state_dict())
+    save_weights(out, PPO_STATE, model.policy.state_dict(), kind="ppo_state", config=asdict(config),
+                 num_timesteps=int(model.num_timesteps), n_updates=int(model._n_updates))
+
+
+def load_ppo_state(venv, config: PPOConfig, out: Path):
+    """A PPO built from `config` with the saved weights, optimizer state and counters (no unpickling)."""
+    state, meta = load_weights(out, PPO_STATE, kind="ppo_state")
+    model = make_ppo(venv, config)
+    try:
+        model.policy.load_state_dict(state)
+        model.policy.optimizer.load_state_dict(load_state(out / PPO_OPTIMIZER))
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{out / PPO_STATE}.safetensors does not fit this PPO ({str(error).splitlines()[0]}): "
+                              "resume with the settings it was trained with, or use another out") from None
+    model.num_timesteps, model._n_updates = int(meta["num_timesteps"]), int(meta["n_updates"])
+    return model
+
+
 def make_ppo(venv, config: PPOConfig, verbose: int = 0):
     """An SB3 PPO on a VecEnv of `FeatureObservation` envs with MVP's actor and hyper-parameters."""
     from stable_baselines3 import PPO
@@ -256,18 +285,19 @@ def train_ppo(env_fn: Callable[[], gym.Env], provider: FeatureProvider, config: 
     """Train PPO on `config.n_envs` copies of `env_fn()`; return (SB3 model, per-update stats).
 
     proprio_key=None drops proprioception (the privileged-state actor). With `out_dir`: writes
-    ppo.zip (SB3's checkpoint) and model.safetensors/.json (`export_policy`, the policy every tool
-    loads) with the stats. `template` (a PolicyConfig) gives the policy its encoder spec and contract. An `out_dir` holding ppo.zip
+    ppo_state.* and ppo_optimizer.pt (the resume state, no pickle) and model.safetensors/.json (`export_policy`, the policy every tool
+    loads) with the stats. `template` (a PolicyConfig) gives the policy its encoder spec and contract. An `out_dir` holding ppo_state
     continues from it up to `total_timesteps` env steps in all (the cosine schedule restarts over
     the remaining steps: a resumed run is not identical to an uninterrupted one).
     """
-    from stable_baselines3 import PPO
-
     venv = make_vec_env([env_fn] * config.n_envs, provider, proprio_key)
     out = None if out_dir is None else Path(out_dir)
     stats: list[dict] = []
-    if out is not None and (out / "ppo.zip").is_file():
-        model = PPO.load(out / "ppo.zip", env=venv, device="cpu")  # runs torch.load: only our own zips
+    if out is not None and (out / LEGACY_ZIP).is_file() and not (out / f"{PPO_STATE}.json").is_file():
+        raise CheckpointError(f"{out / LEGACY_ZIP} is an earlier SB3 checkpoint, which loads by unpickling (a crafted one runs "
+                              f"code): it is not read; delete it to train {out} from scratch")
+    if out is not None and (out / f"{PPO_STATE}.json").is_file():
+        model = load_ppo_state(venv, config, out)
         if (out / "model.json").is_file():
             stats = json.loads((out / "model.json").read_text()).get("stats", [])
         reset = False
@@ -293,6 +323,6 @@ def train_ppo(env_fn: Callable[[], gym.Env], provider: FeatureProvider, config: 
         venv.close()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        model.save(out / "ppo.zip")
+        save_ppo_state(model, config, out)
         export_policy(model, template).save_pretrained(out, stats=stats, ppo=asdict(config))
     return model, stats

@@ -11,7 +11,7 @@ eval_policy.py rebuilds the run from), model.safetensors/.json (the policy: `pol
 which the robot's policy node also loads) and buffer.npz (policies.train_dagger's checkpoint), metrics.jsonl (one row per round), success_curve.png (student success vs env steps,
 as the paper's Fig. 6), tensorboard/ and videos/student_<i>.mp4 (`videos=N` episodes of the final
 policy). `env.<option>=` sets any other env option. A rerun with the same `out` continues after the last finished round; raise
-algo.rounds to train further. algo=ppo (train_ppo_run) writes ppo.zip instead of buffer.npz, one
+algo.rounds to train further. algo=ppo (train_ppo_run) writes ppo_state.* + ppo_optimizer.pt instead of buffer.npz, one
 metrics row per PPO update, and continues up to algo.total_timesteps. This script owns the sim side (env, expert); the learning is in
 policies/, which never imports sim.
 """
@@ -192,7 +192,7 @@ def read_demos(path: str, task: str, provider):
 def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict, template) -> dict:
     """algo=ppo: policies.ppo.train_ppo on num_envs copies of the task's env (dense reward, is_success).
 
-    Writes ppo.zip (SB3, for resuming; loading it runs torch.load), model.safetensors/.json (the
+    Writes ppo_state.* and ppo_optimizer.pt (for resuming, no pickle), model.safetensors/.json (the
     policy mean as a policies.Policy: what eval_policy.py and the robot load), metrics.jsonl (one row per PPO
     update; success_rate is over the last 100 finished training episodes, stochastic actions)
     and success_curve.png. A rerun continues up to algo.total_timesteps.

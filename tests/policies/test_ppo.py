@@ -122,7 +122,7 @@ def test_smoke_franka_pick_state(tmp_path):
                              out_dir=tmp_path, proprio_key=None, callback=rows.append)
     assert [r["env_steps"] for r in stats] == [128, 256] and rows == stats
     assert all(np.isfinite(r["loss"]) for r in stats)
-    for name in ("ppo.zip", "model.safetensors", "model.json"):
+    for name in ("ppo_state.safetensors", "ppo_state.json", "ppo_optimizer.pt", "model.safetensors", "model.json"):
         assert (tmp_path / name).stat().st_size > 0
     actor = model.policy.mlp_extractor.actor
     assert actor.proprio_proj is None and actor.feat_proj.out_features == 256  # the state actor (Actor.for_state)
@@ -134,3 +134,53 @@ def test_smoke_franka_pick_state(tmp_path):
     _, more = train_ppo(lambda: sim.make_env("franka_pick", obs_mode="proprio+state"), StateFeatures(), cfg, 384,
                         out_dir=tmp_path, proprio_key=None)
     assert [r["env_steps"] for r in more] == [128, 256, 384] and [r["iteration"] for r in more] == [0, 1, 2]
+
+
+def _crafted_sb3_zip(path, marker):
+    """A real SB3 PPO zip whose `lr_schedule` entry is replaced by a pickle that creates `marker` when unpickled."""
+    import base64
+    import pickle
+    import zipfile
+
+    from policies.ppo import make_ppo, make_vec_env
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    make_ppo(make_vec_env([DictEnv], CountingFeatures()), PPOConfig(n_envs=1, n_steps=16, epochs=1)).save(path)
+    with zipfile.ZipFile(path) as z:
+        entries = {name: z.read(name) for name in z.namelist()}
+    data = json.loads(entries["data"])
+    data["lr_schedule"][":serialized:"] = base64.b64encode(pickle.dumps(Payload())).decode()
+    entries["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, blob in entries.items():
+            z.writestr(name, blob)
+
+
+def test_a_crafted_ppo_zip_runs_nothing_and_says_so_in_one_line(tmp_path):
+    from policies.ppo import train_ppo
+    from toto_robot.checkpoint import CheckpointError
+
+    marker = tmp_path / "pwned"
+    _crafted_sb3_zip(tmp_path / "ppo.zip", marker)
+    with pytest.raises(CheckpointError, match="not read; delete it") as error:
+        train_ppo(DictEnv, CountingFeatures(), PPOConfig(n_envs=1, n_steps=16, epochs=1, stats_steps=0), 32, out_dir=tmp_path)
+    assert not marker.exists() and "\n" not in str(error.value)
+
+
+def test_ppo_state_round_trip_restores_weights_optimizer_and_counters(tmp_path):
+    from policies.ppo import load_ppo_state, make_ppo, make_vec_env, save_ppo_state
+
+    cfg = PPOConfig(n_envs=1, n_steps=16, epochs=1, stats_steps=0)
+    model = make_ppo(make_vec_env([DictEnv], CountingFeatures()), cfg)
+    model.learn(32)
+    save_ppo_state(model, cfg, tmp_path)
+    again = load_ppo_state(make_vec_env([DictEnv], CountingFeatures()), cfg, tmp_path)
+    for (name, a), b in zip(model.policy.state_dict().items(), again.policy.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    saved, loaded = model.policy.optimizer.state_dict(), again.policy.optimizer.state_dict()
+    assert saved["state"].keys() == loaded["state"].keys() and len(saved["state"]) > 0
+    torch.testing.assert_close(saved["state"][0]["exp_avg"], loaded["state"][0]["exp_avg"])
+    assert (again.num_timesteps, again._n_updates) == (model.num_timesteps, model._n_updates) == (32, 2)

@@ -193,7 +193,7 @@ def test_ppo_trains_in_process(tmp_path):
     assert summary["rounds"] == 2 and summary["env_steps"] == 256
     rows = read_metrics(tmp_path / "run")
     assert [r["env_steps"] for r in rows] == [128, 256] and "success_rate" in rows[0]
-    assert (tmp_path / "run" / "ppo.zip").is_file() and (tmp_path / "run" / "success_curve.png").is_file()
+    assert (tmp_path / "run" / "ppo_state.safetensors").is_file() and (tmp_path / "run" / "success_curve.png").is_file()
     _, actor = load_run(tmp_path / "run")
     assert actor.config.feat_dim == 29 and actor.proprio_dim == 0 and actor.config.bound == "clip"
     assert actor.config.action["convention"] == "scaled_joint_delta" and actor.config.observation["robot"] == "franka"
