@@ -5,6 +5,8 @@
     python sim/compare.py tasks=[franka_pick,franka_cabinet,kuka_pick,kuka_cabinet] seeds=[0,1,2]
     python sim/compare.py pools=[avg,grid4]                           # the paper's average pooling, and grid
     python sim/compare.py encoders=[toto,mae] layers=[0.25,0.5,0.75,1.0]   # Fig. 8: success vs layer
+    python sim/compare.py 'encoders=[toto_lr,mae_v,state]' pretrain_seeds=[0,1,2] \
+        'variants={toto_lr:[train.lr=1e-3],mae_v:[objective=mae]}'   # pre-training seeds: one export per variant and seed
     python sim/compare.py --help                                      # every option (CompareConfig)
 
 Every cell (task, encoder, pool, layer, seed) runs `python sim/train_policy.py` (DAgger by default)
@@ -12,7 +14,10 @@ into out/<cell>, then `python sim/eval_policy.py` on it, each as its own process
 overrides apart from the encoder settings: the runs differ in nothing but their features. The
 state encoder has no pool or layer: one cell per task and seed. A finished cell is skipped; an
 unfinished one resumes; a cell made with other settings is refused (cell.json), so a study can
-run over several sittings. Writes out/compare.png (Fig. 6: student success vs env steps, a panel
+run over several sittings. With `pretrain_seeds`, each variant is first pre-trained once per seed
+into out/exports/<variant>_p<seed> (export.json holds its overrides, same rules), and results pool
+over pre-training and policy seeds alike; a child that fails leaves its whole stderr in the
+folder's compare.log and the error names its cause. Writes out/compare.png (Fig. 6: student success vs env steps, a panel
 per task, a line per encoder and pool: mean over seeds, band = min..max), out/layers.png with
 more than one layer (Fig. 8: final success vs layer), out/summary.json and out/summary.md (final
 evaluation pooled over seeds with Wilson 95% intervals, pooled over tasks too, and each run's
@@ -32,7 +37,9 @@ if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: impo
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+import shutil  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from typing import Dict, List, Optional  # noqa: E402
 
 import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
@@ -67,6 +74,12 @@ class CompareConfig:
     encoder_path: str = EncoderSpec.path  # toto, random and random_trunk read it
     mae_path: str = ENCODER_PATHS["mae"]  # the MAE baseline's export (python pretrain/run.py objective=mae)
     extra: list = field(default_factory=list)  # further train_policy.py overrides, the same for every run
+    # Pre-training seeds (one pre-training run is not a result): each encoder named in `variants` is
+    # pre-trained once per seed in `pretrain_seeds` into out/exports/<variant>_p<seed> by
+    # `python pretrain/run.py <its overrides> train.seed=<seed> tokenizer.train.seed=<seed>`, and its
+    # cells read that export. A variant is Toto unless its overrides set objective=mae.
+    variants: Dict[str, List[str]] = field(default_factory=dict)
+    pretrain_seeds: list = field(default_factory=list)
     out: str = "runs/compare"
 
 
@@ -76,16 +89,18 @@ ConfigStore.instance().store(name="compare_schema", node=CompareConfig)
 @dataclass(frozen=True)
 class Cell:
     task: str
-    encoder: str
+    encoder: str  # an encoder kind, or a variant's name
     pool: str
     layer: str
     seed: int
+    pretrain_seed: Optional[int] = None  # the variant's export it reads (None: encoder_path / mae_path)
 
     @property
     def name(self) -> str:
         if self.encoder == "state":
             return f"{self.task}_state_s{self.seed}"
-        return f"{self.task}_{self.encoder}_{self.pool}_L{self.layer}_s{self.seed}"
+        pretrained = "" if self.pretrain_seed is None else f"_p{self.pretrain_seed}"
+        return f"{self.task}_{self.encoder}_{self.pool}_L{self.layer}{pretrained}_s{self.seed}"
 
     @property
     def group(self) -> tuple[str, str, str, str]:
@@ -94,23 +109,53 @@ class Cell:
 
 
 def cells(cfg: CompareConfig) -> list[Cell]:
-    """Every run of the study, in order; the state encoder once per task and seed (no pool, no layer)."""
+    """Every run of the study, in order; the state encoder once per task and seed (no pool, no layer),
+    a variant once per pre-training seed too."""
     out = []
     for task in cfg.tasks:
         for encoder in cfg.encoders:
             settings = [("-", "-")] if encoder == "state" else [(str(p), str(n)) for p in cfg.pools for n in cfg.layers]
-            out += [Cell(task, encoder, pool, layer, int(seed)) for pool, layer in settings for seed in cfg.seeds]
+            pretrain_seeds = [int(p) for p in cfg.pretrain_seeds] if encoder in cfg.variants else [None]
+            out += [Cell(task, encoder, pool, layer, int(seed), pseed)
+                    for pool, layer in settings for pseed in pretrain_seeds for seed in cfg.seeds]
     return out
+
+
+def kind_of(cfg: CompareConfig, encoder: str) -> str:
+    """The encoder kind a cell's name stands for: a variant is mae if it pre-trains the MAE, else toto."""
+    if encoder not in cfg.variants:
+        return encoder
+    return "mae" if "objective=mae" in [str(a) for a in cfg.variants[encoder]] else "toto"
+
+
+def export_dir(cfg: CompareConfig, variant: str, pretrain_seed: int) -> Path:
+    return Path(cfg.out) / "exports" / f"{variant}_p{pretrain_seed}"
+
+
+def pretrain_args(cfg: CompareConfig, variant: str, pretrain_seed: int) -> list[str]:
+    return [f"out={export_dir(cfg, variant, pretrain_seed)}", f"train.seed={pretrain_seed}",
+            f"tokenizer.train.seed={pretrain_seed}", *map(str, cfg.variants[variant])]
 
 
 def check(cfg: CompareConfig) -> None:
     """One-line ValueErrors for names no run could use, before anything starts."""
     if not cfg.tasks or not cfg.encoders or not cfg.seeds or not cfg.pools or not cfg.layers:
         raise ValueError("tasks, encoders, seeds, pools and layers must each name at least one value")
-    check_choices([f"task={t}" for t in cfg.tasks] + [f"encoder={e}" for e in cfg.encoders])
+    clash = sorted(set(cfg.variants) & set(COMPARED + ("random_trunk",)))
+    if clash:
+        raise ValueError(f"variants={clash}: a variant needs a name of its own, not an encoder kind's")
+    for name, overrides in cfg.variants.items():
+        bad = [a for a in overrides if str(a).lstrip("+").partition("=")[0] in ("out", "train.seed", "tokenizer.train.seed")]
+        if bad:
+            raise ValueError(f"variants.{name}={bad}: out and the seeds are set by the comparison (pretrain_seeds=)")
+    if cfg.pretrain_seeds and not set(cfg.variants) & set(cfg.encoders):
+        raise ValueError("pretrain_seeds= needs encoders that name a variant (variants={name: [pretrain overrides]})")
+    if set(cfg.variants) & set(cfg.encoders) and not cfg.pretrain_seeds:
+        raise ValueError(f"encoders={sorted(set(cfg.variants) & set(cfg.encoders))} are variants: give pretrain_seeds=[...]")
+    check_choices([f"task={t}" for t in cfg.tasks] + [f"encoder={kind_of(cfg, e)}" for e in cfg.encoders])
     for pool in cfg.pools:
         if pool == "cls":
-            if set(cfg.encoders) - {"mae", "state"}:
+            if {kind_of(cfg, e) for e in cfg.encoders} - {"mae", "state"}:
                 raise ValueError("pools=[cls]: the CLS token is the MAE's; Toto has none (use avg or grid<k>)")
         else:
             make_pool(str(pool), 8)
@@ -121,22 +166,53 @@ def check(cfg: CompareConfig) -> None:
                              "algo=, encoder_path=, mae_path=)")
 
 
+def encoder_path(cfg: CompareConfig, cell: Cell) -> str:
+    if cell.pretrain_seed is not None:
+        return str(export_dir(cfg, cell.encoder, cell.pretrain_seed) / "encoder")
+    return cfg.mae_path if cell.encoder == "mae" else cfg.encoder_path
+
+
 def train_args(cfg: CompareConfig, cell: Cell, out: Path) -> list[str]:
     encoder = [] if cell.encoder == "state" else [
-        f"encoder.path={cfg.mae_path if cell.encoder == 'mae' else cfg.encoder_path}", f"encoder.pool={cell.pool}",
-        f"encoder.layer={cell.layer}"]
-    return [f"task={cell.task}", f"encoder={cell.encoder}", f"seed={cell.seed}", f"algo={cfg.algo}", f"algo.rounds={cfg.rounds}",
+        f"encoder.path={encoder_path(cfg, cell)}", f"encoder.pool={cell.pool}", f"encoder.layer={cell.layer}"]
+    return [f"task={cell.task}", f"encoder={kind_of(cfg, cell.encoder)}", f"seed={cell.seed}", f"algo={cfg.algo}", f"algo.rounds={cfg.rounds}",
             f"algo.steps_per_round={cfg.steps_per_round}", f"num_envs={cfg.num_envs}",
             f"eval_episodes={cfg.eval_episodes}", *encoder, f"out={out}", "progress=false", *map(str, cfg.extra)]
 
 
-def run_step(script: str, args: list[str]) -> None:
-    """A child entry point; its one-line error becomes ours."""
-    done = subprocess.run([sys.executable, str(ROOT / "sim" / script), *args], cwd=os.getcwd(),
-                          stderr=subprocess.PIPE, text=True)
+LOG_FILE = "compare.log"  # in each cell and export folder: the whole stderr of a child that failed
+# hydra's lines around an override error that say nothing of its cause
+HYDRA_NOISE = ("HYDRA_FULL_ERROR", "reference_type=", "object_type=", "full_key:")
+
+
+def run_step(script: str, args: list[str], log: Path | None = None) -> None:
+    """A child entry point (sim/<script>, or a path from the checkout root). When it fails, its whole
+    stderr goes to `log` and the error names its cause: the child's `error:` line, or else its last lines."""
+    path = ROOT / script if "/" in script else ROOT / "sim" / script
+    done = subprocess.run([sys.executable, str(path), *args], cwd=os.getcwd(), stderr=subprocess.PIPE, text=True)
     if done.returncode:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise ValueError(f"{script} {' '.join(args[:3])} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip() and not any(n in line for n in HYDRA_NOISE)]
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(done.stderr)
+        errors = [line for line in lines if line.startswith("error:")]
+        cause = errors[-1] if errors else " | ".join(lines[-4:]) or f"exit {done.returncode}"
+        where = f" (all of its stderr: {log})" if log is not None else ""
+        raise ValueError(f"{script} {' '.join(args[:3])} failed: {cause}{where}")
+
+
+def ensure_export(cfg: CompareConfig, variant: str, pretrain_seed: int) -> Path:
+    """Pre-train (or resume, or reuse) one variant at one seed; its folder keeps the overrides it was
+    made with (export.json) under the same rules as a cell."""
+    folder = export_dir(cfg, variant, pretrain_seed)
+    args = pretrain_args(cfg, variant, pretrain_seed)
+    finished = any((folder / "encoder" / f"{kind}.json").is_file() for kind in ("toto", "mae"))
+    claim(folder, args, None, finished=finished, record_file="export.json")
+    if not finished:
+        print(f"pre-training {variant} with seed {pretrain_seed} -> {folder}", flush=True)
+        run_step("pretrain/run.py", [*args, "tokenize.progress=false", "train.progress=false",
+                                     "tokenizer.train.progress=false"], log=folder / LOG_FILE)
+    return folder / "encoder"
 
 
 def evaluated(run: Path, episodes: int) -> dict | None:
@@ -148,22 +224,29 @@ def evaluated(run: Path, episodes: int) -> dict | None:
     return None
 
 
-def claim(run: Path, args: list[str], episodes: int) -> dict:
-    """The cell's record (cell.json): its settings, and the training time once trained. A cell made
-    with other settings is refused: its curves and evaluation would not be comparable."""
+def claim(run: Path, args: list[str], episodes: int | None, finished: bool | None = None,
+          record_file: str = CELL_FILE) -> dict:
+    """The cell's record (cell.json; export.json for a pre-training): its settings, and the training
+    time once trained. A cell that finished a round (an export that finished), made with other
+    settings, is refused: its curves and evaluation would not be comparable. One that never got that
+    far is discarded, and this says so."""
     from toto_robot.io import atomic_write
 
-    path = run / CELL_FILE
+    path = run / record_file
     wanted = {"args": [a for a in args if not a.startswith("progress=")], "episodes": episodes}
+    started = (run / "metrics.jsonl").is_file() if finished is None else finished
     if path.is_file():
         record = json.loads(path.read_text())
-        if record["args"] != wanted["args"]:
-            old, new = set(record["args"]) - set(wanted["args"]), set(wanted["args"]) - set(record["args"])
+        if record["args"] == wanted["args"]:
+            return record
+        old, new = set(record["args"]) - set(wanted["args"]), set(wanted["args"]) - set(record["args"])
+        if started:
             raise ValueError(f"{run} was made with {sorted(old)}, this comparison asks {sorted(new)}: "
                              f"use another out= or delete {run}")
-        return record
-    if (run / "metrics.jsonl").is_file():
-        raise ValueError(f"{run} holds a run this comparison did not make (no {CELL_FILE}): use another out= or delete it")
+        print(f"discarded {run}: it was made with {sorted(old)} and never finished; starting it with {sorted(new)}", flush=True)
+        shutil.rmtree(run)
+    elif started:
+        raise ValueError(f"{run} holds a run this comparison did not make (no {record_file}): use another out= or delete it")
     run.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(wanted, indent=1))
@@ -184,6 +267,8 @@ def compare(cfg: CompareConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = cells(cfg)
+    for variant, pretrain_seed in dict.fromkeys((c.encoder, c.pretrain_seed) for c in jobs if c.pretrain_seed is not None):
+        ensure_export(cfg, variant, pretrain_seed)
     for i, cell in enumerate(jobs, 1):
         run = out / cell.name
         args = train_args(cfg, cell, run)
@@ -194,12 +279,12 @@ def compare(cfg: CompareConfig) -> dict:
             continue
         start = time.time()
         print(f"[{i}/{len(jobs)}] {cell.name}: training -> {run}", flush=True)
-        run_step("train_policy.py", args)
+        run_step("train_policy.py", args, log=run / LOG_FILE)
         if "train_seconds" not in record:  # this sitting's training (a resumed cell counts its last sitting)
             _record(run, record, train_seconds=time.time() - start)
         if evaluated(run, cfg.episodes) is None:
             print(f"[{i}/{len(jobs)}] evaluating {cfg.episodes} episodes", flush=True)
-            run_step("eval_policy.py", [f"run={run}", f"episodes={cfg.episodes}", "progress=false"])
+            run_step("eval_policy.py", [f"run={run}", f"episodes={cfg.episodes}", "progress=false"], log=run / LOG_FILE)
         result = evaluated(run, cfg.episodes)
         print(f"[{i}/{len(jobs)}] success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)", flush=True)
     summary = summarize(out, jobs)
@@ -231,7 +316,7 @@ def summarize(out: Path, jobs: list[Cell]) -> dict:
         key = {"task": cell.task, "encoder": cell.encoder, "pool": cell.pool, "layer": cell.layer}
         for table, group in ((rows, cell.group), (pooled, cell.group[1:])):
             row = table.setdefault(group, _row(key if table is rows else {**key, "task": "all"}))
-            row["seeds"].append(cell.seed)
+            row["seeds"].append(cell.seed if cell.pretrain_seed is None else f"p{cell.pretrain_seed}s{cell.seed}")
             row["successes"] += result["successes"]
             row["episodes"] += result["episodes"]
             row["env_steps"] = steps

@@ -63,9 +63,14 @@ def fake_runs(monkeypatch, calls: list):
     """compare's child processes replaced by ones that write what train_policy/eval_policy write."""
     import sim.compare as compare
 
-    def run_step(script, args):
+    def run_step(script, args, log=None):
         calls.append((script, args))
         values = dict(a.split("=", 1) for a in args)
+        if script == "pretrain/run.py":  # what an export leaves: out/encoder/<kind>.json
+            kind = "mae" if values.get("objective") == "mae" else "toto"
+            (Path(values["out"]) / "encoder").mkdir(parents=True)
+            (Path(values["out"]) / "encoder" / f"{kind}.json").write_text("{}")
+            return
         run = Path(values["out"] if script == "train_policy.py" else values["run"])
         if script == "train_policy.py":
             rows = [{"round": r, "env_steps": 100 * (r + 1), "eval_success_rate": 0.5} for r in range(2)]
@@ -125,3 +130,44 @@ def test_cls_pooling_is_the_maes_alone(tmp_path):
     check(CompareConfig(encoders=["mae", "state"], pools=["cls"]))
     with pytest.raises(ValueError, match="encoder.pool is set by the comparison"):
         check(CompareConfig(extra=["encoder.pool=avg"]))
+
+
+def test_pretraining_seeds_give_each_variant_its_own_exports_pooled_over_seeds(tmp_path, monkeypatch):
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    cfg = compare.CompareConfig(encoders=["toto_new", "mae_p", "state"], pretrain_seeds=[0, 1, 2], seeds=[0], episodes=4,
+                                variants={"toto_new": ["train.lr=1e-3"], "mae_p": ["objective=mae"]}, out=str(tmp_path))
+    summary = compare.compare(cfg)
+    pretrains = [a for s, a in calls if s == "pretrain/run.py"]
+    assert len(pretrains) == 6 and all(f"train.seed={a[0][-1]}" in a and f"tokenizer.train.seed={a[0][-1]}" in a for a in pretrains)
+    trains = {a[-1] if False else next(x for x in a if x.startswith("out=")): a for s, a in calls if s == "train_policy.py"}
+    mae_run = trains[f"out={tmp_path / 'franka_pick_mae_p_grid4_Lmid_p2_s0'}"]
+    assert "encoder=mae" in mae_run and f"encoder.path={tmp_path / 'exports' / 'mae_p_p2' / 'encoder'}" in mae_run
+    toto_run = trains[f"out={tmp_path / 'franka_pick_toto_new_grid4_Lmid_p0_s0'}"]
+    assert "encoder=toto" in toto_run and f"encoder.path={tmp_path / 'exports' / 'toto_new_p0' / 'encoder'}" in toto_run
+    row = next(r for r in summary["runs"] if r["encoder"] == "toto_new")
+    assert (row["successes"], row["episodes"], row["seeds"]) == (9, 12, ["p0s0", "p1s0", "p2s0"])
+    calls.clear()
+    compare.compare(cfg)  # every export and cell finished: nothing runs
+    assert calls == []
+    changed = compare.CompareConfig(**{**cfg.__dict__, "variants": {"toto_new": ["train.lr=2e-3"], "mae_p": ["objective=mae"]}})
+    with pytest.raises(ValueError, match=r"toto_new_p0 was made with \['train.lr=1e-3'\]"):
+        compare.compare(changed)
+
+
+def test_an_unfinished_cell_with_other_settings_is_discarded_and_a_failure_says_why(tmp_path, monkeypatch, capsys):
+    import sim.compare as compare
+
+    cfg = compare.CompareConfig(encoders=["state"], rounds=2, episodes=4, out=str(tmp_path),
+                                extra=["encoder.pol=grid4"])  # a typo the child refuses
+    with pytest.raises(ValueError) as error:
+        compare.compare(cfg)
+    message = str(error.value)
+    assert "encoder.pol" in message and "HYDRA_FULL_ERROR" not in message.split("(all of its stderr")[0]
+    log = tmp_path / "franka_pick_state_s0" / compare.LOG_FILE
+    assert "encoder.pol" in log.read_text()
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    fixed = compare.CompareConfig(encoders=["state"], rounds=2, episodes=4, out=str(tmp_path))
+    compare.compare(fixed)  # the cell never trained: discarded, not refused
+    assert "discarded" in capsys.readouterr().out and len(calls) == 2
