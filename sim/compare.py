@@ -6,7 +6,7 @@
     python sim/compare.py pools=[avg,grid4]                           # the paper's average pooling, and grid
     python sim/compare.py encoders=[toto,mae] layers=[0.25,0.5,0.75,1.0]   # Fig. 8: success vs layer
     python sim/compare.py 'encoders=[toto_lr,mae_v,state]' pretrain_seeds=[0,1,2] \
-        'variants={toto_lr:[train.lr=1e-3],mae_v:[objective=mae]}'   # pre-training seeds: one export per variant and seed
+        'variants={toto_lr:["train.lr=1e-3"],mae_v:["objective=mae"]}'   # pre-training seeds: one export per variant and seed
     python sim/compare.py --help                                      # every option (CompareConfig)
 
 Every cell (task, encoder, pool, layer, seed) runs `python sim/train_policy.py` (DAgger by default)
