@@ -22,11 +22,10 @@ if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: impo
     sys.path[0] = str(ROOT)  # not from encoder/ (whose tokenizers/ would shadow the `tokenizers` package)
 
 import hydra  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from encoder.probes.config import ProbeConfig  # noqa: E402  (registers the schema and the run-dir resolver)
 from encoder.probes.run import run_probes  # noqa: E402
-from toto_robot.cli import bad_input_exits  # noqa: E402
+from toto_robot.cli import bad_input_exits, settings  # noqa: E402
 
 
 def report(result: dict) -> None:
@@ -44,7 +43,7 @@ def report(result: dict) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="probe")
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
-        config: ProbeConfig = OmegaConf.to_object(cfg)
+        config: ProbeConfig = settings(cfg)
         from pretrain.data.embedded import record_robot_videos  # the entry point wires sim's renderer in
 
         result = run_probes(config, render_robot_videos=record_robot_videos)

@@ -21,11 +21,10 @@ if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: impo
     sys.path[0] = str(ROOT)  # not from encoder/ (whose tokenizers/ would shadow the `tokenizers` package)
 
 import hydra  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from encoder.tracking.config import TrackConfig  # noqa: E402  (registers the schema)
 from encoder.tracking.run import run_tracking  # noqa: E402
-from toto_robot.cli import bad_input_exits  # noqa: E402
+from toto_robot.cli import bad_input_exits, settings  # noqa: E402
 
 
 def report(result: dict) -> None:
@@ -44,7 +43,7 @@ def report(result: dict) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="track")
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
-        config: TrackConfig = OmegaConf.to_object(cfg)
+        config: TrackConfig = settings(cfg)
         from sim.segmentation import write_mask_set  # the entry point wires sim's mask renderer in
 
         result = run_tracking(config, make_sim_set=write_mask_set)

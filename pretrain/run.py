@@ -23,11 +23,10 @@ if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: impo
     sys.path[0] = str(ROOT)  # not from pretrain/ (whose module names would shadow the standard library's)
 
 import hydra  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from pretrain.config import RunConfig  # noqa: E402
 from pretrain.pipeline import run  # noqa: E402
-from toto_robot.cli import bad_input_exits  # noqa: E402
+from toto_robot.cli import bad_input_exits, settings  # noqa: E402
 
 
 def report(cfg: RunConfig, result: dict) -> None:
@@ -59,7 +58,7 @@ def report_scaling(cfg: RunConfig, result: dict) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="run")
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
-        config: RunConfig = OmegaConf.to_object(cfg)
+        config: RunConfig = settings(cfg)
         if config.scaling.sizes:
             from pretrain.scaling import run_scaling
 

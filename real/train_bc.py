@@ -35,10 +35,9 @@ from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 
 import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from policies.configuration import EncoderSpec  # noqa: E402
-from toto_robot.cli import bad_input_exits  # noqa: E402
+from toto_robot.cli import bad_input_exits, settings  # noqa: E402
 
 IMPORT_HINT = "import demos with python -m real.rpt_import <episodes dir> <demos.hdf5>"
 RECORD_HINT = "record demos with the recorder node (ros2 run real recorder_node) or pass a demo file"
@@ -206,7 +205,7 @@ def report(summary: dict) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_bc")
 def main(cfg) -> None:
     with bad_input_exits():
-        report(train(OmegaConf.to_object(cfg)))
+        report(train(settings(cfg)))
 
 
 if __name__ == "__main__":

@@ -43,13 +43,12 @@ from typing import Dict, List, Optional  # noqa: E402
 
 import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
 from sim.policy_config import AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
-from toto_robot.cli import bad_input_exits  # noqa: E402
+from toto_robot.cli import bad_input_exits, settings  # noqa: E402
 
 CELL_FILE = "cell.json"
 
@@ -374,7 +373,7 @@ def layer_points(summary: dict) -> dict:
 @hydra.main(version_base="1.3", config_path="conf", config_name="compare")
 def main(cfg) -> None:
     with bad_input_exits():
-        compare(OmegaConf.to_object(cfg))
+        compare(settings(cfg))
     print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'summary.md'}"
           + (f", {Path(cfg.out) / 'layers.png'}" if len(cfg.layers) > 1 else ""))
 

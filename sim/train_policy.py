@@ -31,10 +31,9 @@ import logging  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 
 import hydra  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from sim.policy_config import TrainPolicyConfig, check, check_choices, env_options, make_provider  # noqa: E402
-from toto_robot.cli import bad_input_exits  # noqa: E402
+from toto_robot.cli import bad_input_exits, settings  # noqa: E402
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
 # since it would mix rounds collected under different envs or features in one buffer.
@@ -240,7 +239,7 @@ def report(summary: dict) -> None:
 def main(cfg) -> None:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # hydra's INFO logging would print PyOpenGL's notices
     with bad_input_exits():
-        report(train(OmegaConf.to_object(cfg)))
+        report(train(settings(cfg)))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 A user's mistake (missing file, wrong value) surfaces as ValueError or FileNotFoundError deep in a
 job; the entry point prints `error: <message>` on stderr and exits 2 instead of a traceback.
+`settings(cfg)` turns the composed config into its schema's object after checking that every key
+is the schema's: hydra accepts `+train.stpes=2` (its own hint for a misspelt key) and the typo
+would be ignored.
 """
 from __future__ import annotations
 
@@ -19,3 +22,46 @@ def bad_input_exits(*also: type[BaseException]):
     except (*BAD_INPUT, *also) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def unknown_keys(cfg, schema=None, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """[(dotted key, the valid keys beside it)] for keys of `cfg` that its structured schema lacks.
+
+    Fields typed as dictionaries (e.g. compare's `variants`) and list items are the user's to fill."""
+    import dataclasses
+
+    from omegaconf import DictConfig, OmegaConf
+
+    schema = schema or OmegaConf.get_type(cfg)
+    if not dataclasses.is_dataclass(schema):
+        return []
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    out = []
+    for key in cfg:
+        if key not in fields:
+            out.append((f"{prefix}{key}", sorted(fields)))
+            continue
+        child = cfg._get_node(key)
+        child_type = OmegaConf.get_type(cfg, key) if isinstance(child, DictConfig) else None
+        if isinstance(child, DictConfig) and dataclasses.is_dataclass(child_type):
+            out += unknown_keys(child, child_type, f"{prefix}{key}.")
+    return out
+
+
+def settings(cfg):
+    """The schema object of a composed hydra config; a key outside the schema is one ValueError line
+    naming it and the closest valid keys."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    bad = unknown_keys(cfg)
+    if bad:
+        key, valid = bad[0]
+        parent, _, leaf = key.rpartition(".")
+        close = difflib.get_close_matches(leaf, valid, n=3, cutoff=0.5)
+        where = f"{parent}." if parent else ""
+        hint = f"did you mean {', '.join(where + c for c in close)}?" if close else f"valid: {', '.join(where + v for v in valid)}"
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"unknown setting {key}{more}, with or without +: {hint}")
+    return OmegaConf.to_object(cfg)
