@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from encoder.pooling import AttentionPool
+
 BOUNDS = ("tanh", "clip")
 
 
@@ -66,21 +68,28 @@ class Actor(nn.Module):
     """
 
     def __init__(self, feat_dim: int, proprio_dim: int, action_dim: int, embed_dim: int = 128,
-                 hidden: tuple[int, ...] = (256, 128, 64), bound: str = "tanh"):
+                 hidden: tuple[int, ...] = (256, 128, 64), bound: str = "tanh", attn_tokens: int = 0):
         super().__init__()
         if bound not in BOUNDS:
             raise ValueError(f"bound={bound!r}: use one of {BOUNDS}")
         if min(feat_dim, action_dim) < 1 or proprio_dim < 0:
             raise ValueError(f"feat_dim={feat_dim}, action_dim={action_dim} must be >= 1 and proprio_dim={proprio_dim} >= 0")
+        if attn_tokens < 0 or (attn_tokens and feat_dim % attn_tokens):
+            raise ValueError(f"attn_tokens={attn_tokens} must be 0 or split feat_dim={feat_dim} into equal tokens")
         self.feat_dim, self.proprio_dim, self.action_dim, self.bound = feat_dim, proprio_dim, action_dim, bound
         self.config = {"feat_dim": feat_dim, "proprio_dim": proprio_dim, "action_dim": action_dim,
-                       "embed_dim": embed_dim, "hidden": list(hidden), "bound": bound}  # rebuilds it: Actor(**config)
+                       "embed_dim": embed_dim, "hidden": list(hidden), "bound": bound,
+                       "attn_tokens": attn_tokens}  # rebuilds it: Actor(**config)
+        # attn_tokens > 0: the features are that many tokens (flattened), pooled by a learned query
+        # (the paper's attentive pooling, Table 5) that trains with the actor and saves with it
+        self.pool = AttentionPool(feat_dim // attn_tokens) if attn_tokens else None
+        pooled = feat_dim // attn_tokens if attn_tokens else feat_dim
         if proprio_dim:
-            self.feat_proj = nn.Linear(feat_dim, embed_dim)
+            self.feat_proj = nn.Linear(pooled, embed_dim)
             self.proprio_proj = nn.Linear(proprio_dim, embed_dim)
             in_dim = 2 * embed_dim
         else:
-            self.feat_proj, self.proprio_proj, in_dim = nn.Linear(feat_dim, hidden[0]), None, hidden[0]
+            self.feat_proj, self.proprio_proj, in_dim = nn.Linear(pooled, hidden[0]), None, hidden[0]
         self.mlp = mlp((in_dim, *hidden), action_dim)
         self.register_buffer("feat_mean", torch.zeros(feat_dim))
         self.register_buffer("feat_std", torch.ones(feat_dim))
@@ -99,7 +108,10 @@ class Actor(nn.Module):
 
     def forward(self, features: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
         """Raw training output: tanh-bounded for bound="tanh", unbounded for bound="clip"."""
-        x = self.feat_proj((features - self.feat_mean) / self.feat_std)
+        x = (features - self.feat_mean) / self.feat_std
+        if self.pool is not None:
+            x = self.pool(x.view(len(x), self.config["attn_tokens"], -1))
+        x = self.feat_proj(x)
         if self.proprio_proj is not None:
             if proprio is None:
                 raise ValueError("this actor reads proprioception: pass proprio (B, proprio_dim)")

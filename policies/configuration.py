@@ -30,6 +30,9 @@ class EncoderSpec:
     layer: Any = "mid"  # "mid", a fraction in (0, 1] or a block index (encoder.frozen.resolve_layer)
     # grid4 (4 x 4 regional averages) keeps where the cube is, which the paper's avg loses with a RoPE-only model:
     # 94-96% held-out on franka_pick against 10% for avg (README, Policies). avg: the paper's protocol, one override away
+    # attn: the paper's attentive pooling, trained with the actor and saved in model.safetensors; the
+    # encoder hands it the mid-layer tokens averaged over 2 x 2 cells (ATTN_CELLS^2 = 64 tokens, a
+    # quarter of the 16 x 16 grid, so a DAgger buffer of 49k frames fits in memory: 2.4 GB at nano)
     pool: str = "grid4"
     dtype: Optional[str] = "auto"  # the transformer's dtype: auto (bf16 where native, toto_robot/compute.py) | fp32 | bf16
     device: str = "auto"  # where the encoder runs: auto|cpu|cuda|cuda:N (the actor is small and stays on the CPU)
@@ -41,6 +44,14 @@ class EncoderSpec:
             raise ValueError(f"encoder kind {self.kind!r}: use one of {ENCODER_KINDS}")
         if self.kind in ENCODER_PATHS and self.path == EncoderSpec.path:  # the Toto default would only be refused
             self.path = ENCODER_PATHS[self.kind]
+
+
+ATTN_CELLS = 8  # pool=attn: the encoder's tokens are averaged to an 8 x 8 grid for the policy's attention pool
+
+
+def provider_pool(pool: str) -> str:
+    """The frozen encoder's pooling for a policy's `pool`: attn reads the tokens of an ATTN_CELLS grid."""
+    return f"grid{ATTN_CELLS}" if pool == "attn" else pool
 
 
 @dataclass
@@ -68,6 +79,11 @@ class PolicyConfig:
         unknown = set(self.normalize) - set(NORMALIZED)
         if "features" not in self.normalize or unknown:
             raise ValueError(f"normalize={list(self.normalize)}: features and any of {NORMALIZED[1:]}")
+
+    @property
+    def attn_tokens(self) -> int:
+        """Tokens the actor's trained attention pool reads (0: the features arrive pooled)."""
+        return ATTN_CELLS**2 if self.encoder.pool == "attn" and self.encoder.kind != "state" else 0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden), "normalize": list(self.normalize)}

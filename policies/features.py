@@ -142,6 +142,7 @@ def make_features(spec, path=None) -> FeatureProvider:
     A missing or invalid encoder checkpoint is one CheckpointError line that says how to make one.
     Prints which device and precision the encoder runs at, and why (toto_robot/compute.py).
     """
+    from policies.configuration import provider_pool
     from toto_robot import load_encoder
     from toto_robot.checkpoint import CheckpointError
 
@@ -160,11 +161,11 @@ def make_features(spec, path=None) -> FeatureProvider:
         raise CheckpointError(f"no {'MAE ' if want == 'mae' else ''}encoder checkpoint at {path}: {hint}")
     try:
         if spec.kind in ("random", "random_trunk"):
-            provider = RandomTotoFeatures(path, seed=spec.seed, layer=spec.layer, pool=spec.pool, dtype=spec.dtype,
+            provider = RandomTotoFeatures(path, seed=spec.seed, layer=spec.layer, pool=provider_pool(spec.pool), dtype=spec.dtype,
                                           batch_size=spec.batch_size, device=spec.device,
                                           trained_tokenizer=spec.kind == "random_trunk")
         else:  # toto or mae: load_encoder reads either export
-            model = load_encoder(path, layer=spec.layer, pool=spec.pool, dtype=spec.dtype, device=spec.device)
+            model = load_encoder(path, layer=spec.layer, pool=provider_pool(spec.pool), dtype=spec.dtype, device=spec.device)
             provider = TotoFeatures(model, batch_size=spec.batch_size)
     except CheckpointError as error:
         raise CheckpointError(f"{error} ({PRETRAIN_HINT})") from None

@@ -36,7 +36,7 @@ class Policy(nn.Module):
         super().__init__()
         self.config = config
         self.actor = Actor(config.feat_dim, config.proprio_dim, config.action_dim, embed_dim=config.embed_dim,
-                           hidden=config.hidden, bound=config.bound)
+                           hidden=config.hidden, bound=config.bound, attn_tokens=config.attn_tokens)
         for name, dim in (("proprio", config.proprio_dim), ("action", config.action_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))

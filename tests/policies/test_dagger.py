@@ -204,3 +204,35 @@ def test_evaluation_encodes_only_the_rows_that_count(mode):
     result = rollout(venv, provider, None, Actor.for_state(1, 1), 0.0, seed=0, episodes=6)
     assert (result["episodes"], result["successes"]) == (6, 3)
     assert provider.rows == result["steps"] == 3 * 2 + 3 * 20  # every step of envs 0-5's first episode, nothing else
+
+
+def test_attn_pool_trains_with_the_actor_and_two_loads_act_alike(tmp_path):
+    """pool=attn: the encoder hands over an 8 x 8 grid of tokens; the attention pool trains with the
+    actor, saves in model.safetensors, and every load of the policy gives the same actions."""
+    import sim
+    from sim.experts import make_expert
+
+    from policies import EncoderSpec, Policy, PolicyConfig
+    from policies.configuration import ATTN_CELLS
+    from policies.features import make_features
+    from tests.encoder.conftest import make_encoder_dir
+
+    path = make_encoder_dir(tmp_path / "enc", resolution=64)  # an 8 x 8 token grid
+    spec = EncoderSpec(kind="toto", path=str(path), pool="attn", dtype="fp32", device="cpu")
+    provider = make_features(spec)
+    assert provider.dim == ATTN_CELLS**2 * 32  # the tokens, not one pooled vector
+    env = sim.make_env("franka_pick", obs_mode="pixels+proprio+state", image_size=64)
+    expert = make_expert("franka_pick", env.unwrapped.config)
+    template = PolicyConfig(encoder=spec, resolution=64)
+    policy, _ = train_dagger(env, provider, expert, DaggerConfig(algo="bc", steps_per_round=40, epochs=2),
+                             out_dir=tmp_path / "run", template=template)
+    torch.manual_seed(DaggerConfig().seed)  # as make_policy seeds the fresh policy
+    untrained = Policy(policy.config).actor.pool
+    assert not torch.equal(policy.actor.pool.query, untrained.query)  # the pool trained
+    assert not torch.equal(policy.actor.pool.wk.weight, untrained.wk.weight)
+    obs, _ = env.reset(seed=3)
+    env.close()
+    first, second = (Policy.from_pretrained(tmp_path / "run", device="cpu", dtype="fp32") for _ in range(2))
+    assert "actor.pool.query" in first.state_dict()
+    np.testing.assert_array_equal(first.select_action(obs), second.select_action(obs))
+    np.testing.assert_allclose(first.select_action(obs), policy.select_action(obs), atol=1e-6)
