@@ -130,7 +130,7 @@ def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", d
 
             tokenizer = load_tokenizer(directory / f"{meta.get('tokenizer', 'tokenizer')}.safetensors")
         else:
-            tokenizer = FSQTokenizer(FSQConfig(**tok_meta["config"])).eval()
+            tokenizer = FSQTokenizer(FSQConfig.from_saved(tok_meta["config"])).eval()
             _spread_codes(tokenizer, resolution, seed)
     return TotoEncoder(model, tokenizer, resolution=resolution, frames=meta.get("frames"), layer=layer, pool=pool, dtype=dtype,
                        device=device)

@@ -76,12 +76,34 @@ def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool =
         frames = embedded_frames(cfg.data.cache_dir, settings.train_frames, settings.val_frames,
                                  seed=settings.train.seed, resolution=cfg.tokenize.resolution,
                                  val_fraction=cfg.tokenize.val_fraction, sources=sources)
-        metrics = train_tokenizer(*frames, settings.train, directory, device=cfg.device)
+        metrics = train_tokenizer(*frames, settings.train, directory, device=cfg.device,
+                                  report=stability_report(cfg, sources))
         print(f"tokenizer: held-out PSNR {metrics['psnr_db']:.1f} dB (untrained {metrics['psnr_init_db']:.1f}), "
-              f"codebook usage {metrics['codebook_usage']:.1%} "
-              f"(ceiling {metrics['codebook_usage_bound']:.0%})" + (" [already trained]" if metrics["skipped"] else "")
-              + f" -> {directory}")
+              f"code perplexity {metrics['code_perplexity']:.0f}, usage {metrics['codebook_usage']:.1%} (diagnostics, not targets)"
+              + (" [already trained]" if metrics["skipped"] else "") + f" -> {directory}")
+        if "stability" in metrics:
+            from pretrain.token_stability import summary_lines
+
+            for line in summary_lines(metrics["stability"]):
+                print(f"tokenizer: {line}")
     return load_tokenizer(directory)
+
+
+def stability_report(cfg: RunConfig, sources: list[SourceConfig]):
+    """What the tokenizer stage measures on its trained tokenizer (pretrain/token_stability.py):
+    held-out renders, the embedded corpus's lossless storage round trip (none for the user's own
+    sources, read as they are), PSNR per source, the cube's colour through the round trip."""
+    def report(tokenizer) -> dict:
+        from pretrain.token_stability import measure, source_frames
+
+        from pretrain.token_stability import cube_check
+
+        frames = source_frames(sources, cfg.tokenize.resolution, cfg.tokenize.val_fraction)
+        result = measure(tokenizer, frames, lossless=None if cfg.data.sources else True, image_size=cfg.tokenize.resolution)
+        result["cube"], result["crops"] = cube_check(tokenizer, cfg.tokenize.resolution)
+        return result
+
+    return report
 
 
 def read_index(cfg: RunConfig) -> dict:
@@ -165,6 +187,19 @@ def patchify(cfg: RunConfig, index: dict, tokenizer=None):
     return patch_sequences(tokenizer)
 
 
+def code_values(cfg: RunConfig, tokenizer):
+    """(K, d) quantized latent of every code, for train.code_embedding=fsq (None otherwise)."""
+    if cfg.train.code_embedding != "fsq":
+        return None
+    if tokenizer is None:
+        tokenizer = prepare_tokenizer(cfg, [], train=False)
+    if getattr(tokenizer, "kind", "") != "fsq":
+        raise ValueError(f"train.code_embedding=fsq needs tokenizer=fsq, not {tokenizer.kind!r}: use train.code_embedding=normal")
+    import torch
+
+    return tokenizer.quantizer.indices_to_codes(torch.arange(tokenizer.codebook_size))
+
+
 def init_weights(cfg: RunConfig) -> dict | None:
     """Weights to start from (coarse-to-fine), from an encoder or training-checkpoint directory."""
     if not cfg.model.init_from:
@@ -204,6 +239,23 @@ def export_encoder(cfg: RunConfig, tokenizer, summary: dict | None = None) -> Pa
                  resolution=index["settings"]["resolution"], source_checkpoint=str(checkpoint),
                  summary=summary or {}, **geometry)
     return out
+
+
+def report_features(encoder_dir: Path) -> dict:
+    """Measure the export's feature stability, print it and write it beside the weights."""
+    from pretrain.token_stability import FEATURE_REPORT, feature_lines, feature_report
+    from toto_robot.io import atomic_write
+
+    try:
+        report = feature_report(encoder_dir)
+    except (ImportError, RuntimeError) as error:  # no MuJoCo or no GL context where the export ran: say so, keep the export
+        print(f"export: feature stability not measured ({type(error).__name__}: {str(error).splitlines()[0]})")
+        return {}
+    for line in feature_lines(report):
+        print(f"export: {line}")
+    with atomic_write(encoder_dir / FEATURE_REPORT) as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
+    return report
 
 
 def _prepare(cfg: RunConfig, stages: tuple[str, ...], train_tokenizer: bool):
@@ -283,10 +335,11 @@ def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
             train_sets, val_sets = shard_sets(cfg, index)
             result["train"] = train(model_config(cfg, index), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
                                     init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), device=cfg.device,
-                                    frame_tokens=index["grid"] ** 2)
+                                    frame_tokens=index["grid"] ** 2, code_values=code_values(cfg, tokenizer))
         distributed.teardown(info)  # the ranks' shared work is done: leave together, then rank 0 exports alone
         if "export" in stages and info.is_main:
             result["encoder"] = str(export_encoder(cfg, tokenizer, result.get("train")))
+            report_features(Path(result["encoder"]))
         return result
     finally:
         distributed.teardown(info, meet=False)  # after an error (a no-op once the group is gone)

@@ -39,6 +39,9 @@ from pretrain.shards import ShardSet
 from toto_robot.compute import PRECISIONS, Compute, resolve
 
 
+CODE_EMBEDDINGS = ("normal", "fsq")
+
+
 @dataclass
 class TrainConfig:
     """Defaults: the embedded run (`python pretrain/run.py`, model nano, 120 steps of 16k tokens, 2.0M
@@ -67,6 +70,9 @@ class TrainConfig:
     strategy: str = "auto"  # "auto" | "ddp" | "fsdp" (auto: fsdp from ~1B params); unwrapped without torchrun
     compile: bool = False
     activation_checkpointing: bool = False  # recompute each block in backward: activations per block fall to its input
+    # how the visual codes' embedding rows start: "normal" N(0, 0.02), or "fsq": from each FSQ code's
+    # digits (encoder/code_embedding.py), so codes one level apart start close (issue 24)
+    code_embedding: str = "normal"
     peak_tflops: Optional[float] = None  # one device's peak, for the logged MFU; None: known GPUs' bf16 peak (pretrain/sizing.py)
     progress: bool = True
 
@@ -84,8 +90,23 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.strategy not in distributed.STRATEGIES:
             raise ValueError(f"TrainConfig.strategy={self.strategy!r}: use one of {', '.join(distributed.STRATEGIES)}")
+        if self.code_embedding not in CODE_EMBEDDINGS:
+            raise ValueError(f"TrainConfig.code_embedding={self.code_embedding!r}: use one of {', '.join(CODE_EMBEDDINGS)}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"TrainConfig.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
+
+
+def start_code_rows(model: nn.Module, code_values: torch.Tensor, seed: int) -> None:
+    """Start the visual codes' embedding rows from their FSQ latents (encoder/code_embedding.py)."""
+    from encoder.code_embedding import fsq_code_embedding
+    from encoder.tokens import CODE_OFFSET
+
+    rows = model.tok_embeddings.weight
+    if CODE_OFFSET + len(code_values) > rows.shape[0]:
+        raise ValueError(f"{len(code_values)} codes do not fit a vocabulary of {rows.shape[0]} ids")
+    init = fsq_code_embedding(code_values, rows.shape[1], torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        rows[CODE_OFFSET:CODE_OFFSET + len(code_values)] = init.to(rows.dtype)
 
 
 def _due(step: int, every: int, last: bool) -> bool:
@@ -305,7 +326,7 @@ def _efficiency(flops: float, seconds: float, info: distributed.DistInfo, peak: 
 def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]], val_sets: Sequence[ShardSet],
           cfg: TrainConfig, out_dir, *, init_weights: dict | None = None,
           patchify: Callable[[torch.Tensor], torch.Tensor] | None = None, device: str = "auto",
-          frame_tokens: int | None = None) -> dict:
+          frame_tokens: int | None = None, code_values: torch.Tensor | None = None) -> dict:
     """Train (or resume) in `out_dir`; return a summary dict (the same on every rank).
 
     Token shards train a token model (patch_dim None). Pixel shards train a patch model: give
@@ -318,11 +339,15 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
     and the derived layout (strategy, world_size, grad_accum, global_batch, seq_len, params, device, precision).
     `device`: auto|cpu|cuda|cuda:N (toto_robot/compute.py; under torchrun each rank's own GPU).
     `frame_tokens` (tokens a frame, g*g) marks the frames in the validation loss by position
-    (pretrain/metrics.py, val_positions.json and .png).
+    (pretrain/metrics.py, val_positions.json and .png). `code_values` (K, d), each code's quantized
+    FSQ latent, is what cfg.code_embedding="fsq" starts the code rows from.
     """
+    if cfg.code_embedding == "fsq" and (code_values is None or model_config.patch_dim is not None):
+        raise ValueError("train.code_embedding=fsq needs an FSQ tokenizer's codes (tokenizer=fsq); use train.code_embedding=normal")
     info = distributed.setup(device)
     try:
-        summary = _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info, frame_tokens)
+        summary = _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info, frame_tokens,
+                         code_values)
     except BaseException:
         distributed.teardown(info, meet=False)
         raise
@@ -331,7 +356,7 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
 
 
 def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, init_weights, patchify, info,
-           frame_tokens: int | None = None) -> dict:
+           frame_tokens: int | None = None, code_values: torch.Tensor | None = None) -> dict:
     wall_start = time.perf_counter()
     compute = resolve(info.device, cfg.precision)
     if info.is_main:
@@ -360,6 +385,8 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
     model = build_model(model_config)
     if init_weights is not None:
         load_init_weights(model, init_weights)
+    elif cfg.code_embedding == "fsq":
+        start_code_rows(model, code_values, cfg.seed)
     model.to(info.device)
     model.checkpoint_blocks = cfg.activation_checkpointing
     n_params = sum(p.numel() for p in model.parameters())

@@ -4,12 +4,13 @@ The paper tokenizes with a pre-trained dVAE; no such weights ship with any packa
 default pipeline trains its own small FSQ tokenizer first (minutes on a CPU). The loop is plain
 AdamW on L1 + L2 pixel losses (no LPIPS: it needs torchvision) plus a small batch code-entropy
 bonus that keeps codes from going unused (FSQ.batch_entropy), warm-up + cosine.
-At the end it measures, on held-out frames, reconstruction PSNR and codebook usage (fraction of
-the 8192 codes used at least once: a tokenizer that leaves codes dead wastes vocabulary, cf. the
-paper's Fig. 3), and writes into `out_dir`:
+At the end it measures, on held-out frames, reconstruction PSNR, codebook usage and perplexity
+(diagnostics, not targets: on a narrow corpus, high usage means codes that hash nuisance detail,
+issue 24), and, through `report`, token stability (pretrain/token_stability.py), and writes into `out_dir`:
 
     tokenizer.safetensors + tokenizer.json   weights, FSQ config, training config and metrics
-    reconstructions.png                      held-out originals (top) over reconstructions (bottom)
+    reconstructions.png                      held-out originals (top) over reconstructions (bottom), then
+                                             4x crops around the cube over theirs (with `report`)
     metrics.json                             the metrics alone
 
 Re-running with the same config and data on a finished `out_dir` skips training (stage-level
@@ -27,6 +28,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TokenizerTrainConfig:
-    steps: int = 500  # 128px: 40 s AMX bf16, 115 s AVX2 fp32, PSNR 23.5 dB, 88% codebook usage (1,000: 25.2 dB, 92%)
+    steps: int = 1000  # 500 -> 1,000: +1.2 dB PSNR (docs/results.md, the tokenizer sweep)
     batch_size: int = 16
     lr: float = 2e-3  # peak; linear warm-up then cosine to lr * min_lr_ratio
     min_lr_ratio: float = 0.05
@@ -53,12 +55,15 @@ class TokenizerTrainConfig:
     grad_clip: float = 1.0
     l1_weight: float = 1.0
     l2_weight: float = 1.0
-    # weight of (1 - batch code entropy / log K). At 500 steps, 0 -> 44% codebook usage, 0.1 -> 96%
-    # at -0.3 dB PSNR (half real, half robot frames). On the robot-heavy embedded corpus (700
-    # steps): 0.1 -> 86.4% / 24.4 dB, 0.3 -> 90.0% / 24.3 dB, 1.0 -> 92.1% / 23.6 dB.
-    entropy_weight: float = 0.3
+    # weight of (1 - batch code entropy / log K): spreads codes over the codebook. 0 by default, as in
+    # the FSQ paper: at 0.3 it split codes on nuisance context and 23% of still patches flipped
+    # (docs/results.md); usage is a diagnostic, not a target
+    entropy_weight: float = 0.0
     entropy_temperature: float = 0.5
     flip: bool = True  # random horizontal flips: free augmentation
+    # probability of a random permutation of a frame's RGB channels: saturated colours (the red
+    # cube) are rare in the corpus, so without it the decoder greyed them out (docs/results.md)
+    permute_colours: float = 0.5
     precision: str = "auto"  # auto | fp32 | bf16 autocast; auto: bf16 where native (toto_robot/compute.py)
     channels_last: bool = True
     seed: int = 0
@@ -100,6 +105,13 @@ def _check_frames(frames: np.ndarray, what: str) -> np.ndarray:
     return frames
 
 
+def permute_channels(x: torch.Tensor, rng: np.random.Generator, probability: float) -> torch.Tensor:
+    """(N, 3, H, W): each frame's RGB channels in a random order with `probability` (else as they are)."""
+    orders = np.stack([rng.permutation(3) if rng.random() < probability else np.arange(3) for _ in range(len(x))])
+    index = torch.from_numpy(orders).to(x.device)[:, :, None, None].expand(-1, -1, *x.shape[2:])
+    return torch.gather(x, 1, index)
+
+
 def fingerprint(frames: np.ndarray) -> str:
     """Cheap identity of a frame array (shape + a strided sample of its bytes) for the resume check."""
     h = hashlib.sha1(str(frames.shape).encode())
@@ -135,12 +147,18 @@ def evaluate(tokenizer: FSQTokenizer, frames: np.ndarray, batch_size: int = 64) 
     return metrics, recons
 
 
-def save_reconstructions(path: Path, originals: np.ndarray, recons: np.ndarray) -> None:
-    """One PNG: originals in the top row, their reconstructions below."""
+def save_reconstructions(path: Path, originals: np.ndarray, recons: np.ndarray,
+                         crops: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """One PNG: originals in the top row, their reconstructions below; `crops` (originals,
+    reconstructions), e.g. enlarged crops around the cube, add a row pair beneath."""
     from PIL import Image
 
     n = min(len(originals), len(recons))
     grid = np.concatenate([np.concatenate(list(originals[:n]), axis=1), np.concatenate(list(recons[:n]), axis=1)], axis=0)
+    if crops is not None and len(crops[0]):
+        rows = np.concatenate([np.concatenate(list(crops[0]), axis=1), np.concatenate(list(crops[1]), axis=1)], axis=0)
+        width = max(grid.shape[1], rows.shape[1])
+        grid = np.concatenate([np.pad(part, ((0, 0), (0, width - part.shape[1]), (0, 0))) for part in (grid, rows)], axis=0)
     with atomic_write(path) as tmp:
         Image.fromarray(grid).save(tmp, format="PNG")
 
@@ -157,13 +175,17 @@ def finished_run(out_dir: Path, identity: dict) -> dict | None:
 
 
 def train_tokenizer(train_frames: np.ndarray, val_frames: np.ndarray, cfg: TokenizerTrainConfig | None = None,
-                    out_dir: str | os.PathLike = "runs/tokenizer", device: str = "auto") -> dict:
+                    out_dir: str | os.PathLike = "runs/tokenizer", device: str = "auto",
+                    report: Callable[[FSQTokenizer], dict] | None = None) -> dict:
     """Train an FSQ tokenizer, evaluate it on `val_frames`, write it to `out_dir`; return the metrics.
 
     Frames are uint8 (N, H, W, 3) with H == W a multiple of the tokenizer's downsample (128 in the
     paper's recipe). If `out_dir` already has a finished tokenizer for this config and data, nothing
     is trained and the saved metrics come back with "skipped": True. `device`: auto|cpu|cuda|cuda:N
     (toto_robot/compute.py); the precision is `cfg.precision`, resolved for that device.
+    `report(tokenizer)` adds figures measured on the trained tokenizer under metrics["stability"]
+    (pretrain/token_stability.py: the pipeline's token-stability report); image crops it returns
+    under "crops" (originals, reconstructions) are drawn in reconstructions.png, not saved as figures.
     """
     cfg = TokenizerTrainConfig.coerce(cfg)
     train_frames, val_frames = _check_frames(train_frames, "train_frames"), _check_frames(val_frames, "val_frames")
@@ -197,6 +219,8 @@ def train_tokenizer(train_frames: np.ndarray, val_frames: np.ndarray, cfg: Token
         if cfg.flip:
             flip = torch.from_numpy(rng.random(cfg.batch_size) < 0.5)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if cfg.permute_colours:
+            x = permute_channels(x, rng, cfg.permute_colours)
         x = x.contiguous(memory_format=memory_format)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio)
@@ -222,8 +246,13 @@ def train_tokenizer(train_frames: np.ndarray, val_frames: np.ndarray, cfg: Token
     metrics, recons = evaluate(tokenizer, val_frames, cfg.eval_batch_size)
     metrics.update(psnr_init_db=init_metrics["psnr_db"], train_seconds=round(train_seconds, 1), steps=cfg.steps,
                    train_frames=len(train_frames), frames_seen=cfg.steps * cfg.batch_size)
+    crops = None
+    if report is not None:
+        tokenizer.eval()
+        metrics["stability"] = report(tokenizer)
+        crops = metrics["stability"].pop("crops", None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_reconstructions(out_dir / "reconstructions.png", val_frames[:len(recons)], recons)
+    save_reconstructions(out_dir / "reconstructions.png", val_frames[:len(recons)], recons, crops)
     with atomic_write(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=1))
     save_tokenizer(tokenizer, out_dir, train=identity, metrics=metrics)  # JSON last: marks the stage finished

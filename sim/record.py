@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass, field  # noqa: E402
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from sim.env import TotoTaskEnv  # noqa: E402
 from sim.experts import make_expert  # noqa: E402
 from sim.tasks import CAMERAS, TASKS, EnvConfig, EnvOptions, get_task  # noqa: E402
 from toto_robot.demos import Demo, env_args, merge_demo_files, write_demo_file  # noqa: E402
+from toto_robot.cli import bad_input_exits, settings  # noqa: E402
 from toto_robot.io import atomic_write, remove_stale_temps  # noqa: E402
 from toto_robot.video import write_mp4  # noqa: E402
 
@@ -51,6 +51,9 @@ class RecordConfig:
     image_size: int = 128
     cameras: list[str] = field(default_factory=lambda: list(CAMERAS))  # the first one is obs/pixels
     video: bool = True
+    # lossless MP4s (libx264rgb, qp 0: every RGB value kept) instead of viewable H.264 yuv420p; the
+    # pre-training corpus records losslessly so pre-training sees the pixels deployment sees
+    lossless: bool = False
     demos: bool = True
     image_compression: typing.Optional[str] = "lzf"  # HDF5 filter of image datasets: lzf, gzip or null
     progress: bool = True
@@ -150,6 +153,7 @@ class TaskRecorder:
             "seed": self.cfg.seed,
             "action_noise": self.cfg.action_noise,
             "cameras": list(self.cfg.cameras),
+            "lossless": self.cfg.lossless,
             "env_kwargs": self.env_kwargs,
         }
         path = self.dir / "settings.json"
@@ -166,7 +170,7 @@ class TaskRecorder:
         demo, frames, physics_error = _rollout(env, expert, self.cfg, seed)
         if self.cfg.video:
             for camera, images in frames.items():
-                write_mp4(self.video_path(i, camera), images, fps=self.config.control_hz)
+                write_mp4(self.video_path(i, camera), images, fps=self.config.control_hz, lossless=self.cfg.lossless)
         if self.cfg.demos:
             args = env_args(get_task(self.task).env_id, self.env_kwargs)
             write_demo_file(self.demo_path(i), i, demo, args, image_compression=self.cfg.image_compression)
@@ -223,11 +227,8 @@ def record(cfg: RecordConfig) -> list[dict]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="record")
 def main(cfg) -> None:
-    try:
-        record(OmegaConf.to_object(cfg))
-    except ValueError as error:  # bad settings: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    with bad_input_exits():  # bad settings: one line, no traceback
+        record(settings(cfg))
 
 
 if __name__ == "__main__":

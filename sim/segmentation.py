@@ -1,5 +1,7 @@
 """The embedded tracking set: scripted-expert episodes rendered with ground-truth object masks,
 written in DAVIS-2017's layout (toto_robot/media/davis.py), so `python encoder/track.py` needs no download.
+Frames are PNGs (DAVIS's are JPEGs; the reader takes both): JPEG q95 changed 12% of the FSQ codes
+of a raw render, and tracking should see what a policy sees.
 
 Objects (palette indices): 1 the task's object (the cube, or the drawer with its handle), 2 the
 gripper's fingers (every body below a hand joint: the Panda's two fingers, the Allegro hand's
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from toto_robot.media.davis import write_listing, write_mask
+from sim.rollouts import episode_views
 from sim.tasks import CABINET, CAMERAS, PICK, TASKS
 from toto_robot.io import atomic_write
 
@@ -51,23 +54,6 @@ def _name(task: str, camera: str, seed: int) -> str:
     return f"{task}_{camera}_{seed:05d}"
 
 
-def _episode(env, expert, seed: int, frames: int, frame_step: int, cameras: list[str]) -> dict:
-    """{camera: (RGB frames (T, H, W, 3), masks (T, H, W))} of one expert episode, every `frame_step`-th step."""
-    labels = geom_labels(env)
-    obs, _ = env.reset(seed=seed)
-    views = {camera: ([], []) for camera in cameras}
-    taken, step, done = 0, 0, False
-    while taken < frames and not done:
-        if step % frame_step == 0:
-            for camera, (images, masks) in views.items():
-                images.append(env.render_camera(camera))
-                masks.append(labels[env.render_segmentation(camera) + 1])
-            taken += 1
-        obs, _, terminated, truncated, _ = env.step(expert(obs["state"]))
-        done, step = terminated or truncated, step + 1
-    return {camera: (np.stack(images), np.stack(masks)) for camera, (images, masks) in views.items()}
-
-
 def write_mask_set(root, tasks: list[str] | None = None, episodes_per_task: int = 1, seed: int = 5000, frames: int = 60,
                    frame_step: int = 1, cameras: tuple[str, ...] = CAMERAS, image_size: int = 128, progress: bool = True) -> dict:
     """Write the set under `root` (kept if already complete with these settings); returns where and what.
@@ -88,7 +74,7 @@ def write_mask_set(root, tasks: list[str] | None = None, episodes_per_task: int 
     root = Path(root)
     resolution = RESOLUTION_DIR.format(size=image_size)
     settings = {"tasks": tasks, "episodes_per_task": episodes_per_task, "seed": seed, "frames": frames,
-                "frame_step": frame_step, "cameras": cameras, "image_size": image_size}
+                "frame_step": frame_step, "cameras": cameras, "image_size": image_size, "frames_as": "png"}
     marker = root / "mask_set.json"
     names = [_name(task, camera, seed + i) for task in tasks for i in range(episodes_per_task) for camera in cameras]
     if marker.is_file():
@@ -98,15 +84,16 @@ def write_mask_set(root, tasks: list[str] | None = None, episodes_per_task: int 
     bar = tqdm(total=len(names), desc="tracking set", unit="video", disable=not progress)
     for task in tasks:
         env = TotoTaskEnv(task, image_size=image_size, obs_mode="state")
-        expert = make_expert(task, env.config)
+        expert, labels = make_expert(task, env.config), geom_labels(env)
         for i in range(episodes_per_task):
-            views = _episode(env, expert, seed + i, frames, frame_step, cameras)
-            for camera, (images, masks) in views.items():
+            views = episode_views(env, expert, seed + i, frames, frame_step, cameras, segmentation=True)
+            for camera, (images, geoms) in views.items():
+                masks = labels[geoms]
                 name = _name(task, camera, seed + i)
                 for t, (image, mask) in enumerate(zip(images, masks)):
-                    frame_path = root / "JPEGImages" / resolution / name / f"{t:05d}.jpg"
+                    frame_path = root / "JPEGImages" / resolution / name / f"{t:05d}.png"  # lossless, as the renderer saw it
                     frame_path.parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(image).save(frame_path, quality=95)
+                    Image.fromarray(image).save(frame_path)
                     write_mask(root / "Annotations" / resolution / name / f"{t:05d}.png", mask)
                 bar.update(1)
         env.close()

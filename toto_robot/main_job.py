@@ -93,6 +93,19 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def stability_lines(tokens: dict | None, features: dict | None) -> list[str]:
+    """REPORT.md bullets: token stability on held-out renders (the tokenizer stage's report) and the
+    exported features' self-match and code-embedding geometry (pretrain/token_stability.py)."""
+    from pretrain.token_stability import feature_lines, summary_lines
+
+    lines = [f"- Token stability (held-out renders): {line}" for line in summary_lines(tokens)] if tokens else []
+    return lines + ([f"- Features: {line}" for line in feature_lines(features)] if features else [])
+
+
 def write_report(out: Path, pretrain: Path, run: Path, times: dict) -> Path:
     """REPORT.md in `out` with the figures of every stage; the plots are copied beside it."""
     from toto_robot.io import atomic_write
@@ -119,8 +132,10 @@ def write_report(out: Path, pretrain: Path, run: Path, times: dict) -> Path:
         "",
         "## 1. Pre-training (`python pretrain/run.py`)",
         "",
-        f"- FSQ tokenizer: reconstruction PSNR {tokenizer['psnr_db']:.1f} dB (untrained {tokenizer['psnr_init_db']:.1f}), "
-        f"codebook usage {tokenizer['codebook_usage']:.1%} on {tokenizer['eval_frames']} held-out frames.",
+        f"- FSQ tokenizer: reconstruction PSNR {tokenizer['psnr_db']:.1f} dB (untrained {tokenizer['psnr_init_db']:.1f}) "
+        f"on {tokenizer['eval_frames']} held-out frames; code perplexity {tokenizer['code_perplexity']:.0f}, "
+        f"usage {tokenizer['codebook_usage']:.1%} (diagnostics, not targets).",
+        *stability_lines(tokenizer.get("stability"), _read_json(pretrain / "encoder" / "feature_stability.json")),
         f"- Toto: {train_rows[-1]['step']} steps, {train_rows[-1]['tokens_seen']:,} tokens; train loss "
         f"{train_rows[0]['loss']:.2f} -> {train_rows[-1]['loss']:.2f}"
         + (f", validation loss {val[-1]['val_loss']:.2f}" if val else "") + f". Encoder: `{pretrain / 'encoder'}`.",

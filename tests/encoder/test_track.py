@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from encoder.tracking.config import TrackConfig, TrackData
 from toto_robot.media.davis import palette, read_davis, read_mask, write_listing, write_mask
@@ -199,7 +200,9 @@ def test_embedded_set_is_sim_episodes_with_cube_and_finger_masks(tmp_path):
     assert video.objects == [1, 2]  # the cube and the Allegro fingers, both in view from the wrist
     assert all(0 < (masks == k).mean() < 0.5 for k in (1, 2))
     again = write_mask_set(tmp_path, tasks=["kuka_pick"], frames=6, cameras=("wrist",), progress=False)  # kept
-    assert again == made and (tmp_path / "JPEGImages/128p/kuka_pick_wrist_05000/00000.jpg").is_file()
+    first = tmp_path / "JPEGImages/128p/kuka_pick_wrist_05000/00000.png"  # lossless frames: what the renderer gave
+    assert again == made and first.is_file() and np.asarray(Image.open(first)).shape == (128, 128, 3)
+    assert np.array_equal(video.load_frames()[0], np.asarray(Image.open(first)))
     with pytest.raises(ValueError, match="other settings"):
         write_mask_set(tmp_path, tasks=["kuka_pick"], frames=7, cameras=("wrist",), progress=False)
 
