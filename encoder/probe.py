@@ -25,7 +25,8 @@ import hydra  # noqa: E402
 
 from encoder.probes.config import ProbeConfig  # noqa: E402  (registers the schema and the run-dir resolver)
 from encoder.probes.run import run_probes  # noqa: E402
-from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.lock import run_lock  # noqa: E402
 
 
 def report(result: dict) -> None:
@@ -46,10 +47,12 @@ def main(cfg) -> None:
         config: ProbeConfig = settings(cfg)
         from pretrain.data.embedded import record_robot_videos  # the entry point wires sim's renderer in
 
-        result = run_probes(config, render_robot_videos=record_robot_videos)
+        with run_lock(config.out):
+            result = run_probes(config, render_robot_videos=record_robot_videos)
         report(result)
         print(f"results: {Path(config.out) / 'results.json'}, plot: {Path(config.out) / 'accuracy_vs_layer.png'}")
 
 
 if __name__ == "__main__":
+    refuse_file_as_out()
     main()

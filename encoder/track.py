@@ -24,7 +24,8 @@ import hydra  # noqa: E402
 
 from encoder.tracking.config import TrackConfig  # noqa: E402  (registers the schema)
 from encoder.tracking.run import run_tracking  # noqa: E402
-from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.lock import run_lock  # noqa: E402
 
 
 def report(result: dict) -> None:
@@ -46,10 +47,12 @@ def main(cfg) -> None:
         config: TrackConfig = settings(cfg)
         from sim.segmentation import write_mask_set  # the entry point wires sim's mask renderer in
 
-        result = run_tracking(config, make_sim_set=write_mask_set)
+        with run_lock(config.out):
+            result = run_tracking(config, make_sim_set=write_mask_set)
         report(result)
         print(f"results: {Path(config.out) / 'results.json'}, plot: {result['plot']}, overlays: {Path(config.out) / 'overlays'}")
 
 
 if __name__ == "__main__":
+    refuse_file_as_out()
     main()

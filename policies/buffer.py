@@ -76,11 +76,21 @@ class AggregatedBuffer:
     @classmethod
     def load(cls, path) -> AggregatedBuffer:
         """The buffer saved at `path`."""
+        import zipfile
+
+        from toto_robot.checkpoint import CheckpointError
+
         buffer = cls()
-        with np.load(Path(path)) as data:
-            missing = [k for k in FIELDS if k not in data]
-            if missing:
-                raise ValueError(f"{path} is not an aggregated buffer (missing {missing})")
-            buffer.add(data["features"], data["proprio"], data["actions"], 0)
-            buffer._chunks["rounds"] = [data["rounds"].astype(np.int32)]
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                missing = [k for k in FIELDS if k not in data]
+                if missing:
+                    raise CheckpointError(f"{path} is not an aggregated buffer (missing {missing})")
+                buffer.add(data["features"], data["proprio"], data["actions"], 0)
+                buffer._chunks["rounds"] = [data["rounds"].astype(np.int32)]
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            raise CheckpointError(f"{path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'truncated'}): "
+                                  "delete the run folder to start over, or restore the file") from None
         return buffer

@@ -108,7 +108,8 @@ def _successes(info: dict, done: np.ndarray, mode: str) -> int:
 
 def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Policy | None, beta: float, *,
             seed: int, steps: int | None = None, episodes: int | None = None,
-            buffer: AggregatedBuffer | None = None, round_index: int = 0) -> dict:
+            buffer: AggregatedBuffer | None = None, round_index: int = 0,
+            on_step: Callable[[dict], None] | None = None) -> dict:
     """Step `env` (vector) from a seeded reset until `steps` transitions or `episodes` finished episodes.
 
     Executes beta * expert + (1 - beta) * student; stores (features, proprio, expert action) of every
@@ -118,7 +119,8 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Poli
     would favour short ones (successes end early), a bias that grows with the number of envs.
     Returns {steps, episodes, successes, success_rate, student_mse} (student_mse: mean squared
     gap between student and expert actions on the visited states). Undefined rates are None, not
-    nan, so stats stay plain JSON and compare equal across a resume.
+    nan, so stats stay plain JSON and compare equal across a resume. `on_step({steps, episodes,
+    successes})` is called after every vector step (progress within a round).
     """
     if (steps is None) == (episodes is None):
         raise ValueError("give exactly one of steps or episodes")
@@ -161,6 +163,8 @@ def rollout(env, provider: FeatureProvider, expert: Callable | None, actor: Poli
         finished += int(done.sum())
         succeeded += _successes(info, done, mode)
         skip = done if mode == "NextStep" else np.zeros(n, dtype=bool)
+        if on_step is not None:
+            on_step({"steps": taken, "episodes": finished, "successes": succeeded})
     return {"steps": taken, "episodes": finished, "successes": succeeded,
             "success_rate": succeeded / finished if finished else None,
             "student_mse": gap_sum / gap_count if gap_count else None}
@@ -240,7 +244,8 @@ def _resume(out: Path, cfg: DaggerConfig, provider: FeatureProvider) -> tuple[Po
 
 def train_dagger(env, provider: FeatureProvider, expert: Callable, config: DaggerConfig | None = None,
                  actor: Policy | None = None, out_dir=None, callback: Callable[[dict], None] | None = None,
-                 demos: AggregatedBuffer | None = None, template: PolicyConfig | None = None) -> tuple[Policy, list[dict]]:
+                 demos: AggregatedBuffer | None = None, template: PolicyConfig | None = None,
+                 on_step: Callable[[dict], None] | None = None) -> tuple[Policy, list[dict]]:
     """Run DAgger (or BC) in `env`; return (trained policy, per-round stats).
 
     Stats per round: round, beta, env_steps (so far), episodes, success_rate (of the round's
@@ -253,6 +258,7 @@ def train_dagger(env, provider: FeatureProvider, expert: Callable, config: Dagge
     standardization from its data (`Policy.fit_stats`), also for an `actor` passed in.
     `demos` (rows of recorded demonstrations, policies.demos.demo_buffer) replace round 0's expert
     rollouts: BC from a file, or DAgger started from it (round 0 then costs no env steps).
+    `on_step({round, steps, episodes, successes})` reports progress within a round's rollouts.
     """
     cfg = config or DaggerConfig()
     venv = as_vector_env(env)
@@ -281,7 +287,8 @@ def train_dagger(env, provider: FeatureProvider, expert: Callable, config: Dagge
             roll = {"steps": 0, "episodes": 0, "success_rate": None, "student_mse": None}
         else:
             roll = rollout(venv, provider, expert, actor, beta, seed=cfg.seed + 1000 * (k + 1), steps=cfg.steps_per_round,
-                           buffer=buffer, round_index=k)
+                           buffer=buffer, round_index=k,
+                           on_step=None if on_step is None else lambda done, k=k: on_step({"round": k, **done}))
         env_steps += roll["steps"]
         if k == 0:
             rows = buffer.arrays()

@@ -101,6 +101,12 @@ class Policy(nn.Module):
         proprio = obs.get("proprio") if self.proprio_dim else None
         if self.proprio_dim and proprio is None:
             raise ValueError(f"this policy reads proprioception: the observation has {sorted(observation)}")
+        if proprio is not None:
+            if proprio.ndim != 2 or proprio.shape[1] != self.proprio_dim:
+                raise ValueError(f"proprio must be ({self.proprio_dim},) or (batch, {self.proprio_dim}), "
+                                 f"got shape {tuple(np.shape(observation['proprio']))}")
+            if not np.isfinite(proprio).all():
+                raise ValueError("proprio holds NaN or inf: the policy would act on it; check the robot's state")
         action = self.act(self.features(obs), proprio)
         return action[0] if single else action
 

@@ -26,7 +26,8 @@ import hydra  # noqa: E402
 
 from pretrain.config import RunConfig  # noqa: E402
 from pretrain.pipeline import run  # noqa: E402
-from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.lock import run_lock  # noqa: E402
 
 
 def report(cfg: RunConfig, result: dict) -> None:
@@ -59,13 +60,15 @@ def report_scaling(cfg: RunConfig, result: dict) -> None:
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
         config: RunConfig = settings(cfg)
-        if config.scaling.sizes:
-            from pretrain.scaling import run_scaling
+        with run_lock(config.out, enabled=os.environ.get("RANK", "0") == "0" and not config.dry_run):  # rank 0 for the launch
+            if config.scaling.sizes:
+                from pretrain.scaling import run_scaling
 
-            report_scaling(config, run_scaling(config))
-        else:
-            report(config, run(config))
+                report_scaling(config, run_scaling(config))
+            else:
+                report(config, run(config))
 
 
 if __name__ == "__main__":
+    refuse_file_as_out()
     main()

@@ -460,6 +460,7 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
     train_time = window_time = 0.0
     window_tokens = 0
     model.train()
+    step = start_step
     try:
         for step in range(start_step, cfg.steps):
             t0 = time.perf_counter()
@@ -492,6 +493,10 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
             bar.update(1)
         if start_step >= cfg.steps and val:  # nothing left to train: report the checkpoint's validation loss
             val_loss = validate(start_step)["val_loss"]
+    except KeyboardInterrupt:
+        from toto_robot.cli import Interrupted
+
+        raise Interrupted(f"at step {step} of {cfg.steps} (checkpoints in {out_dir / 'checkpoints'})") from None
     finally:
         bar.close()
         logger.close()

@@ -37,7 +37,8 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 
 from policies.configuration import EncoderSpec  # noqa: E402
-from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.lock import run_lock  # noqa: E402
 
 IMPORT_HINT = "import demos with python -m real.rpt_import <episodes dir> <demos.hdf5>"
 RECORD_HINT = "record demos with the recorder node (ros2 run real recorder_node) or pass a demo file"
@@ -205,8 +206,11 @@ def report(summary: dict) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_bc")
 def main(cfg) -> None:
     with bad_input_exits():
-        report(train(settings(cfg)))
+        config = settings(cfg)
+        with run_lock(config.out):
+            report(train(config))
 
 
 if __name__ == "__main__":
+    refuse_file_as_out()
     main()

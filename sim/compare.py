@@ -48,7 +48,8 @@ from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
 from sim.policy_config import AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
-from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.lock import run_lock  # noqa: E402
 
 CELL_FILE = "cell.json"
 
@@ -373,10 +374,13 @@ def layer_points(summary: dict) -> dict:
 @hydra.main(version_base="1.3", config_path="conf", config_name="compare")
 def main(cfg) -> None:
     with bad_input_exits():
-        compare(settings(cfg))
+        config = settings(cfg)
+        with run_lock(config.out):
+            compare(config)
     print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'summary.md'}"
           + (f", {Path(cfg.out) / 'layers.png'}" if len(cfg.layers) > 1 else ""))
 
 
 if __name__ == "__main__":
+    refuse_file_as_out()
     main()

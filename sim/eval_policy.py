@@ -30,6 +30,7 @@ from sim.tasks import EnvOptions  # noqa: E402
 from policies.configuration import EncoderSpec  # noqa: E402
 from sim.policy_config import AlgoSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
 from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.lock import run_lock  # noqa: E402
 
 
 def check_cameras(camera: str) -> None:
@@ -129,7 +130,9 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
 def main(cfg) -> None:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
     with bad_input_exits():
-        s = evaluate_run(settings(cfg))
+        config = settings(cfg)
+        with run_lock(config.run, create=False):
+            s = evaluate_run(config)
     low, high = s["ci95"]
     print(f"{s['task']} {s['encoder']} {s['algo']}: success {s['successes']}/{s['episodes']} = {s['success_rate']:.0%} "
           f"(95% CI {low:.0%}-{high:.0%}) -> {Path(cfg.run) / 'eval.json'}")

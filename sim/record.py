@@ -35,7 +35,8 @@ from sim.env import TotoTaskEnv  # noqa: E402
 from sim.experts import make_expert  # noqa: E402
 from sim.tasks import CAMERAS, TASKS, EnvConfig, EnvOptions, get_task  # noqa: E402
 from toto_robot.demos import Demo, env_args, merge_demo_files, write_demo_file  # noqa: E402
-from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.lock import run_lock  # noqa: E402
 from toto_robot.io import atomic_write, remove_stale_temps  # noqa: E402
 from toto_robot.video import write_mp4  # noqa: E402
 
@@ -228,8 +229,11 @@ def record(cfg: RecordConfig) -> list[dict]:
 @hydra.main(version_base="1.3", config_path="conf", config_name="record")
 def main(cfg) -> None:
     with bad_input_exits():  # bad settings: one line, no traceback
-        record(settings(cfg))
+        config = settings(cfg)
+        with run_lock(config.out):
+            record(config)
 
 
 if __name__ == "__main__":
+    refuse_file_as_out()
     main()

@@ -33,7 +33,8 @@ from dataclasses import asdict  # noqa: E402
 import hydra  # noqa: E402
 
 from sim.policy_config import TrainPolicyConfig, check, check_choices, env_options, make_provider  # noqa: E402
-from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.lock import run_lock  # noqa: E402
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
 # since it would mix rounds collected under different envs or features in one buffer.
@@ -151,20 +152,29 @@ def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict,
     previous = _previous_stats(out)
     expert = make_expert(cfg.task, EnvConfig.from_kwargs(**options))  # the env's own config
     env = make_env(cfg, options)
-    bar = tqdm(total=rounds, initial=min(len(previous), rounds), desc=f"{cfg.task} {cfg.encoder.kind} {a.name}",
-               unit="round", disable=not cfg.progress)
+    # env steps as they are collected (a default round is 8,192 of them), the round and its success so far
+    per_round = a.steps_per_round
+    bar = tqdm(total=rounds * per_round, initial=min(len(previous), rounds) * per_round,
+               desc=f"{cfg.task} {cfg.encoder.kind} {a.name}", unit="step", disable=not cfg.progress)
     log = RunLog(out, previous)
+    last_eval = {"eval": "-"}
+
+    def on_step(done: dict) -> None:
+        bar.update(done["round"] * per_round + min(done["steps"], per_round) - bar.n)
+        rate = f"{done['successes'] / done['episodes']:.0%}" if done["episodes"] else "-"
+        bar.set_postfix(round=f"{done['round'] + 1}/{rounds}", rollout_success=rate, **last_eval, refresh=False)
 
     def on_round(row: dict) -> None:
         log.append(row)
         success = row.get("eval_success_rate", row["success_rate"])
-        bar.set_postfix(steps=row["env_steps"], loss=f"{row['train_loss']:.4f}",
-                        success="-" if success is None else f"{success:.0%}")
-        bar.update(1)
+        last_eval.update(eval="-" if success is None else f"{success:.0%}", loss=f"{row['train_loss']:.4f}")
+        bar.update((row["round"] + 1) * per_round - bar.n)
+        bar.set_postfix(round=f"{row['round'] + 1}/{rounds}", **last_eval)
 
     demos = None if a.demos is None or previous else read_demos(a.demos, cfg.task, provider)
     try:
-        _, stats = train_dagger(env, provider, expert, dagger, out_dir=out, callback=on_round, demos=demos, template=template)
+        _, stats = train_dagger(env, provider, expert, dagger, out_dir=out, callback=on_round, demos=demos, template=template,
+                                on_step=on_step)
     finally:
         bar.close()
         log.close()
@@ -239,7 +249,9 @@ def report(summary: dict) -> None:
 def main(cfg) -> None:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # hydra's INFO logging would print PyOpenGL's notices
     with bad_input_exits():
-        report(train(settings(cfg)))
+        config = settings(cfg)
+        with run_lock(config.out):
+            report(train(config))
 
 
 if __name__ == "__main__":
@@ -248,4 +260,5 @@ if __name__ == "__main__":
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    refuse_file_as_out()
     main()

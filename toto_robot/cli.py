@@ -12,16 +12,29 @@ import sys
 from contextlib import contextmanager
 
 BAD_INPUT = (ValueError, FileNotFoundError)
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with where the job stood (e.g. "at step 40"); raised by loops that know it."""
 
 
 @contextmanager
 def bad_input_exits(*also: type[BaseException]):
-    """`with bad_input_exits(): ...`: BAD_INPUT (and `also`) -> one stderr line, exit code 2."""
+    """`with bad_input_exits(): ...`: BAD_INPUT (and `also`) and a full disk -> one stderr line, exit
+    code 2; Ctrl-C -> one line saying how to resume, exit code 130 (files are written atomically, so
+    nothing truncated is left under a final name)."""
+    from toto_robot.io import DiskFullError
+
     try:
         yield
-    except (*BAD_INPUT, *also) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (*BAD_INPUT, DiskFullError, *also) as error:
+        print(f"error: {error.strerror if isinstance(error, DiskFullError) else error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as error:
+        where = f" {error}" if str(error) else ""
+        print(f"interrupted{where}; rerun the same command to resume", file=sys.stderr)
+        sys.exit(INTERRUPTED)
 
 
 def unknown_keys(cfg, schema=None, prefix: str = "") -> list[tuple[str, list[str]]]:
@@ -65,3 +78,16 @@ def settings(cfg):
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise ValueError(f"unknown setting {key}{more}, with or without +: {hint}")
     return OmegaConf.to_object(cfg)
+
+
+def refuse_file_as_out(argv: list[str] | None = None, key: str = "out") -> None:
+    """Before hydra starts: `out=` naming an existing file is one line (hydra would first fail to make
+    its run folder there, with a traceback). Call it ahead of an entry point's hydra main."""
+    for arg in (sys.argv[1:] if argv is None else argv):
+        name, _, value = arg.lstrip("+").partition("=")
+        if name == key and value:
+            from pathlib import Path
+
+            if Path(value).expanduser().is_file():
+                print(f"error: {key}={value} is a file, not a run folder: give a folder path", file=sys.stderr)
+                sys.exit(2)

@@ -7,12 +7,42 @@ in the target's directory (same filesystem, so the rename is atomic).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 TEMP_SUFFIX = ".tmp"
+_UMASK = os.umask(0)  # read once, at import (single-threaded): checkpoints are also written from a thread
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() gives a new file; some writers (safetensors) create theirs 0600
+LOW_SPACE = 1 << 20  # free bytes under which a failed write is taken for a full disk
+
+
+class DiskFullError(OSError):
+    """A write failed because its filesystem is full; the message is one line with the folder and sizes."""
+
+
+def _disk_full(error: BaseException, tmp: Path) -> DiskFullError | None:
+    """The one-line error for a write that ran out of space (some writers hide ENOSPC behind their own
+    errors, e.g. torch.save's `basic_ios::clear` / `inline_container`), else None."""
+    folder = tmp.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if getattr(error, "errno", None) != errno.ENOSPC and free >= LOW_SPACE:
+        return None
+    written = tmp.stat().st_size if tmp.exists() else 0
+    return DiskFullError(errno.ENOSPC, f"disk full writing {_final_name(tmp)} in {folder}: "
+                         f"{free / 2**20:.1f} MB free, over {written / 2**20:.1f} MB were needed; the previous files are intact")
+
+
+def _final_name(tmp: Path) -> str:
+    """`x.safetensors` from the temp name `.x.safetensors.<hex>.tmp`."""
+    return tmp.name[1:].rsplit(".", 2)[0]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -38,10 +68,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)  # weights follow the umask like every other file (a lab's shared filesystem)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as error:
+        full = _disk_full(error, tmp) if isinstance(error, Exception) else None  # writers wrap ENOSPC in their own types
         tmp.unlink(missing_ok=True)
+        if full is not None:
+            raise full from None
         raise
 
 

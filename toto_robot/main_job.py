@@ -68,7 +68,15 @@ def stage(index: int, title: str, command: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from toto_robot.cli import bad_input_exits
+    from toto_robot.lock import run_lock
+
     args = parse_args(argv)
+    with bad_input_exits(), run_lock(args.out):
+        run_job(args)
+
+
+def run_job(args: argparse.Namespace) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     out, pretrain = Path(args.out), Path(args.pretrain_out)
     run = out / f"{args.task}_toto_dagger"

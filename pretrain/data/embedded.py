@@ -142,7 +142,8 @@ def sample_frames(
     if carry and good:  # the last files were bad: draw the rest from the good ones
         out.append(_frames_from_file(good[int(rng.integers(len(good)))], source.kind, carry, resolution, rng))
     if not good:
-        raise ValueError(f"source {source.name!r}: none of its {len(files)} files could be read")
+        shown = ", ".join(str(p) for p in order[:3]) + (", ..." if len(order) > 3 else "")
+        raise ValueError(f"source {source.name!r}: none of its {len(files)} files could be read ({shown})")
     return np.concatenate(out)
 
 
@@ -168,14 +169,23 @@ def embedded_frames(
     weights = np.array([s.weight for s in sources], dtype=np.float64)
     skips = SkipReport()
     result = []
-    for split, total in (("train", train), ("val", val)):
-        parts = []
-        for source, count in zip(sources, _allocate(total, weights)):
-            groups = split_files(list_media(source), source, val_fraction)
-            files = groups[split] or groups["train"]
-            parts.append(sample_frames(source, files, int(count), rng, resolution, skips))
-        frames = np.concatenate(parts)
-        result.append(frames[rng.permutation(len(frames))])
-    if skips.total:
-        skips.print()
+    try:
+        for split, total in (("train", train), ("val", val)):
+            parts = []
+            for source, count in zip(sources, _allocate(total, weights)):
+                groups = split_files(list_media(source), source, val_fraction)
+                files = groups[split] or groups["train"]
+                try:
+                    parts.append(sample_frames(source, files, int(count), rng, resolution, skips))
+                except ValueError as error:
+                    if split == "train" or files is groups["train"]:
+                        raise
+                    # every held-out file is bad: validate on other frames of the training files, and say so
+                    print(f"warning: {error}; its validation frames come from its training files instead", flush=True)
+                    parts.append(sample_frames(source, groups["train"], int(count), rng, resolution, skips))
+            frames = np.concatenate(parts)
+            result.append(frames[rng.permutation(len(frames))])
+    finally:  # the skip report comes before any error, so the error is never the only word on bad files
+        if skips.total:
+            skips.print()
     return result[0], result[1]

@@ -73,8 +73,15 @@ def test_dagger_learns_the_expert(pick_env, pick_expert):
     untrained = Actor.for_state(29, 9)
     untrained.set_feature_stats(held_out["features"])
     config = DaggerConfig(rounds=3, steps_per_round=400, epochs=15, batch_size=128, eval_episodes=3)
-    actor, stats = train_dagger(pick_env, StateFeatures(), pick_expert, config)
+    progress = []
+    actor, stats = train_dagger(pick_env, StateFeatures(), pick_expert, config, on_step=progress.append)
     assert [s["env_steps"] for s in stats] == [400, 800, 1200] and stats[-1]["buffer"] == 1200
+    # progress within each round: after every env step, the round's count climbing to its 400 (a reset
+    # row adds none)
+    for k in range(3):
+        steps = [p["steps"] for p in progress if p["round"] == k]
+        assert steps[0] <= 1 and steps[-1] == 400 and all(0 <= b - a <= 1 for a, b in zip(steps, steps[1:]))
+    assert all(p["successes"] <= p["episodes"] for p in progress)
     assert [s["beta"] for s in stats] == [1.0, 0.5, 0.25]
     assert stats[0]["success_rate"] == 1.0  # round 0 is the expert alone
     assert all(np.isfinite(s["train_loss"]) and 0 <= s["eval_success_rate"] <= 1 for s in stats)

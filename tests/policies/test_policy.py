@@ -119,3 +119,12 @@ def test_a_real_bc_run_of_the_earlier_kind_converts_and_acts_as_before(tmp_path)
     old = old * n["action_std"] + n["action_mean"]
     old[:, 7] = np.clip(old[:, 7], 0, 1)
     np.testing.assert_allclose(policy.act(f, p), old, rtol=1e-5, atol=1e-6)
+
+
+def test_proprio_of_the_wrong_size_or_not_finite_is_one_line():
+    policy = Policy(real_like_config(), features=HalfFeatures())
+    pixels = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"proprio must be \(3,\) or \(batch, 3\), got shape \(5,\)"):
+        policy.select_action({"pixels": pixels, "proprio": np.zeros(5, np.float32)})
+    with pytest.raises(ValueError, match="NaN or inf"):
+        policy.select_action({"pixels": pixels, "proprio": np.array([0.0, np.nan, 0.0], np.float32)})

@@ -46,7 +46,14 @@ class Video:
         """(T, H, W, 3) uint8 RGB."""
         from PIL import Image
 
-        return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in self.frames])
+        frames = []
+        for path in self.frames:
+            try:
+                with Image.open(path) as image:
+                    frames.append(np.asarray(image.convert("RGB")))
+            except OSError as error:  # PIL.UnidentifiedImageError (an empty or corrupt file) is an OSError
+                raise ValueError(f"video {self.name!r}: frame {path} is unreadable ({type(error).__name__})") from None
+        return np.stack(frames)
 
     def load_masks(self) -> np.ndarray:
         """(T, H, W) uint8 object indices; sets `objects` from the first frame and counts unknown indices."""
