@@ -102,6 +102,7 @@ class Policy(nn.Module):
         if self.proprio_dim and proprio is None:
             raise ValueError(f"this policy reads proprioception: the observation has {sorted(observation)}")
         if proprio is not None:
+            proprio = np.atleast_2d(proprio)
             if proprio.ndim != 2 or proprio.shape[1] != self.proprio_dim:
                 raise ValueError(f"proprio must be ({self.proprio_dim},) or (batch, {self.proprio_dim}), "
                                  f"got shape {tuple(np.shape(observation['proprio']))}")
