@@ -102,11 +102,11 @@ class Policy(nn.Module):
         if self.proprio_dim and proprio is None:
             raise ValueError(f"this policy reads proprioception: the observation has {sorted(observation)}")
         if proprio is not None:
-            proprio = np.atleast_2d(proprio)
-            if proprio.ndim != 2 or proprio.shape[1] != self.proprio_dim:
+            rows = np.atleast_2d(proprio)
+            if rows.ndim != 2 or rows.shape[1] != self.proprio_dim:
                 raise ValueError(f"proprio must be ({self.proprio_dim},) or (batch, {self.proprio_dim}), "
                                  f"got shape {tuple(np.shape(observation['proprio']))}")
-            if not np.isfinite(proprio).all():
+            if not np.isfinite(rows).all():
                 raise ValueError("proprio holds NaN or inf: the policy would act on it; check the robot's state")
         action = self.act(self.features(obs), proprio)
         return action[0] if single else action
