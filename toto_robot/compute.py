@@ -5,7 +5,9 @@ policy feature extraction, real BC, the policy node, the benchmarks) takes `devi
 precision (`precision` or `dtype`) and resolves them here, so a default is never one machine's:
 
 - device `auto`: CUDA when a GPU is visible (`cuda:<local rank>` under torchrun), else the CPU;
-  `cpu`, `cuda` and `cuda:N` are taken as given (and checked).
+  `cpu`, `cuda` and `cuda:N` are taken as given (and checked). Under torchrun an explicit `cuda:N`
+  is the base of the launch's GPUs: rank r runs on cuda:(N + local rank r), so two 4-rank jobs can
+  share an 8-GPU node (`device=cuda:0` and `device=cuda:4`); before, every rank took cuda:N.
 - precision `auto`: bf16 only where it is native: a CUDA device with bf16 support, or a CPU whose
   ATen kernels run at AVX-512 level with AVX512-BF16 or AMX units that oneDNN may use. Elsewhere
   fp32: on an AVX2-only CPU bf16 is emulated and a matmul runs ~50x slower than in fp32.
@@ -66,9 +68,14 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int | None =
     if not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but no CUDA device is visible (torch.cuda.is_available() is False): "
                          "use device=auto or device=cpu")
-    index = int(device.split(":")[1]) if ":" in device else (torch.cuda.current_device() if local_rank is None else local_rank)
+    if ":" in device:  # under torchrun, N is the base of this launch's GPUs
+        index = int(device.split(":")[1]) + (local_rank or 0)
+    else:
+        index = torch.cuda.current_device() if local_rank is None else local_rank
     if index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+        rank = f" (the base {device} + local rank {local_rank})" if ":" in device and local_rank else ""
+        raise ValueError(f"device={device!r} puts this rank on cuda:{index}{rank} but only {torch.cuda.device_count()} "
+                         "CUDA device(s) are visible")
     return torch.device("cuda", index)
 
 

@@ -125,3 +125,40 @@ def test_autocast_follows_the_precision():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
     with compute.Compute(torch.device("cpu"), "fp32", "asked for").autocast():
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_an_explicit_cuda_index_under_torchrun_is_the_base_of_the_launchs_gpus(monkeypatch):
+    import torch
+
+    from toto_robot.compute import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert resolve_device("cuda:4", local_rank=2) == torch.device("cuda", 6)
+    assert resolve_device("cuda:0", local_rank=3) == torch.device("cuda", 3)
+    assert resolve_device("cuda:3") == torch.device("cuda", 3)  # no launcher: as given
+    assert resolve_device("cuda", local_rank=5) == torch.device("cuda", 5)
+    with pytest.raises(ValueError, match=r"cuda:9 \(the base cuda:4 \+ local rank 5\) but only 8"):
+        resolve_device("cuda:4", local_rank=5)
+
+
+def test_torchrun_ranks_with_an_explicit_cuda_index_get_their_own_gpus(monkeypatch):
+    """pretrain.distributed.setup under the launcher's environment: rank 1 of a launch at cuda:4 joins on cuda:5."""
+    import torch
+    import torch.distributed as dist
+
+    from pretrain import distributed
+
+    chosen = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.setdefault("set", d))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: chosen.update(backend=backend, **kw))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
+    info = distributed.setup("cuda:4")
+    assert info.device == torch.device("cuda", 5) and chosen["set"] == torch.device("cuda", 5)
+    assert chosen["backend"] == "nccl" and chosen["device_id"] == torch.device("cuda", 5)
