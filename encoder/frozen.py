@@ -367,6 +367,10 @@ def load_encoder(path, layer="mid", pool: str | None = None, dtype: torch.dtype 
     tokenizer_name = meta.get("tokenizer")
     if not tokenizer_name or "resolution" not in meta or not (directory / f"{tokenizer_name}.json").is_file():
         raise CheckpointError(f"{directory} holds Toto weights without a tokenizer (a training checkpoint?): {_WHAT_TO_PASS}")
+    from encoder.model import TotoConfig
+    from toto_robot.checkpoint import read_fields
+
+    read_fields(meta.get("config"), TotoConfig, f"{directory}/toto.json", require_all=True)  # before the layer reads n_layers
     resolve_layer(layer, meta["config"]["n_layers"])
     try:
         model = load_toto(directory)

@@ -201,7 +201,9 @@ def load_toto(directory, name: str = "toto") -> Toto:
     """The model saved by `save_weights(directory, name, model.state_dict(), kind="toto", config=...)`."""
     from toto_robot.checkpoint import load_weights
 
+    from toto_robot.checkpoint import read_fields
+
     state, meta = load_weights(directory, name, kind="toto")
-    model = Toto(TotoConfig.from_dict(meta["config"]))
+    model = Toto(TotoConfig.from_dict(read_fields(meta.get("config"), TotoConfig, f"{directory}/{name}.json", require_all=True)))
     model.load_state_dict(state)
     return model

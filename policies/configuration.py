@@ -90,4 +90,8 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> PolicyConfig:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        """From a model.json's config; an unknown key is an error (check files with checkpoint.read_fields first)."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown PolicyConfig field(s) {unknown}")
+        return cls(**data)

@@ -125,7 +125,7 @@ class Policy(nn.Module):
         """The policy saved in `directory`. `encoder_path`, `dtype`, `device` override the saved encoder
         settings for *this* machine (a moved encoder; the training machine's precision says nothing of
         the robot PC's CPU). Missing, old or wrong files are one CheckpointError line."""
-        from toto_robot.checkpoint import CheckpointError, load_weights, read_meta
+        from toto_robot.checkpoint import CheckpointError, load_weights, read_fields, read_meta
 
         path = Path(directory).expanduser()
         if not (path / f"{NAME}.json").is_file():
@@ -137,12 +137,19 @@ class Policy(nn.Module):
             raise CheckpointError(f"no policy at {path} (model.safetensors + model.json): train one with "
                                   "python sim/train_policy.py or python real/train_bc.py")
         state, meta = load_weights(path, NAME, kind=KIND)
-        config = PolicyConfig.from_dict(meta["config"])
+        where = f"{path / NAME}.json"
+        try:
+            config = PolicyConfig.from_dict(read_fields(meta.get("config"), PolicyConfig, where))
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{where}: {str(error).splitlines()[0]}") from None
         for key, value in (("path", encoder_path), ("dtype", dtype), ("device", device)):
             if value:
                 setattr(config.encoder, key, str(value))
         policy = cls(config, features=features)
-        policy.load_state_dict(state)
+        try:
+            policy.load_state_dict(state)
+        except RuntimeError as error:
+            raise CheckpointError(f"{path / NAME}.safetensors does not match {where} ({str(error).splitlines()[1 if len(str(error).splitlines()) > 1 else 0].strip()})") from None
         policy.meta = meta
         return policy.eval()
 

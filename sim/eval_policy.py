@@ -59,7 +59,9 @@ def load_run(run: Path) -> tuple[TrainPolicyConfig, object]:
 
     if not (run / "policy.json").is_file():
         raise ValueError(f"{run} holds no policy.json: pass run=<a directory written by python sim/train_policy.py>")
-    saved = json.loads((run / "policy.json").read_text())
+    from toto_robot.checkpoint import read_fields
+
+    saved = read_fields(json.loads((run / "policy.json").read_text()), TrainPolicyConfig, f"{run / 'policy.json'}", "settings")
     cfg = TrainPolicyConfig(**{**saved, "algo": AlgoSettings(**saved["algo"]), "encoder": EncoderSpec(**saved["encoder"]),
                                "env": EnvOptions(**saved.get("env", {}))})
     return cfg, Policy.from_pretrained(run)

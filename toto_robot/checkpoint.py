@@ -20,6 +20,11 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete or of the wrong kind; the message says what to do."""
 
 
+# `format` in every JSON save_weights writes. Files without it are format 0 (written before it
+# existed): same fields, except an FSQ tokenizer's config without `local` (FSQConfig.from_saved).
+FORMAT = 1
+
+
 def save_weights(directory: str | os.PathLike, name: str, state_dict: dict, kind: str, config: dict, **extra: Any) -> Path:
     """Write `<name>.safetensors` then `<name>.json` atomically; return the JSON path."""
     from safetensors.torch import save_file
@@ -28,7 +33,7 @@ def save_weights(directory: str | os.PathLike, name: str, state_dict: dict, kind
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     with atomic_write(directory / f"{name}.safetensors") as tmp:
         save_file(tensors, str(tmp))
-    meta = {"kind": kind, "config": config, **extra}
+    meta = {"kind": kind, "format": FORMAT, "config": config, **extra}
     with atomic_write(directory / f"{name}.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
     return directory / f"{name}.json"
@@ -81,3 +86,72 @@ def load_state(path: str | os.PathLike) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(f"{path} is not a readable training state ({error.__class__.__name__})") from None
+
+
+
+def _type_problem(value, hint) -> str | None:
+    """Why `value` (from JSON) does not fit the type `hint`, or None if it does."""
+    import dataclasses
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args]
+        return None if any(p is None for p in problems) else next(p for p in problems if p)
+    if hint is type(None):
+        return None if value is None else f"expected null, got {type(value).__name__}"
+    if dataclasses.is_dataclass(hint):
+        return None if isinstance(value, dict) else f"expected an object, got {type(value).__name__}"
+    base = origin or hint
+    if base in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return f"expected a list, got {type(value).__name__}"
+        inner = [a for a in args if a is not Ellipsis]
+        for item in value if inner else []:
+            problem = _type_problem(item, inner[0])
+            if problem:
+                return f"an item: {problem}"
+        return None
+    if base is dict:
+        return None if isinstance(value, dict) else f"expected an object, got {type(value).__name__}"
+    if base is bool:
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if base is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"expected an integer, got {value!r}"
+    if base is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"expected a number, got {value!r}"
+    if base is str:
+        return None if isinstance(value, str) else f"expected a string, got {value!r}"
+    return None
+
+
+def read_fields(data, schema, where: str, field: str = "config", require_all: bool = False) -> dict:
+    """`data` (a saved JSON object) checked against the dataclass `schema`: an unknown key, a missing
+    required key (with `require_all`, any missing key: configs saved whole) or a value of the wrong
+    type is one CheckpointError naming `where` and the field. Nested dataclass fields are checked too.
+    Returns `data` (a dict) for the caller to build from."""
+    import dataclasses
+    import typing
+
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{where}: {field} must be an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise CheckpointError(f"{where}: unknown field {field}.{unknown[0]} (valid: {', '.join(sorted(fields))})")
+    missing = [name for name, f in fields.items() if name not in data and (require_all or (
+        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING))]
+    if missing:
+        raise CheckpointError(f"{where}: missing field {field}.{missing[0]}")
+    hints = typing.get_type_hints(schema)
+    for name, value in data.items():
+        hint = hints.get(name, typing.Any)
+        problem = _type_problem(value, hint)
+        if problem:
+            raise CheckpointError(f"{where}: field {field}.{name}: {problem}")
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            read_fields(value, hint, where, f"{field}.{name}", require_all)
+    return data

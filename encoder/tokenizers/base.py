@@ -124,8 +124,10 @@ def load_tokenizer(spec, *, allow_pickle: bool = False) -> Tokenizer:
         from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
 
         try:
-            tokenizer = FSQTokenizer(FSQConfig.from_saved(config))
+            tokenizer = FSQTokenizer(FSQConfig.from_saved(meta.get("config"), f"{path}/{name}.json"))
             tokenizer.load_state_dict(state, strict=True)
+        except CheckpointError:
+            raise
         except (TypeError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"{path}/{name}: weights do not match the saved FSQ config ({str(error).splitlines()[0]})") from None
         return tokenizer.eval()

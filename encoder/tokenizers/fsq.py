@@ -61,9 +61,14 @@ class FSQConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_saved(cls, config: dict) -> "FSQConfig":
-        """The config a tokenizer.json holds; those saved before `local` existed had the 3x3-conv encoder."""
-        return cls(**{"local": False, **config})
+    def from_saved(cls, config: dict, where: str = "tokenizer.json") -> "FSQConfig":
+        """The config a tokenizer.json holds, read strictly (toto_robot.checkpoint.read_fields); those
+        saved before `local` existed (format 0) had the 3x3-conv encoder."""
+        from toto_robot.checkpoint import read_fields
+
+        if isinstance(config, dict):
+            config = {"local": False, **config}
+        return cls(**read_fields(config, cls, where, require_all=True))
 
 
 class FSQ(nn.Module):

@@ -142,3 +142,48 @@ def test_ctrl_c_is_one_line_exit_130_and_nothing_truncated(tmp_path):
     lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
     assert "Traceback" not in err and lines[-1].startswith("interrupted") and "rerun the same command" in lines[-1]
     assert not list(tmp_path.rglob("*.tmp"))  # no temp file left
+
+
+def test_saved_json_is_read_strictly_one_line_naming_file_and_field(tmp_path):
+    from policies import EncoderSpec, Policy, PolicyConfig
+    from tests.encoder.conftest import make_encoder_dir
+    from toto_robot import load_encoder
+
+    config = PolicyConfig(encoder=EncoderSpec(kind="state"), feat_dim=4, proprio_dim=0, action_dim=2)
+    Policy(config).save_pretrained(tmp_path / "p")
+    path = tmp_path / "p" / "model.json"
+    good = json.loads(path.read_text())
+    assert good["format"] == 1
+    cases = [({"bound": None, "boud": "clip"}, "unknown field config.boud"),
+             ({"action_dim": "nine"}, "field config.action_dim: expected an integer, got 'nine'"),
+             ({"encoder": {**good["config"]["encoder"], "pol": "avg"}}, "unknown field config.encoder.pol")]
+    for change, message in cases:
+        bad = {**good["config"], **change}
+        bad = {k: v for k, v in bad.items() if v is not None}
+        path.write_text(json.dumps({**good, "config": bad}))
+        with pytest.raises(CheckpointError, match=message) as error:
+            Policy.from_pretrained(tmp_path / "p")
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+    path.write_text(json.dumps({**good, "config": [1, 2]}))
+    with pytest.raises(CheckpointError, match="config must be an object, got list"):
+        Policy.from_pretrained(tmp_path / "p")
+    path.write_text(json.dumps({**good, "config": {**good["config"], "feat_dim": 5}}))  # weights of 4 features
+    with pytest.raises(CheckpointError, match="does not match"):
+        Policy.from_pretrained(tmp_path / "p")
+    encoder = make_encoder_dir(tmp_path / "enc")
+    meta = json.loads((encoder / "toto.json").read_text())
+    del meta["config"]["n_layers"]
+    (encoder / "toto.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"toto.json: missing field config.n_layers"):
+        load_encoder(encoder)
+
+
+def test_a_tokenizer_saved_before_local_existed_loads_as_the_3x3_encoder(tmp_path):
+    from encoder.tokenizers import load_tokenizer, save_tokenizer
+    from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
+
+    save_tokenizer(FSQTokenizer(FSQConfig(local=False, channels=(8, 16, 16))), tmp_path)
+    meta = json.loads((tmp_path / "tokenizer.json").read_text())
+    del meta["config"]["local"], meta["format"]  # as format 0 wrote it
+    (tmp_path / "tokenizer.json").write_text(json.dumps(meta))
+    assert load_tokenizer(tmp_path).cfg.local is False
