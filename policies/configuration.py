@@ -38,6 +38,10 @@ class EncoderSpec:
     device: str = "auto"  # where the encoder runs: auto|cpu|cuda|cuda:N (the actor is small and stays on the CPU)
     batch_size: int = 64  # frames per encoder call (memory, not results)
     seed: int = 0  # weights of the random encoder
+    # set by the trainer, checked wherever the policy runs (policies.features.check_encoder): the content
+    # hash of the export the features came from, and the precision they were computed in (not "auto")
+    fingerprint: Optional[str] = None
+    precision: Optional[str] = None
 
     def __post_init__(self):
         if self.kind not in ENCODER_KINDS:

@@ -171,3 +171,31 @@ def make_features(spec, path=None) -> FeatureProvider:
         raise CheckpointError(f"{error} ({PRETRAIN_HINT})") from None
     provider.encoder.compute.announce(f"{spec.kind} features")
     return provider
+
+
+def trained_spec(spec, provider):
+    """The spec a trained policy saves: the export's absolute path, its content fingerprint and the
+    precision the features were computed in (evaluation and the robot check them: check_encoder)."""
+    from dataclasses import replace
+
+    from toto_robot.checkpoint import fingerprint
+
+    encoder = getattr(provider, "encoder", None)
+    if spec.kind == "state" or encoder is None:
+        return spec
+    path = Path(spec.path).expanduser().resolve()
+    return replace(spec, path=str(path), fingerprint=fingerprint(path), precision=encoder.compute.precision)
+
+
+def check_encoder(spec, path, allow_other: bool = False) -> str | None:
+    """The fingerprint of the export at `path`, refused in one line when the policy (`spec`) was trained
+    on another one, unless `allow_other` (then the caller names the export in its results)."""
+    from toto_robot.checkpoint import CheckpointError, fingerprint
+
+    if spec.kind == "state" or not spec.fingerprint:
+        return None
+    found = fingerprint(Path(path).expanduser())
+    if found != spec.fingerprint and not allow_other:
+        raise CheckpointError(f"the policy was trained on the export {spec.path} (fingerprint {spec.fingerprint}); {path} holds "
+                              f"{found}: use the export it was trained on, or allow_other_encoder=true to run it on this one")
+    return found

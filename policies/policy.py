@@ -43,6 +43,7 @@ class Policy(nn.Module):
         low, high = (config.action.get(k) for k in ("low", "high"))
         self._low, self._high = _bounds(low, config.action_dim, -np.inf), _bounds(high, config.action_dim, np.inf)
         self._features = features
+        self.allow_other_encoder = False  # from_pretrained(..., allow_other_encoder=True): run on an export it was not trained on
 
     @property
     def proprio_dim(self) -> int:
@@ -55,6 +56,9 @@ class Policy(nn.Module):
             from policies.features import make_features
             from toto_robot.checkpoint import CheckpointError
 
+            from policies.features import check_encoder
+
+            check_encoder(self.config.encoder, self.config.encoder.path, self.allow_other_encoder)
             features = make_features(self.config.encoder)
             resolution = getattr(getattr(features, "encoder", None), "resolution", None)
             if features.dim not in (None, self.config.feat_dim) or resolution != self.config.resolution:
@@ -121,10 +125,12 @@ class Policy(nn.Module):
         return save_weights(directory, NAME, self.state_dict(), kind=KIND, config=self.config.to_dict(), **extra)
 
     @classmethod
-    def from_pretrained(cls, directory, *, encoder_path=None, dtype=None, device=None, features=None) -> Policy:
+    def from_pretrained(cls, directory, *, encoder_path=None, dtype=None, device=None, features=None,
+                        allow_other_encoder: bool = False) -> Policy:
         """The policy saved in `directory`. `encoder_path`, `dtype`, `device` override the saved encoder
         settings for *this* machine (a moved encoder; the training machine's precision says nothing of
-        the robot PC's CPU). Missing, old or wrong files are one CheckpointError line."""
+        the robot PC's CPU). An export other than the one it was trained on (its content fingerprint) is
+        refused unless `allow_other_encoder`. Missing, old or wrong files are one CheckpointError line."""
         from toto_robot.checkpoint import CheckpointError, load_weights, read_fields, read_meta
 
         path = Path(directory).expanduser()
@@ -146,6 +152,7 @@ class Policy(nn.Module):
             if value:
                 setattr(config.encoder, key, str(value))
         policy = cls(config, features=features)
+        policy.allow_other_encoder = allow_other_encoder
         try:
             policy.load_state_dict(state)
         except RuntimeError as error:

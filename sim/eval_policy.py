@@ -6,7 +6,9 @@
 Rebuilds the run's env and features from its policy.json (train_policy.py), loads its actor and
 runs the pure student (no expert) in a single env, episode i reset with seed `seed + i`, so the
 numbers are reproducible and not biased toward short episodes as a vector env's first-to-finish
-count would be. Writes <run>/eval.json and, with videos=N, <run>/videos/eval_<i>.mp4.
+count would be. Writes <run>/eval.json and, with videos=N, <run>/videos/eval_<i>.mp4. The export must
+be the one the policy was trained on (its fingerprint in model.json); `allow_other_encoder=true` runs it
+on another one deliberately and writes <run>/eval_other_encoder.json, naming that export.
 """
 from __future__ import annotations
 
@@ -88,6 +90,12 @@ def episode(env, provider, actor, seed: int, camera: str | None) -> tuple[bool, 
     return bool(info.get("success", False)), frames
 
 
+def result_name(summary: dict) -> str:
+    """eval.json, or eval_other_encoder.json for a deliberate run on another export than the trained one's."""
+    other = summary.get("encoder_fingerprint") and summary["encoder_fingerprint"] != summary.get("trained_on")
+    return "eval_other_encoder.json" if other else "eval.json"
+
+
 def evaluate_run(cfg: EvalPolicyConfig) -> dict:
     """Evaluate the run in cfg.run; writes and returns the eval.json dict."""
     from tqdm import tqdm
@@ -103,7 +111,16 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
     check_cameras(cfg.camera)
     run = Path(cfg.run)
     train_cfg, actor = load_run(run)
-    provider, resolution = make_provider(train_cfg.encoder, cfg.encoder_path)
+    from policies.features import check_encoder
+    from toto_robot.checkpoint import CheckpointError
+
+    spec = actor.config.encoder  # model.json: the export's absolute path and fingerprint (policy.json has the path as typed)
+    path = cfg.encoder_path or (spec.path if spec.fingerprint else train_cfg.encoder.path)
+    try:
+        found = check_encoder(spec, path, cfg.allow_other_encoder)
+        provider, resolution = make_provider(train_cfg.encoder, path)
+    except CheckpointError as error:  # the trainer's hint names its own key; here it is encoder_path=
+        raise CheckpointError(str(error).replace("encoder.path=", "encoder_path=")) from None
     env = sim.make_env(train_cfg.task, **env_options(train_cfg, resolution))
     results, videos = [], []
     bar = tqdm(range(cfg.episodes), desc=f"eval {run.name}", unit="ep", disable=not cfg.progress)
@@ -122,8 +139,9 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
     low, high = wilson_interval(k, n)
     summary = {"task": train_cfg.task, "encoder": train_cfg.encoder.kind, "algo": train_cfg.algo.name,
                "episodes": n, "successes": k, "success_rate": k / n, "ci95": [low, high], "ci_method": "wilson",
-               "seed": cfg.seed, "per_episode": results, "videos": videos}
-    with atomic_write(run / "eval.json") as tmp:
+               "seed": cfg.seed, "per_episode": results, "videos": videos, "encoder_path": str(path),
+               "encoder_fingerprint": found, "trained_on": spec.fingerprint}
+    with atomic_write(run / result_name(summary)) as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -137,7 +155,7 @@ def main(cfg) -> None:
             s = evaluate_run(config)
     low, high = s["ci95"]
     print(f"{s['task']} {s['encoder']} {s['algo']}: success {s['successes']}/{s['episodes']} = {s['success_rate']:.0%} "
-          f"(95% CI {low:.0%}-{high:.0%}) -> {Path(cfg.run) / 'eval.json'}")
+          f"(95% CI {low:.0%}-{high:.0%}) -> {Path(cfg.run) / result_name(s)}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ class EvalPolicyConfig:
     videos: int = 0  # MP4s of the first N episodes in <run>/videos/
     camera: str = "wrist+third_person"  # camera(s) of the videos, '+'-joined side by side
     encoder_path: Optional[str] = None  # override the encoder path saved in the run (moved checkpoint)
+    # evaluate on an export other than the one the policy was trained on (its fingerprint differs): the
+    # result goes to eval_other_encoder.json, naming the export, and eval.json is left as it was
+    allow_other_encoder: bool = False
     progress: bool = True
 
 

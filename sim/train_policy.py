@@ -109,7 +109,7 @@ def train(cfg: TrainPolicyConfig) -> dict:
     options = env_options(cfg, resolution)
     out.mkdir(parents=True, exist_ok=True)
     claim(out, asdict(cfg))
-    template = policy_template(cfg, options, resolution)
+    template = policy_template(cfg, options, resolution, provider)
     run = train_ppo_run if cfg.algo.name == "ppo" else train_dagger_run
     summary = run(cfg, out, provider, options, template)
     if cfg.videos:
@@ -124,17 +124,20 @@ def train(cfg: TrainPolicyConfig) -> dict:
     return summary
 
 
-def policy_template(cfg: TrainPolicyConfig, options: dict, resolution: int | None):
-    """What the trained policy is beyond its sizes: the encoder spec, the env's contract, the bound."""
+def policy_template(cfg: TrainPolicyConfig, options: dict, resolution: int | None, provider=None):
+    """What the trained policy is beyond its sizes: the encoder spec (with the export's absolute path,
+    fingerprint and the features' precision), the env's contract, the bound."""
     import sim
     from policies import PolicyConfig
+    from policies.features import trained_spec
 
     env = sim.make_env(cfg.task, **{**options, "obs_mode": "proprio+state"})  # no rendering needed to read the contract
     try:
         observation, action = env.unwrapped.contract()
     finally:
         env.close()
-    return PolicyConfig(encoder=cfg.encoder, bound="clip" if cfg.algo.name == "ppo" else cfg.algo.bound,
+    encoder = cfg.encoder if provider is None else trained_spec(cfg.encoder, provider)
+    return PolicyConfig(encoder=encoder, bound="clip" if cfg.algo.name == "ppo" else cfg.algo.bound,
                         observation=observation, action=action, resolution=resolution)
 
 

@@ -155,3 +155,20 @@ def read_fields(data, schema, where: str, field: str = "config", require_all: bo
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             read_fields(value, hint, where, f"{field}.{name}", require_all)
     return data
+
+
+def fingerprint(directory: str | os.PathLike) -> str:
+    """Content hash (sha256, 16 hex digits) of the weight files in `directory`: which export a policy
+    was trained on, wherever it was moved to since."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(Path(directory).glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{directory} holds no .safetensors weights to fingerprint")
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
