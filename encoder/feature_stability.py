@@ -3,7 +3,9 @@
 - `self_match`: for each patch of frame t, is its nearest neighbour (cosine) among frame t+1's
   patches the patch at the same place? Averaged over patches and frame pairs, per layer. An
   encoder whose features follow the image keeps this near 1 when little moves (MAE: 96-97% on the
-  held-out renders; the first Toto nano: 64-66%).
+  held-out renders; the first Toto nano: 64-66%). Read it next to raw pixel patches on the same
+  frames (40% on the sim renders): identical flat-shaded patches tie, and features with absolute
+  position (MAE's sin-cos embedding) break the ties where Toto's (RoPE only) cannot.
 - `code_neighbour_cosine`: the cosine between the embeddings of FSQ codes one level apart in one
   digit, against random pairs. If a one-level flip (most flips of a still patch) lands on an
   unrelated vector, the transformer cannot tell a flip from a new object.

@@ -192,9 +192,15 @@ def feature_report(encoder_dir) -> dict:
     from encoder.frozen import load_encoder
     from encoder.tokens import CODE_OFFSET
 
+    from encoder.tracking.run import PixelPatches
+
     encoder = load_encoder(str(encoder_dir), layer=-1, pool="avg", dtype="fp32", device="cpu")
     layers = list(range(1, encoder.model.config.n_layers + 1))
-    report = {"self_match": self_match(encoder, held_out_videos(encoder.resolution), layers), "kind": encoder.kind}
+    videos = held_out_videos(encoder.resolution)
+    # raw 8x8 pixel patches on the same frames: flat-shaded renders have many identical patches, whose
+    # nearest neighbour is any of them; features without absolute position (Toto's) inherit those ties
+    report = {"self_match": self_match(encoder, videos, layers), "kind": encoder.kind,
+              "self_match_pixels": self_match(PixelPatches(encoder.resolution), videos, [1])[1]}
     tokenizer = encoder.tokenizer
     if getattr(tokenizer, "kind", "") == "fsq" and getattr(encoder.model.config, "patch_dim", None) is None:
         weight = encoder.model.tok_embeddings.weight.detach()
@@ -204,7 +210,9 @@ def feature_report(encoder_dir) -> dict:
 
 def feature_lines(report: dict) -> list[str]:
     matches = ", ".join(f"layer {n} {v:.1%}" for n, v in report["self_match"].items())
-    lines = [f"nearest-neighbour self-match between consecutive held-out frames: {matches}"]
+    pixels = report.get("self_match_pixels")
+    lines = [f"nearest-neighbour self-match between consecutive held-out frames: {matches}"
+             + (f" (raw pixel patches: {pixels:.1%})" if pixels is not None else "")]
     cosine = report.get("code_neighbour_cosine")
     if cosine:
         lines.append(f"code embedding cosine, one FSQ level apart {cosine['one_level']:.3f} (random pairs {cosine['random']:.3f})")

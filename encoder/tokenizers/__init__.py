@@ -1,6 +1,6 @@
 """Tokenizers: pixels -> tokens behind one interface (`Tokenizer`), built from a spec string.
 
-    fsq    our trainable FSQ autoencoder, 15,360 codes by default (fsq.py; trained by pretrain/train_tokenizer.py)
+    fsq    our trainable FSQ autoencoder, 8,192 codes; tokenizer=fsq_stable: 15,360 (fsq.py; trained by pretrain/train_tokenizer.py)
     dalle  the official DALL-E dVAE encoder, 8192 codes, encoder only (dalle.py)
     patch  continuous 8x8x3 patches, invertible (patch.py)
 

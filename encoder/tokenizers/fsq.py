@@ -4,18 +4,24 @@ FSQ (Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made Simple") repl
 codebook with a fixed grid: each of d latent channels is squashed into a bounded range and
 rounded to one of L_i levels, so the code index is just the mixed-radix number of the d digits.
 No codebook to learn, no commitment loss, no dead codes to revive, which is what makes a
-tokenizer trainable in minutes on a CPU. Levels [8, 8, 8, 6, 5] (15,360 codes) are the FSQ paper's
-choice for a ~2^14 vocabulary (every L >= 5; the earlier [8, 8, 8, 4, 4] broke that advice). Its
-~2^12 row, [7, 5, 5, 5, 5], lost the cube's colour in 1 of 3 tokenizer seeds where this one kept it
-in 3 of 3, for 16% more time per nano training step (docs/results.md, the tokenizer sweep).
+tokenizer trainable in minutes on a CPU (a cheap batch-entropy bonus, `FSQ.batch_entropy`, lifts
+codebook usage from ~45% to >95% in such short runs). Levels [8, 8, 8, 4, 4] give 8192 codes, the
+size of the DALL-E dVAE vocabulary the paper uses.
 
-The encoder is patch-local by default (`local`): space-to-depth, 1x1 convs and non-overlapping
-2x2 stride-2 convs, so each code is a function of its own 8 x 8 pixels and a patch that does not
-change keeps its code, whatever moves next to it (a robot policy reads the encoder every control
-step: with 3x3 convs and a residual block, ~50 px of context, 8-41% of still patches flipped on
-the wrist views, docs/results.md). The decoder keeps 3x3 convs: context helps reconstruction and
-changes no code. Nothing runs at full resolution, so tokenizing a corpus on a CPU is cheap. It is
-fully convolutional, so 256px frames give 32x32 codes for the paper's coarse-to-fine fine-tune.
+Two recipes (docs/results.md, sections 1 and 2):
+- the default: 3x3 convs and a residual block at the token grid (~50 px of context), the entropy
+  bonus, [8, 8, 8, 4, 4]. Its codes hash their neighbourhood: 23% of still 8x8 patches change code
+  between control steps, yet a DAgger policy on the nano's grid-pooled features reached 96% on
+  franka_pick, against 64% for the stable recipe (one pre-training seed each; the study over seeds
+  decides);
+- `tokenizer=fsq_stable`: a patch-local encoder (`local`: 1x1 and non-overlapping 2x2 stride-2
+  convs, so a code is a function of its own 8x8 pixels and a still patch never changes its code),
+  no entropy bonus, the FSQ paper's [8, 8, 8, 6, 5], colour permutations so the red cube keeps its
+  colour.
+
+Nothing in the encoder runs at full resolution (space-to-depth first), so tokenizing a corpus on a
+CPU is cheap. It is fully convolutional, so 256px frames give 32x32 codes for the paper's
+coarse-to-fine fine-tune. The decoder keeps its 3x3 convs in both recipes.
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ from encoder.tokenizers.base import Tokenizer, float_to_frames, frames_to_float
 class FSQConfig:
     """Everything needed to rebuild an FSQ tokenizer (saved in tokenizer.json)."""
 
-    levels: tuple[int, ...] = (8, 8, 8, 6, 5)
+    levels: tuple[int, ...] = (8, 8, 8, 4, 4)
     channels: tuple[int, ...] = (32, 64, 128)  # encoder width after each 2x downsampling (decoder mirrors it)
     res_blocks: int = 1  # residual blocks at the token resolution, in encoder and decoder each
     decoder_channels: tuple[int, ...] | None = None  # None: same as `channels`
@@ -41,7 +47,7 @@ class FSQConfig:
     # of its own downsample x downsample pixels alone and a still patch can never change its code
     # (with 3x3 convs, ~50 px of context leaked in and 8-41% of still patches flipped, issue 24).
     # The decoder keeps its 3x3 convs: context there helps reconstruction and touches no code.
-    local: bool = True
+    local: bool = False
 
     def __post_init__(self):
         self.levels = tuple(int(v) for v in self.levels)
@@ -201,7 +207,7 @@ class FSQDecoder(nn.Module):
 
 
 class FSQTokenizer(Tokenizer):
-    """Trainable discrete tokenizer: conv encoder -> FSQ (15,360 codes by default) -> conv decoder."""
+    """Trainable discrete tokenizer: conv encoder -> FSQ (8,192 codes by default) -> conv decoder."""
 
     kind = "fsq"
     discrete = True

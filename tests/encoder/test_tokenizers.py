@@ -26,11 +26,10 @@ def fsq():
 # --- FSQ -------------------------------------------------------------------------------------------
 
 def test_fsq_interface_and_round_trip_shapes(fsq):
-    # the FSQ paper's ~2^14 levels [8, 8, 8, 6, 5] and a patch-local encoder (issue 24)
-    assert (fsq.kind, fsq.discrete, fsq.codebook_size, fsq.downsample, fsq.cfg.local) == ("fsq", True, 15360, 8, True)
+    assert (fsq.kind, fsq.discrete, fsq.codebook_size, fsq.downsample, fsq.cfg.local) == ("fsq", True, 8192, 8, False)
     codes = fsq.encode(frames())
     assert codes.dtype == torch.int64 and codes.shape == (2, 16, 16)
-    assert 0 <= int(codes.min()) and int(codes.max()) < 15360
+    assert 0 <= int(codes.min()) and int(codes.max()) < 8192
     out = fsq.decode(codes)
     assert out.dtype == torch.uint8 and out.shape == (2, 128, 128, 3)
 
@@ -74,8 +73,8 @@ def test_bad_frames_raise_value_error(fsq, bad):
 
 
 def test_bad_codes_raise_value_error(fsq):
-    with pytest.raises(ValueError, match=r"\[0, 15360\)"):
-        fsq.decode(torch.full((1, 16, 16), 15360))
+    with pytest.raises(ValueError, match=r"\[0, 8192\)"):
+        fsq.decode(torch.full((1, 16, 16), 8192))
     with pytest.raises(ValueError, match="shape"):
         fsq.decode(torch.zeros(16, 16, dtype=torch.int64))
     with pytest.raises(ValueError, match="integer"):
