@@ -1,0 +1,133 @@
+"""The cheap gates before any policy study (issue 24): pre-train each variant, then measure what
+takes minutes, not hours, and print one table.
+
+The variants are the study's (sim/conf/representation_study.yaml). Each is pre-trained as the policy
+study does it (sim/compare.ensure_export: `python pretrain/run.py <overrides> train.seed=<seed>
+tokenizer.train.seed=<seed>` into <out>/exports/<variant>_p<seed>, resumed or reused, so the study
+reuses these exports), then `python encoder/track.py` runs on every export beside raw pixels. Gates: token stability of its tokenizer (still patches that flip, worst wrist view), the
+export's nearest-neighbour self-match between consecutive held-out frames (best layer) and the
+embedding cosine of FSQ codes one level apart, the validation loss by position (the paper's
+Fig. 10: loss on the first frame of a robot clip against the mean of the later ones: a model that
+uses its context predicts later frames better), and tracking J&F at its best layer.
+
+    python scripts/representation_gates.py                      # every variant of the study, seed 0
+    python scripts/representation_gates.py --variants toto_default toto_fsqemb --seed 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / "sim" / "conf" / "representation_study.yaml"  # the variants, shared with the policy study
+
+
+def study_config(out: str | None):
+    """The study's CompareConfig (its variants and out), as `python sim/compare.py --config-name representation_study` reads it."""
+    from omegaconf import OmegaConf
+
+    from sim.compare import CompareConfig
+
+    values = OmegaConf.to_container(OmegaConf.load(STUDY))
+    values = {k: v for k, v in values.items() if k not in ("defaults", "hydra")}
+    if out:
+        values["out"] = out
+    return CompareConfig(**values)
+
+
+def run(args: list[str], log: Path) -> None:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    with log.open("a") as out:
+        done = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if done.returncode:
+        tail = log.read_text().strip().splitlines()[-3:]
+        sys.exit(f"error: {' '.join(args[:2])} failed ({' | '.join(tail)}); whole log: {log}")
+
+
+def loss_by_position(folder: Path) -> dict:
+    """Robot clips' validation loss on frame 1 and the mean over frames 2..T (Fig. 10's drop)."""
+    path = folder / "train" / "val_positions.json"
+    if not path.is_file():
+        return {}
+    sets = json.loads(path.read_text())["sets"]
+    frames = next((v["per_frame"] for k, v in sets.items() if "robot" in k and v.get("per_frame")), None)
+    if not frames:
+        return {}
+    later = sum(frames[1:]) / len(frames[1:])
+    return {"first_frame": round(frames[0], 3), "later_frames": round(later, 3), "drop": round(frames[0] - later, 3)}
+
+
+def track(encoders: list[Path], out: Path) -> dict:
+    """{encoder path: best layer's J&F and its depth} from one encoder/track.py run over them all (and pixels)."""
+    listed = ",".join([*map(str, encoders), "pixels"])
+    run(["encoder/track.py", f"encoders=[{listed}]", f"out={out / 'track'}", "overlays=0", "progress=false"],
+        out / "track.log")
+    return json.loads((out / "track" / "results.json").read_text())
+
+
+def main(argv=None) -> None:
+    from sim.compare import ensure_export
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="*", default=None, help="names in the study's variants (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="pre-training seed (tokenizer and transformer)")
+    parser.add_argument("--out", default=None, help="the study's out (default: the study config's)")
+    args = parser.parse_args(argv)
+    study = study_config(args.out)
+    names = args.variants or list(study.variants)
+    unknown = sorted(set(names) - set(study.variants))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; the study has {', '.join(study.variants)}")
+    exports = {name: ensure_export(study, name, args.seed) for name in names}
+    out = Path(study.out) / "gates" / f"seed{args.seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    tracking = track(list(exports.values()), out)
+    rows = {}
+    for name, encoder in exports.items():
+        folder = encoder.parent
+        metrics = folder / "tokenizer" / "metrics.json"
+        stability = json.loads(metrics.read_text()).get("stability", {}) if metrics.is_file() else {}
+        report = encoder / "feature_stability.json"
+        features = json.loads(report.read_text()) if report.is_file() else {}
+        matches = features.get("self_match", {})
+        rows[name] = {"static_flip": stability.get("static_flip"), "wrist_static_flip": stability.get("wrist_static_flip"),
+                      "self_match_best": max(matches.values()) if matches else None,
+                      "code_cosine": (features.get("code_neighbour_cosine") or {}).get("one_level"),
+                      **{f"loss_{k}": v for k, v in loss_by_position(folder).items()}, **tracking_row(tracking, str(encoder))}
+    rows["pixels"] = tracking_row(tracking, "pixels")
+    floor = tracking["copy_first_frame"]["JF"]
+    (out / "gates.json").write_text(json.dumps({"rows": rows, "floor_jf": floor, "seed": args.seed}, indent=1))
+    text = table(rows, floor)
+    (out / "gates.md").write_text(text + "\n")
+    print(text)
+
+
+def tracking_row(results: dict, key: str) -> dict:
+    encoder = results.get("encoders", {}).get(key)
+    if not encoder:
+        return {}
+    return {"track_jf": encoder["best"]["JF"], "track_layer": f"{encoder['best_layer']}/{encoder['n_layers']}"}
+
+
+def table(rows: dict, floor) -> str:
+    def cell(value, pct=False, digits=3):
+        return "-" if value is None else f"{value:.1%}" if pct else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    lines = ["| variant | still-patch flips (worst wrist) | self-match (best layer) | code cos one level | loss frame 1 | "
+             "loss frames 2+ | drop | tracking J&F (layer) |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {cell(r.get('static_flip'), True)} ({cell(r.get('wrist_static_flip'), True)}) | "
+                     f"{cell(r.get('self_match_best'), True)} | {cell(r.get('code_cosine'))} | {cell(r.get('loss_first_frame'))} | "
+                     f"{cell(r.get('loss_later_frames'))} | {cell(r.get('loss_drop'))} | "
+                     f"{cell(r.get('track_jf'), digits=1)} ({cell(r.get('track_layer'))}) |")
+    if floor is not None:
+        lines.append(f"\nFirst mask repeated (the floor): J&F {floor:.1f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

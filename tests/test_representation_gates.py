@@ -1,0 +1,31 @@
+"""scripts/representation_gates.py: the study's variants load from its config, and the gate table reads
+what the runs wrote (loss by position, tracking results)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import representation_gates as gates  # noqa: E402
+
+
+def test_the_study_config_names_every_variant_and_compare_reads_it():
+    study = gates.study_config(None)
+    assert {"toto_default", "toto_stable", "mae_nano"} <= set(study.variants)
+    assert study.variants["toto_stable"] == ["tokenizer=fsq_stable"] and study.pretrain_seeds == [0, 1, 2]
+    assert set(study.encoders) - {"random", "state"} <= set(study.variants)
+
+
+def test_gate_rows_read_loss_by_position_and_tracking(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "val_positions.json").write_text(json.dumps({"sets": {
+        "robot": {"per_frame": [6.0, 5.0, 4.0]}, "clips": {"per_frame": [9.0, 9.0, 9.0]}}}))
+    assert gates.loss_by_position(tmp_path) == {"first_frame": 6.0, "later_frames": 4.5, "drop": 1.5}
+    results = {"encoders": {"a/encoder": {"best": {"JF": 41.5}, "best_layer": 2, "n_layers": 4}}}
+    row = gates.tracking_row(results, "a/encoder")
+    assert row == {"track_jf": 41.5, "track_layer": "2/4"} and gates.tracking_row(results, "pixels") == {}
+    text = gates.table({"a": {"static_flip": 0.25, "wrist_static_flip": 0.5, "loss_drop": 1.5, **row}}, 30.4)
+    assert "| a | 25.0% (50.0%) |" in text and "41.5 (2/4)" in text and "floor): J&F 30.4" in text
