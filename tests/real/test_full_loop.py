@@ -205,7 +205,10 @@ def test_camera_stops_the_arm_holds_within_200_ms(stack):
     time.sleep(1.0)
     print(f"settled {settled - killed:.2f} s after the camera was killed; "
           f"{at_settle - actions} action(s) still in flight at +0.5 s")
-    assert still_since(settled) < 2e-3, still_since(settled)  # and stayed: no new target
+    # and stayed: no new target. The settle test above is 2 mrad over 0.5 s; over the following second a
+    # simulator slowed by a loaded host still drifted 2.1-2.6 mrad with no action sent (seen twice in full
+    # runs beside a DAgger run), so staying is 5 mrad (0.3 degrees); no new target is the count below
+    assert still_since(settled) < 5e-3, still_since(settled)
     assert len(w.actions) == at_settle  # no action since it settled
     assert nodes.proc.poll() is None, nodes.text[-3000:]
     assert "no fresh action for 0.15 s: holding position" in nodes.text
