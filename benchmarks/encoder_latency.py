@@ -140,7 +140,8 @@ def main(argv=None) -> None:
     seconds, medians = time_round_robin(cases, args.repeats)
 
     print(f"\n== pixels -> mid-layer features (best of {args.repeats} interleaved rounds; median beside it) ==")
-    print(f"{'encoder':28s} {'dtype':5s} {'batch':>5s} {'ms/frame':>9s} {'median':>7s} {'frames/s':>9s} {'tokenizer ms/frame':>19s} {'GFLOP/frame':>12s}")
+    print(f"{'encoder':28s} {'dtype':5s} {'batch':>5s} {'ms/frame':>9s} {'median':>7s} {'frames/s':>9s} "
+          f"{'tokenizer ms/frame':>19s} {'GFLOP/frame':>12s}")
     for (name, dtype, b), s in seconds.items():
         if name == "tokenizer":
             continue
@@ -185,7 +186,8 @@ def main(argv=None) -> None:
             enc = encoders["base", d]
             bound = vit_gflops(vit_config) / toto_gflops(enc.model.config, enc.layer, 257, 257 / 2)
             ratio = seconds["vit", d, 1] / seconds["base", d, 1]
-            checks.append((f"base {d} to mid vs ViT-B/16 {d} (same precision; FLOP ratio {bound:.2f}), batch 1: x faster", ratio, ">=", GOALS["vs_vit"]))
+            checks.append((f"base {d} to mid vs ViT-B/16 {d} (same precision; FLOP ratio {bound:.2f}), batch 1: x faster",
+                           ratio, ">=", GOALS["vs_vit"]))
         checks.append((f"base {best} to mid, batch 1: frames/s", 1 / seconds["base", best, 1], ">=", GOALS["fps"]))
     for (name, dtype), t in stream_rows.items():
         if CONTEXT in contexts:

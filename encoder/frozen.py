@@ -141,7 +141,8 @@ class TotoEncoder(nn.Module):
         if (h, w) != (r, r):
             raise ValueError(f"encoder expects {r}x{r} frames (its tokenizer's training size); got {h}x{w}: render at image_size={r}")
         if x.ndim == 5 and not 1 <= x.shape[1] <= self.frames:
-            raise ValueError(f"clips of 1..{self.frames} frames (the checkpoint's clip length); got {x.shape[1]}: use stream() for longer videos")
+            raise ValueError(f"clips of 1..{self.frames} frames (the checkpoint's clip length); got {x.shape[1]}: "
+                             "use stream() for longer videos")
         return x
 
     def _tokenize(self, frames: torch.Tensor) -> torch.Tensor:

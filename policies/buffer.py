@@ -91,6 +91,7 @@ class AggregatedBuffer:
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
             if isinstance(error, CheckpointError):
                 raise
-            raise CheckpointError(f"{path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'truncated'}): "
+            what = str(error).splitlines()[0] if str(error) else "truncated"
+            raise CheckpointError(f"{path} is unreadable ({type(error).__name__}: {what}): "
                                   "delete the run folder to start over, or restore the file") from None
         return buffer

@@ -156,7 +156,8 @@ class Policy(nn.Module):
         try:
             policy.load_state_dict(state)
         except RuntimeError as error:
-            raise CheckpointError(f"{path / NAME}.safetensors does not match {where} ({str(error).splitlines()[1 if len(str(error).splitlines()) > 1 else 0].strip()})") from None
+            lines = str(error).splitlines()  # torch's first line is a header; the second names the tensor
+            raise CheckpointError(f"{path / NAME}.safetensors does not match {where} ({lines[min(1, len(lines) - 1)].strip()})") from None
         policy.meta = meta
         return policy.eval()
 

@@ -81,7 +81,8 @@ def check_compatible(directory: Path, saved: dict, current: dict) -> None:
     current = json.loads(json.dumps(current))  # tuples -> lists, as stored
     if saved == current:
         return
-    diff = ", ".join(f"{k} {saved.get(k)!r} vs {current.get(k)!r}" for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k))
+    keys = sorted(set(saved) | set(current))
+    diff = ", ".join(f"{k} {saved.get(k)!r} vs {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k))
     raise CheckpointError(
         f"{directory} holds a model with {describe_config(saved)} but this run builds {describe_config(current)} "
         f"(differs in: {diff}): use another out_dir or resume=false"

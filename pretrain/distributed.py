@@ -5,8 +5,9 @@ without torchrun (or with one process) training runs unwrapped. Backend: nccl on
 CPU. Every collective goes through the helpers below, which put their tensors on the rank's
 device: NCCL has no CPU path, so a CPU tensor handed to it fails at the first step. The group
 gets a long timeout (`setup`), and long one-rank work never sits behind a collective: the
-pipeline joins its stages by file markers (pretrain/markers.py). FSDP is FSDP2 (`torch.distributed.fsdp.fully_shard`): each block of the model's
-ModuleLists is its own unit, then the root. It runs on CPU with gloo in torch 2.13 (tested
+pipeline joins its stages by file markers (pretrain/markers.py). FSDP is FSDP2
+(`torch.distributed.fsdp.fully_shard`): each block of the model's ModuleLists is its own unit, then
+the root. It runs on CPU with gloo in torch 2.13 (tested
 with 2 processes). Full (unsharded) state dicts for checkpoints go through
 `torch.distributed.checkpoint.state_dict` for every strategy, so optimizer states are keyed by
 parameter name and a DDP checkpoint resumes under FSDP and vice versa.

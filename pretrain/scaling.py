@@ -37,10 +37,10 @@ PAPER_FIT = (7.32, -0.0378)  # L(C) = 7.32 * C^-0.0378, C in MACs (paper section
 
 def fit_power_law(compute, loss) -> tuple[float, float]:
     """(a, b) of L = a * C^b, least squares on log L = log a + b log C (at least two points)."""
-    c, l = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
-    if len(c) < 2 or np.any(c <= 0) or np.any(l <= 0) or len(np.unique(c)) < 2:
+    c, losses = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
+    if len(c) < 2 or np.any(c <= 0) or np.any(losses <= 0) or len(np.unique(c)) < 2:
         raise ValueError("a power-law fit needs at least two distinct positive compute values and positive losses")
-    b, log_a = np.polyfit(np.log(c), np.log(l), 1)
+    b, log_a = np.polyfit(np.log(c), np.log(losses), 1)
     return float(math.exp(log_a)), float(b)
 
 
@@ -166,8 +166,8 @@ def plot_scaling(result: dict, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, r in enumerate(result["sizes"]):
-        c, l = zip(*r["curve"]) if r["curve"] else ((), ())
-        ax.plot(c, l, "-", lw=1, alpha=0.6, color=f"C{i}")
+        c, losses = zip(*r["curve"]) if r["curve"] else ((), ())
+        ax.plot(c, losses, "-", lw=1, alpha=0.6, color=f"C{i}")
         ax.plot([r["macs"]], [r["val_loss"]], "o", color=f"C{i}",
                 label=f"{r['size']} ({r['params'] / 1e6:.2g}M, {r['tokens'] / 1e6:.2g}M tokens)")
     finals = np.array([r["macs"] for r in result["sizes"]])

@@ -80,7 +80,8 @@ class TokenizeConfig:
     # 3.5% of the FSQ codes (measured on embedded robot frames), so pre-training would see other tokens than
     # deployment. On a GPU fp32 convolutions already use TF32 tensor cores. bf16 (or auto) trades that for speed
     precision: str = "fp32"
-    decode_workers: Optional[int] = None  # DataLoader processes decoding media; None: 0 with a CPU tokenizer, cores less one with a GPU (media_loader)
+    # DataLoader processes decoding media; None: 0 with a CPU tokenizer, cores less one with a GPU (media_loader)
+    decode_workers: Optional[int] = None
     seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION  # share of each source's files (groups) held out for val
     progress: bool = True  # a tqdm bar on rank 0

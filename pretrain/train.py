@@ -59,7 +59,8 @@ class TrainConfig:
     warmup_steps: int = 15
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping (the norm is still logged)
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast; weights and optimizer stay fp32); auto: bf16 where native (toto_robot/compute.py)
+    # auto | fp32 | bf16 (autocast; weights and optimizer stay fp32); auto: bf16 where native (toto_robot/compute.py)
+    precision: str = "auto"
     val_every: int = 40  # steps between validations (and one at the end); 0: only at the end
     val_batches: int = 4  # micro-batches per validation set
     ckpt_every: int = 20  # 0: only at the end
@@ -217,8 +218,10 @@ def _objective(model_config, probe: TokenBatches, patchify) -> Objective:
         return objective
     if (model_config.patch_dim is not None) != probe.pixels:
         if probe.pixels:
-            raise ValueError(f"the train sets hold pixel rows {probe.row_shape}: train them with a patch model (set patch_dim) and patchify")
-        raise ValueError("the model has patch_dim set but the train sets hold token rows: patch models train on pixel shards (tokenizer=patch)")
+            raise ValueError(f"the train sets hold pixel rows {probe.row_shape}: train them with a patch model "
+                             "(set patch_dim) and patchify")
+        raise ValueError("the model has patch_dim set but the train sets hold token rows: "
+                         "patch models train on pixel shards (tokenizer=patch)")
     if not probe.pixels:
         if patchify is not None:
             raise ValueError("patchify is for pixel rows but the train sets hold token rows: pass patchify=None")

@@ -4,8 +4,9 @@ takes minutes, not hours, and print one table.
 The variants are the study's (sim/conf/representation_study.yaml). Each is pre-trained as the policy
 study does it (sim/compare.ensure_export: `python pretrain/run.py <overrides> train.seed=<seed>
 tokenizer.train.seed=<seed>` into <out>/exports/<variant>_p<seed>, resumed or reused, so the study
-reuses these exports), then `python encoder/track.py` runs on every export beside raw pixels. Gates: token stability of its tokenizer (still patches that flip, worst wrist view), the
-export's nearest-neighbour self-match between consecutive held-out frames (best layer) and the
+reuses these exports), then `python encoder/track.py` runs on every export beside raw pixels. Gates:
+token stability of its tokenizer (still patches that flip, worst wrist view), the export's
+nearest-neighbour self-match between consecutive held-out frames (best layer) and the
 embedding cosine of FSQ codes one level apart, the validation loss by position (the paper's
 Fig. 10: loss on the first frame of a robot clip against the mean of the later ones: a model that
 uses its context predicts later frames better), and tracking J&F at its best layer.

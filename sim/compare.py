@@ -175,7 +175,8 @@ def encoder_path(cfg: CompareConfig, cell: Cell) -> str:
 def train_args(cfg: CompareConfig, cell: Cell, out: Path) -> list[str]:
     encoder = [] if cell.encoder == "state" else [
         f"encoder.path={encoder_path(cfg, cell)}", f"encoder.pool={cell.pool}", f"encoder.layer={cell.layer}"]
-    return [f"task={cell.task}", f"encoder={kind_of(cfg, cell.encoder)}", f"seed={cell.seed}", f"algo={cfg.algo}", f"algo.rounds={cfg.rounds}",
+    return [f"task={cell.task}", f"encoder={kind_of(cfg, cell.encoder)}", f"seed={cell.seed}", f"algo={cfg.algo}",
+            f"algo.rounds={cfg.rounds}",
             f"algo.steps_per_round={cfg.steps_per_round}", f"num_envs={cfg.num_envs}",
             f"eval_episodes={cfg.eval_episodes}", *encoder, f"out={out}", "progress=false", *map(str, cfg.extra)]
 

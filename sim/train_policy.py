@@ -8,8 +8,9 @@
 
 Writes to `out` (default runs/policy/<task>_<encoder>_<algo>): policy.json (the settings, what
 eval_policy.py rebuilds the run from), model.safetensors/.json (the policy: `policies.Policy.from_pretrained(out)`,
-which the robot's policy node also loads) and buffer.npz (policies.train_dagger's checkpoint), metrics.jsonl (one row per round), success_curve.png (student success vs env steps,
-as the paper's Fig. 6), tensorboard/ and videos/student_<i>.mp4 (`videos=N` episodes of the final
+which the robot's policy node also loads) and buffer.npz (policies.train_dagger's checkpoint), metrics.jsonl
+(one row per round), success_curve.png (student success vs env steps, as the paper's Fig. 6), tensorboard/
+and videos/student_<i>.mp4 (`videos=N` episodes of the final
 policy). `env.<option>=` sets any other env option. A rerun with the same `out` continues after the last finished round; raise
 algo.rounds to train further. algo=ppo (train_ppo_run) writes ppo_state.* + ppo_optimizer.pt instead of buffer.npz, one
 metrics row per PPO update, and continues up to algo.total_timesteps. This script owns the sim side (env, expert); the learning is in
@@ -38,7 +39,8 @@ from toto_robot.lock import run_lock  # noqa: E402
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
 # since it would mix rounds collected under different envs or features in one buffer.
-RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress", "vectorization", "encoder.batch_size", "encoder.device", "videos")
+RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress", "vectorization", "encoder.batch_size",
+             "encoder.device", "videos")
 
 
 def claim(out: Path, settings: dict) -> None:
@@ -244,7 +246,8 @@ def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict, te
 def report(summary: dict) -> None:
     success = summary["eval_success_rate"]
     rate = "" if success is None else f", student success {success:.0%}"
-    print(f"{summary['rounds']} {summary.get('unit', 'rounds')} ({summary['resumed_rounds']} resumed), {summary['env_steps']} env steps{rate} "
+    print(f"{summary['rounds']} {summary.get('unit', 'rounds')} ({summary['resumed_rounds']} resumed), "
+          f"{summary['env_steps']} env steps{rate} "
           f"-> {summary['out']}\n  evaluate: python sim/eval_policy.py run={summary['out']} episodes=50")
 
 

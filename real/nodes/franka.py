@@ -11,8 +11,8 @@ timeout); `poll_motion` is inverted, so `is_in_control` tells whether a motion r
 `FrankaNode` (ROS): parameters = real.config's `franka` section; publishes JointState and the
 gripper width at `state_rate_hz`, and on `status_topic` (Float64MultiArray, `STATUS_FIELDS`) the
 robot time, libfranka's command success rate and the last commanded target (NaN before the first),
-so the envelope's output and the host's control-loop health can be watched from outside; subscribes to the action topic (Float64MultiArray: 7 joint
-deltas + optional gripper command in [0, 1], closed at >= 0.5); clamps every action with
+so the envelope's output and the host's control-loop health can be watched from outside; subscribes to
+the action topic (Float64MultiArray: 7 joint deltas + optional gripper command in [0, 1], closed at >= 0.5); clamps every action with
 `SafetyEnvelope` (deltas add to the last *commanded* target: the measured joints lag a streaming
 motion); holds when no fresh action came within `watchdog_timeout_s`; services `~/estop` (stop,
 refuse actions), `~/reset` (resume from the measured pose), `~/home` (move to `home_q`, answer

@@ -150,7 +150,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 class Conv2d(nn.Module):
     def __init__(self, n_in, n_out, kw, use_float16=True, device=torch.device('cpu'), requires_grad=False):
         super().__init__()
-        self.n_in, self.n_out, self.kw, self.use_float16, self.device, self.requires_grad = n_in, n_out, kw, use_float16, device, requires_grad
+        self.n_in, self.n_out, self.kw = n_in, n_out, kw
+        self.use_float16, self.device, self.requires_grad = use_float16, device, requires_grad
         w = torch.empty((n_out, n_in, kw, kw)).normal_(std=1 / (n_in * kw ** 2) ** 0.5)
         self.w, self.b = nn.Parameter(w), nn.Parameter(torch.randn(n_out) * 0.1)
     def forward(self, x):
@@ -176,14 +177,18 @@ class EncoderBlock(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, n_hid=256, n_blk_per_group=2, input_channels=3, vocab_size=8192):
         super().__init__()
-        self.group_count, self.n_hid, self.n_blk_per_group, self.input_channels, self.vocab_size = 4, n_hid, n_blk_per_group, input_channels, vocab_size
+        self.group_count, self.n_hid, self.n_blk_per_group = 4, n_hid, n_blk_per_group
+        self.input_channels, self.vocab_size = input_channels, vocab_size
         r, n = range(n_blk_per_group), 4 * n_blk_per_group
         blk = lambda a, b: EncoderBlock(a, b, n)
+        pool = ('pool', nn.MaxPool2d(kernel_size=2))
         self.blocks = nn.Sequential(OrderedDict([
             ('input', Conv2d(input_channels, n_hid, 7)),
-            ('group_1', nn.Sequential(OrderedDict([*[(f'block_{i + 1}', blk(n_hid, n_hid)) for i in r], ('pool', nn.MaxPool2d(kernel_size=2))]))),
-            ('group_2', nn.Sequential(OrderedDict([*[(f'block_{i + 1}', blk(n_hid if i == 0 else 2 * n_hid, 2 * n_hid)) for i in r], ('pool', nn.MaxPool2d(kernel_size=2))]))),
-            ('group_3', nn.Sequential(OrderedDict([*[(f'block_{i + 1}', blk(2 * n_hid if i == 0 else 4 * n_hid, 4 * n_hid)) for i in r], ('pool', nn.MaxPool2d(kernel_size=2))]))),
+            ('group_1', nn.Sequential(OrderedDict([*[(f'block_{i + 1}', blk(n_hid, n_hid)) for i in r], pool]))),
+            ('group_2', nn.Sequential(OrderedDict([*[(f'block_{i + 1}', blk(n_hid if i == 0 else 2 * n_hid, 2 * n_hid)) for i in r],
+                                                   pool]))),
+            ('group_3', nn.Sequential(OrderedDict([*[(f'block_{i + 1}', blk(2 * n_hid if i == 0 else 4 * n_hid, 4 * n_hid))
+                                                     for i in r], pool]))),
             ('group_4', nn.Sequential(OrderedDict([*[(f'block_{i + 1}', blk(4 * n_hid if i == 0 else 8 * n_hid, 8 * n_hid)) for i in r]]))),
             ('output', nn.Sequential(OrderedDict([('relu', nn.ReLU()), ('conv', Conv2d(8 * n_hid, vocab_size, 1, use_float16=False))]))),
         ]))

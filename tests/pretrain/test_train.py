@@ -108,7 +108,8 @@ def test_failed_save_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
     monkeypatch.undo()
     resumed = run_inline(data, tmp_path / "run", steps=6, ckpt_every=2, keep_checkpoints=1)
     assert resumed["resumed_from"].endswith("step_0000004")
-    assert [r["loss"] for r in read_jsonl(tmp_path / "run/metrics.jsonl")] == [r["loss"] for r in read_jsonl(tmp_path / "ref/metrics.jsonl")]
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "run/metrics.jsonl")]
+    assert losses == [r["loss"] for r in read_jsonl(tmp_path / "ref/metrics.jsonl")]
     assert resumed["final_train_loss"] == reference["final_train_loss"]
     assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["latest.json", "step_0000006"]
 

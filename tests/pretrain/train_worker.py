@@ -2,8 +2,8 @@
 
     python tests/pretrain/train_worker.py spec.json          (or under torchrun --nproc_per_node=2)
 
-Also the helpers both test files share. spec: {"out_dir", "model": TotoConfig kwargs, "train": TrainConfig kwargs, "train_sets": [[dir, weight]],
-"val_sets": [dir], "step_delay": seconds slept after each logged step (gives a test time to kill
+Also the helpers both test files share. spec: {"out_dir", "model": TotoConfig kwargs, "train": TrainConfig kwargs,
+"train_sets": [[dir, weight]], "val_sets": [dir], "step_delay": seconds slept after each logged step (gives a test time to kill
 the process mid-run)}. Rank 0 writes the summary to out_dir/summary.json.
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ from tests.real.ros import ros_context, ros_domain  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
-from real.evaluate import Console, ControlError, Record, main, parse_args, run_trials
+from real.evaluate import Console, ControlError, Record, main, parse_args, run_trials  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = ros_domain("evaluate")
