@@ -63,11 +63,11 @@ def loss_by_position(folder: Path) -> dict:
 
 
 def track(encoders: list[Path], out: Path) -> dict:
-    """{encoder path: best layer's J&F and its depth} from one encoder/track.py run over them all (and pixels)."""
+    """encoder/track.py's results over these encoders and raw pixels (one folder per set of encoders)."""
     listed = ",".join([*map(str, encoders), "pixels"])
-    run(["encoder/track.py", f"encoders=[{listed}]", f"out={out / 'track'}", "overlays=0", "progress=false"],
-        out / "track.log")
-    return json.loads((out / "track" / "results.json").read_text())
+    folder = out / ("track_" + "_".join(sorted(p.parent.name for p in encoders)))
+    run(["encoder/track.py", f"encoders=[{listed}]", f"out={folder}", "overlays=0", "progress=false"], out / "track.log")
+    return json.loads((folder / "results.json").read_text())
 
 
 def main(argv=None) -> None:
@@ -101,7 +101,9 @@ def main(argv=None) -> None:
                       **{f"loss_{k}": v for k, v in loss_by_position(folder).items()}, **tracking_row(tracking, str(encoder))}
     rows["pixels"] = tracking_row(tracking, "pixels")
     floor = tracking["copy_first_frame"]["JF"]
-    (out / "gates.json").write_text(json.dumps({"rows": rows, "floor_jf": floor, "seed": args.seed}, indent=1))
+    saved = out / "gates.json"  # rows of earlier runs on other variants are kept: one table for the seed
+    rows = {**(json.loads(saved.read_text())["rows"] if saved.is_file() else {}), **rows}
+    saved.write_text(json.dumps({"rows": rows, "floor_jf": floor, "seed": args.seed}, indent=1))
     text = table(rows, floor)
     (out / "gates.md").write_text(text + "\n")
     print(text)
