@@ -126,9 +126,9 @@ def table(rows: dict, floor) -> str:
         lines.append(f"| {name} | {cell(r.get('static_flip'), True)} ({cell(r.get('wrist_static_flip'), True)}) | "
                      f"{cell(r.get('self_match_best'), True)} | {cell(r.get('code_cosine'))} | {cell(r.get('loss_first_frame'))} | "
                      f"{cell(r.get('loss_later_frames'))} | {cell(r.get('loss_drop'))} | "
-                     f"{cell(r.get('track_jf'), digits=1)} ({cell(r.get('track_layer'))}) |")
+                     f"{cell(None if r.get('track_jf') is None else 100 * r['track_jf'], digits=1)} ({cell(r.get('track_layer'))}) |")
     if floor is not None:
-        lines.append(f"\nFirst mask repeated (the floor): J&F {floor:.1f}")
+        lines.append(f"\nFirst mask repeated (the floor): J&F {100 * floor:.1f}")
     return "\n".join(lines)
 
 

@@ -24,8 +24,8 @@ def test_gate_rows_read_loss_by_position_and_tracking(tmp_path):
     (tmp_path / "train" / "val_positions.json").write_text(json.dumps({"sets": {
         "robot": {"per_frame": [6.0, 5.0, 4.0]}, "clips": {"per_frame": [9.0, 9.0, 9.0]}}}))
     assert gates.loss_by_position(tmp_path) == {"first_frame": 6.0, "later_frames": 4.5, "drop": 1.5}
-    results = {"encoders": {"a/encoder": {"best": {"JF": 41.5}, "best_layer": 2, "n_layers": 4}}}
+    results = {"encoders": {"a/encoder": {"best": {"JF": 0.415}, "best_layer": 2, "n_layers": 4}}}  # track.py's fractions
     row = gates.tracking_row(results, "a/encoder")
-    assert row == {"track_jf": 41.5, "track_layer": "2/4"} and gates.tracking_row(results, "pixels") == {}
-    text = gates.table({"a": {"static_flip": 0.25, "wrist_static_flip": 0.5, "loss_drop": 1.5, **row}}, 30.4)
+    assert row == {"track_jf": 0.415, "track_layer": "2/4"} and gates.tracking_row(results, "pixels") == {}
+    text = gates.table({"a": {"static_flip": 0.25, "wrist_static_flip": 0.5, "loss_drop": 1.5, **row}}, 0.304)
     assert "| a | 25.0% (50.0%) |" in text and "41.5 (2/4)" in text and "floor): J&F 30.4" in text
