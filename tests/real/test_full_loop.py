@@ -206,10 +206,17 @@ def test_camera_stops_the_arm_holds_within_200_ms(stack):
     time.sleep(1.0)
     print(f"settled {settled - killed:.2f} s after the camera was killed; "
           f"{at_settle - actions} action(s) still in flight at +0.5 s")
-    # and stayed: no new target. The settle test above is 2 mrad over 0.5 s; over the following second a
-    # simulator slowed by a loaded host still drifted 2.1-2.6 mrad with no action sent (seen twice in full
-    # runs beside a DAgger run), so staying is 5 mrad (0.3 degrees); no new target is the count below
-    assert still_since(settled) < 5e-3, still_since(settled)
+    # and stayed: no new target. The settle test above is 2 mrad over 0.5 s of wall time; a simulator slowed
+    # by a loaded host is still converging then (2.1-5.7 mrad more over the next second, no action sent, in
+    # full runs beside a pre-training job), so as for the measured arm above the drift is checked only where
+    # franky-sim kept real time, and reported otherwise; no new target is the count below, checked always
+    status = np.array([m for t, m in w.status if t >= killed])
+    wall = np.array([t for t, _ in w.status if t >= killed])
+    realtime, kept_up = sim_speed(status[:, 0], wall) if len(status) > 1 else (float("nan"), False)
+    drift = still_since(settled)
+    print(f"drift after settling {1e3 * drift:.2f} mrad; sim {realtime:.2f}x real time")
+    if kept_up:
+        assert drift < 5e-3, drift
     assert len(w.actions) == at_settle  # no action since it settled
     assert nodes.proc.poll() is None, nodes.text[-3000:]
     assert "no fresh action for 0.15 s: holding position" in nodes.text
