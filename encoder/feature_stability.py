@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from encoder.tokenizers.fsq import FSQ
+
 
 @torch.no_grad()
 def self_match(encoder, videos: dict[str, np.ndarray], layers: list[int], batch: int = 32) -> dict[int, float]:
@@ -38,8 +40,8 @@ def self_match(encoder, videos: dict[str, np.ndarray], layers: list[int], batch:
 
 def fsq_neighbours(levels: tuple[int, ...], count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` random code pairs (a, b) that differ by one level in one FSQ digit."""
-    levels_t = torch.tensor(levels)
-    basis = torch.cumprod(torch.tensor((1,) + tuple(levels[:-1])), 0)
+    quantizer = FSQ(levels)  # its mixed-radix basis is the code index
+    levels_t, basis = quantizer.levels, quantizer.basis
     digits = torch.stack([torch.randint(0, int(level), (count,), generator=generator) for level in levels], -1)
     which = torch.randint(0, len(levels), (count,), generator=generator)
     step = torch.where(digits[torch.arange(count), which] + 1 < levels_t[which], 1, -1)

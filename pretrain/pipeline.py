@@ -241,13 +241,13 @@ def export_encoder(cfg: RunConfig, tokenizer, summary: dict | None = None) -> Pa
     return out
 
 
-def report_features(encoder_dir: Path) -> dict:
+def report_features(encoder_dir: Path, device: str = "auto") -> dict:
     """Measure the export's feature stability, print it and write it beside the weights."""
     from pretrain.token_stability import FEATURE_REPORT, feature_lines, feature_report
     from toto_robot.io import atomic_write
 
     try:
-        report = feature_report(encoder_dir)
+        report = feature_report(encoder_dir, device)
     except (ImportError, RuntimeError) as error:  # no MuJoCo or no GL context where the export ran: say so, keep the export
         print(f"export: feature stability not measured ({type(error).__name__}: {str(error).splitlines()[0]})")
         return {}
@@ -339,7 +339,7 @@ def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
         distributed.teardown(info)  # the ranks' shared work is done: leave together, then rank 0 exports alone
         if "export" in stages and info.is_main:
             result["encoder"] = str(export_encoder(cfg, tokenizer, result.get("train")))
-            report_features(Path(result["encoder"]))
+            report_features(Path(result["encoder"]), cfg.device)
         return result
     finally:
         distributed.teardown(info, meet=False)  # after an error (a no-op once the group is gone)

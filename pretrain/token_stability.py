@@ -185,7 +185,7 @@ def cube_check(tokenizer, image_size: int = 128) -> tuple[dict, tuple[np.ndarray
 FEATURE_REPORT = "feature_stability.json"  # beside the export's weights
 
 
-def feature_report(encoder_dir) -> dict:
+def feature_report(encoder_dir, device: str = "auto") -> dict:
     """The export's features on the held-out renders: nearest-neighbour self-match between consecutive
     frames at every layer and, for an FSQ Toto, the embedding cosine of codes one level apart."""
     from encoder.feature_stability import code_neighbour_cosine, self_match
@@ -194,7 +194,8 @@ def feature_report(encoder_dir) -> dict:
 
     from encoder.tracking.run import PixelPatches
 
-    encoder = load_encoder(str(encoder_dir), layer=-1, pool="avg", dtype="fp32", device="cpu")
+    # fp32 whatever the device, so figures compare across machines; the run's device (a GPU at scale)
+    encoder = load_encoder(str(encoder_dir), layer=-1, pool="avg", dtype="fp32", device=device)
     layers = list(range(1, encoder.model.config.n_layers + 1))
     videos = held_out_videos(encoder.resolution)
     # raw 8x8 pixel patches on the same frames: flat-shaded renders have many identical patches, whose

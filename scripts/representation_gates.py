@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from sim.compare import ensure_export, run_step
+from toto_robot.cli import bad_input_exits
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "sim" / "conf" / "representation_study.yaml"  # the variants, shared with the policy study
@@ -38,15 +38,6 @@ def study_config(out: str | None):
     if out:
         values["out"] = out
     return CompareConfig(**values)
-
-
-def run(args: list[str], log: Path) -> None:
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    with log.open("a") as out:
-        done = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    if done.returncode:
-        tail = log.read_text().strip().splitlines()[-3:]
-        sys.exit(f"error: {' '.join(args[:2])} failed ({' | '.join(tail)}); whole log: {log}")
 
 
 def loss_by_position(folder: Path) -> dict:
@@ -66,12 +57,16 @@ def track(encoders: list[Path], out: Path) -> dict:
     """encoder/track.py's results over these encoders and raw pixels (one folder per set of encoders)."""
     listed = ",".join([*map(str, encoders), "pixels"])
     folder = out / ("track_" + "_".join(sorted(p.parent.name for p in encoders)))
-    run(["encoder/track.py", f"encoders=[{listed}]", f"out={folder}", "overlays=0", "progress=false"], out / "track.log")
+    run_step("encoder/track.py", [f"encoders=[{listed}]", f"out={folder}", "overlays=0", "progress=false"], log=out / "track.log")
     return json.loads((folder / "results.json").read_text())
 
 
 def main(argv=None) -> None:
-    from sim.compare import ensure_export
+    with bad_input_exits():  # a failed child is one line naming its cause and log (sim.compare.run_step)
+        gates(argv)
+
+
+def gates(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="*", default=None, help="names in the study's variants (default: all)")
