@@ -33,7 +33,9 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from encoder.frozen import TotoEncoder  # noqa: E402
+from encoder.frozen_base import DEFAULT_LAYER  # noqa: E402
 from encoder.model import Toto  # noqa: E402
+from encoder.pooling import PAPER_POOL  # noqa: E402
 from encoder.presets import preset_config  # noqa: E402
 from encoder.tokenizers.fsq import FSQTokenizer  # noqa: E402
 from toto_robot.compute import resolve  # noqa: E402
@@ -81,7 +83,8 @@ def build_encoders(models, dtypes) -> dict[tuple[str, str], TotoEncoder]:
         torch.manual_seed(0)
         model, tokenizer = Toto(preset_config(name)), FSQTokenizer().eval()
         for dtype in dtypes:
-            encoders[name, dtype] = TotoEncoder(copy.deepcopy(model), tokenizer, resolution=RES, frames=CLIP, dtype=dtype)
+            encoders[name, dtype] = TotoEncoder(copy.deepcopy(model), tokenizer, resolution=RES, frames=CLIP, layer=DEFAULT_LAYER,
+                                                  pool=PAPER_POOL, dtype=dtype)
     return encoders
 
 

@@ -28,44 +28,20 @@ import numbers
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 
 from encoder import tokens as token_ids
+from encoder.frozen_base import DEFAULT_LAYER, FrozenEncoder, encoder_compute, resolve_layer
+from encoder.frozen_mae import load_mae_encoder
 from encoder.layers import KVCache, apply_rope
-from encoder.model import Toto
-from encoder.pooling import make_pool, pool_width
-from toto_robot.compute import Compute, resolve
+from encoder.model import Toto, TotoConfig, load_toto
+from encoder.pooling import ENCODER_POOL, make_pool, pool_width
+from encoder.tokenizers import load_tokenizer
+from toto_robot.checkpoint import CheckpointError, read_fields, read_meta
 
-__all__ = ["FrameStream", "TotoEncoder", "load_encoder", "resolve_layer"]
+__all__ = ["FrameStream", "TotoEncoder", "load_encoder", "resolve_layer"]  # resolve_layer: encoder/frozen_base.py
 
 _WHAT_TO_PASS = "pass the encoder directory the pre-training export stage writes (toto.* + tokenizer.*, e.g. runs/pretrain/encoder)"
-
-
-def resolve_layer(layer, n_layers: int) -> int:
-    """The number of blocks to run for `layer`: "mid" -> n_layers // 2, a fraction f in (0, 1] ->
-    round(f * n_layers), an int 1..n_layers as is, -k -> n_layers + 1 - k (-1 = last); at least 1."""
-    if isinstance(layer, str):
-        if layer == "mid":
-            return max(1, n_layers // 2)
-    elif isinstance(layer, numbers.Integral) and not isinstance(layer, bool):
-        if 1 <= layer <= n_layers:
-            return int(layer)
-        if -n_layers <= layer <= -1:
-            return n_layers + 1 + int(layer)
-    elif isinstance(layer, numbers.Real) and not isinstance(layer, bool) and 0 < layer <= 1:
-        return max(1, round(float(layer) * n_layers))
-    raise ValueError(f"layer={layer!r}: use 'mid', a fraction in (0, 1], or a block 1..{n_layers} "
-                     f"(negative counts from the end, -1 = {n_layers})")
-
-
-def _compute(dtype, device) -> Compute:
-    """The encoder's device and transformer dtype: "auto" (bf16 where native), "fp32" (or None), "bf16"."""
-    try:
-        return resolve(device, "fp32" if dtype is None else dtype)
-    except ValueError as error:
-        raise ValueError(f"dtype={dtype!r}, device={device!r}: {error}; dtype is auto, fp32 (or None) or bf16") from None
 
 
 def _mismatch(model: Toto, tokenizer, resolution: int) -> str | None:
@@ -82,7 +58,7 @@ def _mismatch(model: Toto, tokenizer, resolution: int) -> str | None:
     return None
 
 
-class TotoEncoder(nn.Module):
+class TotoEncoder(FrozenEncoder):
     """Frozen Toto features of frames or clips, stopping at block `layer` (see the module docstring).
 
     pool="avg" averages the tokens; pool="grid<k>" averages k x k regions of the frame and concatenates them
@@ -92,10 +68,10 @@ class TotoEncoder(nn.Module):
     (a one-head pool; one with more heads replaces it: `encoder.pool_module = trained.requires_grad_(False)`).
     """
 
-    kind = "toto"  # as MAEEncoder.kind = "mae": which encoder a result came from
+    kind = "toto"
 
-    def __init__(self, model: Toto, tokenizer, *, resolution: int, frames: int | None = None,
-                 layer="mid", pool: str = "avg", dtype="auto", device="auto"):
+    def __init__(self, model: Toto, tokenizer, *, resolution: int, layer, pool: str, frames: int | None = None,
+                 dtype="auto", device="auto"):
         super().__init__()
         problem = _mismatch(model, tokenizer, resolution)
         if problem:
@@ -106,45 +82,16 @@ class TotoEncoder(nn.Module):
         self.pool = pool
         self.pool_module = make_pool(pool, c.dim)
         self.feature_dim = pool_width(pool, c.dim)  # what forward returns per frame (dim, or cells^2 * dim for grid<k>)
-        self.compute = _compute(dtype, device)  # toto_robot/compute.py: the device and dtype, and why
+        self.compute = encoder_compute(dtype, device)  # toto_robot/compute.py: the device and dtype, and why
         self.dtype = self.compute.dtype
         self.model = model.to(self.dtype)
         self.tokenizer = tokenizer  # stays fp32: FSQ rounds latents to codes, bf16 would flip codes
         self.resolution, self.grid = resolution, resolution // tokenizer.downsample
         self.n_start = 1 if tokenizer.discrete else 0  # patch sequences have no start token
         self.frames = frames or (c.max_seq_len - self.n_start - 1) // self.grid**2  # longest clip
-        self.requires_grad_(False)
-        self.to(self.compute.device)  # model, tokenizer (fp32) and pool
-        self.eval()
-
-    def train(self, mode: bool = True) -> TotoEncoder:
-        """Always eval mode: a frozen encoder inside a probe or policy must not follow its .train()."""
-        return super().train(False)
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return self.grid**2
+        self._freeze(self.compute)  # model, tokenizer (fp32) and pool
 
     # -- inputs ------------------------------------------------------------------------------------
-    def check(self, x, ndim: tuple[int, ...] = (4, 5)) -> torch.Tensor:
-        """uint8 frames (B, H, W, 3) / clips (B, T, H, W, 3) at the checkpoint's size, as a tensor."""
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        shapes = " or ".join({4: "frames (B, H, W, 3)", 5: "clips (B, T, H, W, 3)"}[n] for n in ndim)
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected uint8 {shapes} as a tensor or numpy array, got {type(x).__name__}")
-        if x.dtype != torch.uint8:
-            raise ValueError(f"expected uint8 RGB {shapes} in 0..255, got dtype {x.dtype}")
-        if x.ndim not in ndim or x.shape[-1] != 3 or x.shape[0] == 0:
-            raise ValueError(f"expected uint8 {shapes}, got shape {tuple(x.shape)}")
-        h, w, r = x.shape[-3], x.shape[-2], self.resolution
-        if (h, w) != (r, r):
-            raise ValueError(f"encoder expects {r}x{r} frames (its tokenizer's training size); got {h}x{w}: render at image_size={r}")
-        if x.ndim == 5 and not 1 <= x.shape[1] <= self.frames:
-            raise ValueError(f"clips of 1..{self.frames} frames (the checkpoint's clip length); got {x.shape[1]}: "
-                             "use stream() for longer videos")
-        return x
-
     def _tokenize(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) -> (N, g*g) token ids, or (N, g*g, patch_dim) patches, on the model's device."""
         out = self.tokenizer.encode(frames)
@@ -330,7 +277,7 @@ class FrameStream:
         cache.offset = 0
 
 
-def load_encoder(path, layer="mid", pool: str | None = None, dtype: torch.dtype | str | None = "auto",
+def load_encoder(path, layer=DEFAULT_LAYER, pool: str | None = None, dtype: torch.dtype | str | None = "auto",
                  device: str = "auto") -> TotoEncoder:
     """The frozen encoder in `path`, an encoder directory (toto.safetensors/.json + tokenizer.*,
     written by the pre-training export stage), or the MAE baseline's export (mae.* + tokenizer.*, from
@@ -343,21 +290,15 @@ def load_encoder(path, layer="mid", pool: str | None = None, dtype: torch.dtype 
     Raises CheckpointError (one line, saying what to pass) for a missing path or a checkpoint of
     another kind, ValueError for a bad layer, pool or dtype.
     """
-    from encoder.model import load_toto
-    from encoder.tokenizers import load_tokenizer
-    from toto_robot.checkpoint import CheckpointError, read_meta
-
-    _compute(dtype, device)
+    encoder_compute(dtype, device)
     directory = Path(path).expanduser()
     if directory.is_file() and directory.name in ("toto.json", "toto.safetensors", "mae.json", "mae.safetensors"):
         directory = directory.parent
     if not directory.is_dir():
         raise CheckpointError(f"encoder directory {path} not found: {_WHAT_TO_PASS}")
     if (directory / "mae.json").is_file() and not (directory / "toto.json").is_file():
-        from encoder.frozen_mae import load_mae_encoder
-
-        return load_mae_encoder(directory, layer=layer, pool=pool or "cls", dtype=dtype, device=device)
-    pool = pool or "avg"
+        return load_mae_encoder(directory, layer=layer, pool=pool or ENCODER_POOL["mae"], dtype=dtype, device=device)
+    pool = pool or ENCODER_POOL["toto"]
     make_pool(pool, 8)  # a bad pool or layer fails before any weights load
     if not (directory / "toto.json").is_file():
         found = "a tokenizer checkpoint" if (directory / "tokenizer.json").is_file() else "no toto.json"
@@ -368,9 +309,6 @@ def load_encoder(path, layer="mid", pool: str | None = None, dtype: torch.dtype 
     tokenizer_name = meta.get("tokenizer")
     if not tokenizer_name or "resolution" not in meta or not (directory / f"{tokenizer_name}.json").is_file():
         raise CheckpointError(f"{directory} holds Toto weights without a tokenizer (a training checkpoint?): {_WHAT_TO_PASS}")
-    from encoder.model import TotoConfig
-    from toto_robot.checkpoint import read_fields
-
     read_fields(meta.get("config"), TotoConfig, f"{directory}/toto.json", require_all=True)  # before the layer reads n_layers
     resolve_layer(layer, meta["config"]["n_layers"])
     try:

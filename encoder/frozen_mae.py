@@ -10,21 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from encoder.frozen import TotoEncoder, _compute, resolve_layer
+from encoder.frozen_base import FrozenEncoder, encoder_compute, resolve_layer
 from encoder.mae import MAE, MAEConfig
 from encoder.pooling import make_pool, pool_width
+from encoder.tokenizers import load_tokenizer
+from toto_robot.checkpoint import CheckpointError, load_weights
 
 __all__ = ["MAEEncoder", "load_mae_encoder"]
 
 
-class MAEEncoder(nn.Module):
+class MAEEncoder(FrozenEncoder):
     kind = "mae"
-    check = TotoEncoder.check  # uint8 (B, R, R, 3) at the checkpoint's size (only `resolution` and `frames` are read)
 
-    def __init__(self, model: MAE, tokenizer, *, resolution: int, layer="mid", pool: str = "cls", dtype="auto",
-                 device="auto"):
+    def __init__(self, model: MAE, tokenizer, *, resolution: int, layer, pool: str, dtype="auto", device="auto"):
         super().__init__()
         c = model.config
         if resolution // tokenizer.downsample != c.grid or tokenizer.patch_dim != c.patch_dim:
@@ -35,22 +34,12 @@ class MAEEncoder(nn.Module):
         self.pool = pool
         self.pool_module = None if pool == "cls" else make_pool(pool, c.dim)
         self.feature_dim = c.dim if pool == "cls" else pool_width(pool, c.dim)
-        self.compute = _compute(dtype, device)
+        self.compute = encoder_compute(dtype, device)
         self.dtype = self.compute.dtype
         self.model = model.to(self.dtype)
         self.tokenizer = tokenizer
         self.resolution, self.grid, self.frames, self.n_start = resolution, c.grid, 1, 1
-        self.requires_grad_(False)
-        self.to(self.compute.device)
-        self.eval()
-
-    def train(self, mode: bool = True) -> MAEEncoder:
-        """Always eval mode, as the frozen Toto encoder."""
-        return super().train(False)
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return self.grid**2
+        self._freeze(self.compute)
 
     def _frames(self, x) -> torch.Tensor:
         if getattr(x, "ndim", 4) == 5:
@@ -89,10 +78,8 @@ class MAEEncoder(nn.Module):
         return f"layer={self.layer}/{self.n_layers}, pool={self.pool}, dtype={self.dtype}"
 
 
-def load_mae_encoder(directory, layer="mid", pool: str = "cls", dtype="auto", device="auto") -> MAEEncoder:
-    """The MAE exported to `directory` (mae.safetensors/.json + the patch tokenizer's files)."""
-    from encoder.tokenizers import load_tokenizer
-    from toto_robot.checkpoint import CheckpointError, load_weights
+def load_mae_encoder(directory, layer, pool: str, dtype="auto", device="auto") -> MAEEncoder:
+    """The MAE exported to `directory` (mae.safetensors/.json + the patch tokenizer's files); `load_encoder` is the public door."""
 
     directory = Path(directory).expanduser()
     if pool != "cls":

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 POOLS = ("avg", "attn", "grid<k>")
+PAPER_POOL = "avg"  # the robotics protocol of the paper and MVP: mid-layer tokens, averaged
+ENCODER_POOL = {"toto": PAPER_POOL, "mae": "cls"}  # `load_encoder`'s pool when none is named: each paper's own (MVP reads the CLS token)
 
 
 def average_pool(tokens: torch.Tensor) -> torch.Tensor:

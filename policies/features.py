@@ -12,10 +12,20 @@ encoder therefore never sees a gradient: it runs under no_grad and returns plain
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from encoder.frozen import TotoEncoder, load_encoder
+from encoder.frozen_base import DEFAULT_LAYER
+from encoder.model import Toto, TotoConfig
+from encoder.tokenizers import load_tokenizer
+from encoder.tokenizers.base import frames_to_float
+from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
+from policies.configuration import provider_pool
+from toto_robot.checkpoint import CheckpointError, fingerprint, read_meta
 
 __all__ = ["FeatureProvider", "RandomTotoFeatures", "StateFeatures", "TotoFeatures", "make_features", "random_encoder"]
 
@@ -78,7 +88,7 @@ class RandomTotoFeatures(TotoFeatures):
     config, layer, pooling and feature size, seeded random weights (`random_encoder`).
     """
 
-    def __init__(self, encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype="auto", batch_size: int = 64,
+    def __init__(self, encoder_dir, *, layer, pool: str, seed: int = 0, dtype="auto", batch_size: int = 64,
                  device="auto", trained_tokenizer: bool = False):
         super().__init__(random_encoder(encoder_dir, seed=seed, layer=layer, pool=pool, dtype=dtype, device=device,
                                         trained_tokenizer=trained_tokenizer), batch_size)
@@ -93,8 +103,6 @@ def _spread_codes(tokenizer, resolution: int, seed: int) -> None:
     features and the baseline would be "no image" rather than "random features". Standardized,
     the codes follow the image content, as a random-weights network's features do.
     """
-    from encoder.tokenizers.base import frames_to_float
-
     noise = torch.randint(0, 256, (16, resolution, resolution, 3), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(seed))
     z = tokenizer.encoder(frames_to_float(noise))
@@ -104,18 +112,13 @@ def _spread_codes(tokenizer, resolution: int, seed: int) -> None:
     last.bias.sub_(mean).div_(std)
 
 
-def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", dtype="auto", device="auto",
+def random_encoder(encoder_dir, *, layer=DEFAULT_LAYER, pool: str, seed: int = 0, dtype="auto", device="auto",
                    trained_tokenizer: bool = False):
     """A frozen `TotoEncoder` with the configs of `encoder_dir` (toto.json + tokenizer.json) and
     seeded random weights (no trained weights are read). The global torch RNG is left as it was.
     Only FSQ tokenizers are supported (the pipeline's own); others raise ValueError.
     trained_tokenizer=True keeps the directory's trained tokenizer and randomizes only the
     transformer: what the transformer's pre-training adds, apart from the tokenizer's."""
-    from encoder.frozen import TotoEncoder
-    from encoder.model import Toto, TotoConfig
-    from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
-    from toto_robot.checkpoint import read_meta
-
     directory = Path(encoder_dir).expanduser()
     meta = read_meta(directory, "toto", kind="toto")
     tok_meta = read_meta(directory, meta.get("tokenizer", "tokenizer"))
@@ -126,8 +129,6 @@ def random_encoder(encoder_dir, seed: int = 0, layer="mid", pool: str = "avg", d
         torch.manual_seed(seed)
         model = Toto(TotoConfig.from_dict(meta["config"]))
         if trained_tokenizer:
-            from encoder.tokenizers import load_tokenizer
-
             tokenizer = load_tokenizer(directory / f"{meta.get('tokenizer', 'tokenizer')}.safetensors")
         else:
             tokenizer = FSQTokenizer(FSQConfig.from_saved(tok_meta["config"])).eval()
@@ -142,10 +143,6 @@ def make_features(spec, path=None) -> FeatureProvider:
     A missing or invalid encoder checkpoint is one CheckpointError line that says how to make one.
     Prints which device and precision the encoder runs at, and why (toto_robot/compute.py).
     """
-    from policies.configuration import provider_pool
-    from toto_robot import load_encoder
-    from toto_robot.checkpoint import CheckpointError
-
     if spec.kind == "state":
         return StateFeatures()
     path = path or spec.path
@@ -176,10 +173,6 @@ def make_features(spec, path=None) -> FeatureProvider:
 def trained_spec(spec, provider):
     """The spec a trained policy saves: the export's absolute path, its content fingerprint and the
     precision the features were computed in (evaluation and the robot check them: check_encoder)."""
-    from dataclasses import replace
-
-    from toto_robot.checkpoint import fingerprint
-
     encoder = getattr(provider, "encoder", None)
     if spec.kind == "state" or encoder is None:
         return spec
@@ -190,8 +183,6 @@ def trained_spec(spec, provider):
 def check_encoder(spec, path, allow_other: bool = False) -> str | None:
     """The fingerprint of the export at `path`, refused in one line when the policy (`spec`) was trained
     on another one, unless `allow_other` (then the caller names the export in its results)."""
-    from toto_robot.checkpoint import CheckpointError, fingerprint
-
     if spec.kind == "state" or not spec.fingerprint:
         return None
     found = fingerprint(Path(path).expanduser())

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from encoder.tokenizers.base import TOKENIZER_NAME, save_tokenizer
+from encoder.tokenizers import TOKENIZER_NAME, save_tokenizer
 from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
 from pretrain.schedule import lr_at
 from toto_robot.checkpoint import CheckpointError, read_meta

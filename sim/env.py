@@ -21,8 +21,8 @@ import mujoco  # noqa: E402  (after the GL backend is chosen)
 
 from sim.robots import ROBOTS  # noqa: E402
 from sim.scene import build_scene_xml  # noqa: E402
-from sim.task_kinds import KINDS  # noqa: E402
-from sim.tasks import EnvConfig, get_task, state_layout  # noqa: E402
+from sim.task_kinds import TASK_KINDS, state_layout  # noqa: E402
+from sim.tasks import EnvConfig, get_task  # noqa: E402
 
 VELOCITY_SCALE = 0.1  # MVP's proprio: joint velocities times this
 VELOCITY_BOUND = 10.0  # bound of the 0.1 x joint velocity part of `proprio`
@@ -41,7 +41,8 @@ class TotoTaskEnv(gym.Env):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.config.control_hz}
 
-        xml = build_scene_xml(self.task, self.robot, self.config.physics_timestep, self.config.image_size)
+        xml = build_scene_xml(self.task.name, TASK_KINDS[self.task.kind].objects_xml, self.robot, self.config.physics_timestep,
+                              self.config.image_size)
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self._index_model()
@@ -69,7 +70,7 @@ class TotoTaskEnv(gym.Env):
         self._instability_warnings = [
             int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
         ]
-        self.kind = KINDS[self.task.kind](m, self.config)
+        self.kind = TASK_KINDS[self.task.kind](m, self.config)
         self._camera_ids = {name: m.camera(name).id for name in ("wrist", "third_person")}
 
     def _build_spaces(self) -> None:

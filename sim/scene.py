@@ -12,7 +12,6 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from sim.robots import RobotSpec
-from sim.tasks import TaskSpec
 
 TABLE_TOP = 0.0  # the robot stands on the table top; z = 0 is the surface
 CUBE_HALF = 0.025
@@ -71,11 +70,12 @@ def look_at(pos, target) -> str:
     return " ".join(f"{v:.4f}" for v in np.r_[x, y])
 
 
-def build_scene_xml(task: TaskSpec, robot: RobotSpec, timestep: float, image_size: int) -> str:
-    """MJCF text of the whole task scene: table, task objects, cameras and the robot."""
+def build_scene_xml(name: str, objects_xml: str, robot: RobotSpec, timestep: float, image_size: int) -> str:
+    """MJCF text of the whole task scene `name`: table, the task kind's objects (`objects_xml`, sim/task_kinds.py), cameras
+    and the robot."""
     offsize = max(640, int(image_size))
     header = _HEADER.format(
-        name=task.name,
+        name=name,
         timestep=timestep,
         offsize=offsize,
         cam_pos=" ".join(map(str, THIRD_PERSON_POS)),
@@ -89,7 +89,5 @@ def build_scene_xml(task: TaskSpec, robot: RobotSpec, timestep: float, image_siz
         if source is not None and target is not None:
             target.extend(list(source))
     worldbody = scene.find("worldbody")
-    from sim.task_kinds import KINDS  # (imports this module's constants)
-
-    worldbody.extend(ET.fromstring(f"<objects>{KINDS[task.kind].objects_xml}</objects>"))
+    worldbody.extend(ET.fromstring(f"<objects>{objects_xml}</objects>"))
     return ET.tostring(scene, encoding="unicode")

@@ -3,7 +3,7 @@
 One class a kind (pick, cabinet). `sim/env.py` holds everything the kinds share (the robot, the
 controller, cameras, observations) and calls these at the points where the kinds differ, so a new
 task kind is one class here and a scripted expert (sim/experts), not branches through the env.
-Kinds take MuJoCo's model and data as arguments and do not import mujoco, so sim/tasks.py
+Kinds take MuJoCo's model and data as arguments and do not import mujoco, so this module
 (`state_layout`, read by the experts) stays MuJoCo-free.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ class TaskKind:
     """The interface (see the module docstring); `model`/`data` are MuJoCo's MjModel/MjData."""
 
     objects_xml = ""
-    state_parts: tuple[tuple[str, int], ...] = ()  # (name, size) of what `state` returns, for sim.tasks.state_layout
+    state_parts: tuple[tuple[str, int], ...] = ()  # (name, size) of what `state` returns, for `state_layout`
 
     def __init__(self, model, config: EnvConfig):
         self.config = config
@@ -147,4 +147,16 @@ class Cabinet(TaskKind):
         return [data.site_xpos[self.handle_site], [self.opening(data)], [self.yaw]]
 
 
-KINDS: dict[str, type[TaskKind]] = {PICK: Pick, CABINET: Cabinet}
+TASK_KINDS: dict[str, type[TaskKind]] = {PICK: Pick, CABINET: Cabinet}
+
+
+def state_layout(kind: str, joint_count: int) -> dict[str, slice]:
+    """Named slices of the privileged `state` observation vector of a task kind."""
+    # joint_target: the controller's current position targets (actions move them), so an expert can
+    # plan from the commanded configuration instead of the lagging measured one.
+    parts = [("joint_pos", joint_count), ("joint_target", joint_count), ("grasp_pos", 3), *TASK_KINDS[kind].state_parts]
+    layout, start = {}, 0
+    for name, size in parts:
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout

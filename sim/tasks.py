@@ -99,20 +99,6 @@ class EnvConfig:
         return cls(**kwargs)
 
 
-def state_layout(kind: str, joint_count: int) -> dict[str, slice]:
-    """Named slices of the privileged `state` observation vector of a task kind."""
-    # joint_target: the controller's current position targets (actions move them), so an expert can
-    # plan from the commanded configuration instead of the lagging measured one.
-    from sim.task_kinds import KINDS  # (MuJoCo-free, like this module)
-
-    parts = [("joint_pos", joint_count), ("joint_target", joint_count), ("grasp_pos", 3), *KINDS[kind].state_parts]
-    layout, start = {}, 0
-    for name, size in parts:
-        layout[name] = slice(start, start + size)
-        start += size
-    return layout
-
-
 CALLER_OWNED = ("obs_mode", "image_size", "camera")  # set by the entry point itself, not by `env.*`
 # Every other EnvConfig option as a typed `env.<option>=` override of an entry point's hydra
 # config (sim/record.py, sim/train_policy.py), so a misspelt option is a hydra error.

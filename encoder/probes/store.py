@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,17 @@ from toto_robot.io import atomic_write
 
 DTYPES = {"labels": np.int64, "pooled": np.float32, "tokens": np.float16}
 SUFFIX = {"labels": "i64", "pooled": "f32", "tokens": "f16"}
+
+
+@dataclass
+class Features:
+    """Cached features of one split: per layer, pooled vectors and (optionally) token grids."""
+
+    labels: torch.Tensor  # (N,) int64
+    pooled: dict[int, torch.Tensor]  # layer -> (N, dim) float32
+    tokens: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (N, n, dim) float16
+    skipped: SkipReport = field(default_factory=SkipReport)
+    seconds: float = 0.0
 
 
 class FeatureWriter:
@@ -67,8 +79,6 @@ class MemorySink:
         self.shapes.setdefault(name, [0, *rows.shape[1:]])[0] += len(rows)
 
     def finish(self, key: str, skipped: SkipReport, seconds: float):
-        from encoder.probes.train import Features
-
         tensors = {name: torch.from_numpy(np.concatenate(parts)) for name, parts in self.rows.items()}
         by_kind = {kind: {int(n.split("_")[1]): t for n, t in tensors.items() if n.startswith(f"{kind}_")}
                    for kind in ("pooled", "tokens")}
@@ -84,8 +94,6 @@ def _mapped(path: Path, kind: str, shape: list[int]) -> torch.Tensor:
 
 def read_store(directory: Path, key: str | None = None):
     """The store's Features (memory-mapped), or None when incomplete or made with another `key`."""
-    from encoder.probes.train import Features
-
     directory = Path(directory)
     meta_path = directory / "meta.json"
     if not meta_path.is_file():

@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,18 +35,8 @@ from tqdm import tqdm
 
 from encoder.probes.data import Split
 from encoder.probes.heads import TOKEN_PROBES, make_probe
+from encoder.probes.store import Features, FeatureWriter, MemorySink
 from toto_robot.media.errors import BadMediaError, SkipReport
-
-
-@dataclass
-class Features:
-    """Cached features of one split: per layer, pooled vectors and (optionally) token grids."""
-
-    labels: torch.Tensor  # (N,) int64
-    pooled: dict[int, torch.Tensor]  # layer -> (N, dim) float32
-    tokens: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (N, n, dim) float16
-    skipped: SkipReport = field(default_factory=SkipReport)
-    seconds: float = 0.0
 
 
 class _Samples(Dataset):
@@ -86,8 +76,6 @@ def extract_features(encoder, split: Split, layers: list[int], frames: int, *, w
 
     With `store` (a directory) each batch is appended to disk and the result is memory-mapped
     from there; without it, features are kept in RAM (small datasets, tests)."""
-    from encoder.probes.store import FeatureWriter, MemorySink
-
     start = time.perf_counter()
     sink = FeatureWriter(store) if store is not None else MemorySink()
     batch = max(1, batch_frames // frames)

@@ -114,6 +114,7 @@ class DalleTokenizer(Tokenizer):
     """Discrete tokens from the official dVAE encoder: codes = argmax of its logits (encoder only)."""
 
     kind = "dalle"
+    checkpoint_kind = "dalle_encoder"
     discrete = True
     downsample = 8
 
@@ -121,6 +122,13 @@ class DalleTokenizer(Tokenizer):
         super().__init__()
         self.encoder = (encoder or Encoder()).eval().requires_grad_(False)
         self.codebook_size = self.encoder.vocab_size
+
+    def checkpoint(self) -> tuple[dict, dict]:
+        return {}, self.encoder.state_dict()  # the layout is implied by the weight shapes
+
+    @classmethod
+    def from_checkpoint(cls, config: dict, state: dict, where: str) -> DalleTokenizer:
+        return cls(Encoder.from_state_dict(state))
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoder.tokenizers.base import Tokenizer, float_to_frames, frames_to_float
+from toto_robot.checkpoint import CheckpointError, read_fields
 
 
 @dataclass
@@ -70,8 +71,6 @@ class FSQConfig:
     def from_saved(cls, config: dict, where: str = "tokenizer.json") -> "FSQConfig":
         """The config a tokenizer.json holds, read strictly (toto_robot.checkpoint.read_fields); those
         saved before `local` existed (format 0) had the 3x3-conv encoder."""
-        from toto_robot.checkpoint import read_fields
-
         if isinstance(config, dict):
             config = {"local": False, **config}
         return cls(**read_fields(config, cls, where, require_all=True))
@@ -210,6 +209,7 @@ class FSQTokenizer(Tokenizer):
     """Trainable discrete tokenizer: conv encoder -> FSQ (8,192 codes by default) -> conv decoder."""
 
     kind = "fsq"
+    checkpoint_kind = "fsq_tokenizer"
     discrete = True
 
     def __init__(self, cfg: FSQConfig | None = None):
@@ -220,6 +220,20 @@ class FSQTokenizer(Tokenizer):
         self.quantizer = FSQ(self.cfg.levels)
         self.decoder = FSQDecoder(self.cfg)
         self.codebook_size = self.quantizer.codebook_size
+
+    def checkpoint(self) -> tuple[dict, dict]:
+        return self.cfg.to_dict(), self.state_dict()
+
+    @classmethod
+    def from_checkpoint(cls, config: dict, state: dict, where: str) -> FSQTokenizer:
+        try:
+            tokenizer = cls(FSQConfig.from_saved(config, f"{where}.json"))
+            tokenizer.load_state_dict(state, strict=True)
+        except CheckpointError:
+            raise
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"{where}: weights do not match the saved FSQ config ({str(error).splitlines()[0]})") from None
+        return tokenizer.eval()
 
     @property
     def device(self) -> torch.device:

@@ -37,6 +37,7 @@ class PatchTokenizer(Tokenizer):
     """uint8 frames (N, H, W, 3) <-> float patch tokens (N, H/p, W/p, 3p^2) in [-1, 1]; no weights."""
 
     kind = "patch"
+    checkpoint_kind = "patch_tokenizer"
     discrete = False
     codebook_size = None
 
@@ -46,6 +47,13 @@ class PatchTokenizer(Tokenizer):
             raise ValueError(f"patch_size must be >= 1, got {patch_size}")
         self.patch_size = self.downsample = int(patch_size)
         self.patch_dim = 3 * self.patch_size**2
+
+    def checkpoint(self) -> tuple[dict, dict]:
+        return {"patch_size": self.patch_size}, {}
+
+    @classmethod
+    def from_checkpoint(cls, config: dict, state: dict, where: str) -> PatchTokenizer:
+        return cls(int(config.get("patch_size", 8)))
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.check_frames(frames).float() / 127.5 - 1

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from toto_robot.media.kinds import KINDS
+from toto_robot.media.kinds import MEDIA_KINDS
 
 # Share of each source's files held out for validation, by tokenization and by the tokenizer
 # trainer's frames alike, so the tokenizer never trains on the transformer's validation files.
@@ -55,7 +55,7 @@ class SourceConfig:
     clips_per_minute: float | None = None
 
     def __post_init__(self):
-        if self.kind not in KINDS:
+        if self.kind not in MEDIA_KINDS:
             raise ValueError(f"source {self.name!r}: kind={self.kind!r}, use 'video' or 'image'")
         if not self.weight >= 0:
             raise ValueError(f"source {self.name!r}: weight={self.weight} must be >= 0")
@@ -160,7 +160,7 @@ def _read_manifest(path: Path, source: SourceConfig) -> list[Path]:
             header = next(reader, [])
             names = [h.strip().lower() for h in header]
             column = names.index("path") if "path" in names else 0
-            if column == 0 and header and Path(header[0]).suffix.lower() in KINDS[source.kind]:
+            if column == 0 and header and Path(header[0]).suffix.lower() in MEDIA_KINDS[source.kind]:
                 rows.append(header[0])  # no header: the first row is data
             rows += [row[column] for row in reader if len(row) > column]
         else:
@@ -180,7 +180,7 @@ def list_media(source: SourceConfig) -> list[Path]:
         raise FileNotFoundError(
             f"source {source.name!r}: {root} does not exist; download the data there or set the source's path"
         )
-    extensions = KINDS[source.kind]
+    extensions = MEDIA_KINDS[source.kind]
     if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
         candidates = [p for p in _read_manifest(root, source) if not _excluded(source.relative(p), p.name, source.exclude)]
     elif root.is_file():

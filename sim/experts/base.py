@@ -10,7 +10,8 @@ import numpy as np
 
 from sim.experts.ik import DifferentialIK
 from sim.robots import RobotSpec
-from sim.tasks import EnvConfig, TaskSpec, state_layout
+from sim.task_kinds import state_layout
+from sim.tasks import EnvConfig, TaskSpec
 
 
 def yaw_rotation(yaw: float) -> np.ndarray:

@@ -14,7 +14,8 @@ import torch
 
 from encoder import tokens
 from encoder.model import Toto, TotoConfig
-from encoder.tokenizers.base import frames_to_float, save_tokenizer
+from encoder.tokenizers import save_tokenizer
+from encoder.tokenizers.base import frames_to_float
 from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
 from toto_robot.checkpoint import save_weights
 

@@ -118,8 +118,8 @@ def test_random_trunk_keeps_the_trained_tokenizer_and_randomizes_the_transformer
 
     path = make_encoder_dir(tmp_path / "toto", seed=3)
     trained = load_encoder(path, dtype="fp32")
-    trunk = random_encoder(path, seed=5, dtype="fp32", trained_tokenizer=True)
-    full = random_encoder(path, seed=5, dtype="fp32")
+    trunk = random_encoder(path, pool="avg", seed=5, dtype="fp32", trained_tokenizer=True)
+    full = random_encoder(path, pool="avg", seed=5, dtype="fp32")
     frames = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     assert torch.equal(trunk.token_ids(frames), trained.token_ids(frames))
     assert not torch.equal(full.token_ids(frames), trained.token_ids(frames))

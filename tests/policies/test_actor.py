@@ -77,7 +77,7 @@ def test_random_toto_features(tmp_path):
     directory = make_encoder_dir(tmp_path / "enc")
     trained = load_encoder(directory, dtype="fp32")
     state = torch.get_rng_state()
-    a, b, c = RandomTotoFeatures(directory, seed=0), RandomTotoFeatures(directory, seed=0), RandomTotoFeatures(directory, seed=1)
+    a, b, c = (RandomTotoFeatures(directory, layer="mid", pool="avg", seed=seed) for seed in (0, 0, 1))
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
     assert a.dim == trained.dim and a.encoder.layer == trained.layer
     pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
@@ -85,6 +85,6 @@ def test_random_toto_features(tmp_path):
     assert np.array_equal(fa, b({"pixels": pixels})) and not np.allclose(fa, c({"pixels": pixels}))
     assert not np.allclose(fa, TotoFeatures(trained)({"pixels": pixels}))
     assert fa.std(0).mean() > 1e-4  # codes (and so features) follow the image content
-    random_state, trained_state = random_encoder(directory, seed=0, dtype="fp32").model.state_dict(), trained.model.state_dict()
+    random_state, trained_state = random_encoder(directory, pool="avg", seed=0, dtype="fp32").model.state_dict(), trained.model.state_dict()
     assert random_state.keys() == trained_state.keys()
     assert not any(torch.equal(random_state[k], trained_state[k]) for k in random_state if k.endswith("wq.weight"))

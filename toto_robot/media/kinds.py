@@ -2,4 +2,4 @@
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".ogv"})
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-KINDS = {"video": VIDEO_EXTENSIONS, "image": IMAGE_EXTENSIONS}
+MEDIA_KINDS = {"video": VIDEO_EXTENSIONS, "image": IMAGE_EXTENSIONS}
