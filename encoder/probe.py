@@ -1,10 +1,10 @@
-"""Probe the frozen encoder: `python encoder/probe.py` trains linear, attention and attention+MLP
+"""Probe the frozen encoder: `python -m encoder.probe` trains linear, attention and attention+MLP
 probes on the features of every layer and reports accuracy vs layer (paper Fig. 4) and average vs
 attention pooling at the best layer (paper Table 5).
 
-    python encoder/probe.py                                    # embedded data: sklearn digits + sim robot clips
-    python encoder/probe.py encoder=runs/other/encoder layers=[2,3] probes=[linear,attention]
-    python encoder/probe.py image.source=/data/imagenet video.source=/data/k400/train.csv \
+    python -m encoder.probe                                    # embedded data: sklearn digits + sim robot clips
+    python -m encoder.probe encoder=runs/other/encoder layers=[2,3] probes=[linear,attention]
+    python -m encoder.probe image.source=/data/imagenet video.source=/data/k400/train.csv \
         video.val_csv=/data/k400/val.csv probe=paper dtype=bf16
 
 Settings: encoder/probes/config.py (ProbeConfig) and encoder/conf/. Outputs in `out`
@@ -13,19 +13,17 @@ Settings: encoder/probes/config.py (ProbeConfig) and encoder/conf/. Outputs in `
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root,
-    sys.path[0] = str(ROOT)  # not from encoder/ (whose tokenizers/ would shadow the `tokenizers` package)
+if __name__ == "__main__" and not __package__:  # as a file, encoder/tokenizers/ would shadow HF's `tokenizers` package
+    raise SystemExit("run it as `python -m encoder.probe` or `toto-probe`: as a file, encoder/tokenizers/ shadows `tokenizers`")
 
 import hydra  # noqa: E402
 
 from encoder.probes.config import ProbeConfig  # noqa: E402  (registers the schema and the run-dir resolver)
 from encoder.probes.run import run_probes  # noqa: E402
-from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 
 
@@ -41,7 +39,7 @@ def report(result: dict) -> None:
         print(line)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="probe")
+@hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="probe")
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
         config: ProbeConfig = settings(cfg)
@@ -53,6 +51,7 @@ def main(cfg) -> None:
         print(f"results: {Path(config.out) / 'results.json'}, plot: {Path(config.out) / 'accuracy_vs_layer.png'}")
 
 
+cli = hydra_entry(main)  # the console script's target (pyproject.toml)
+
 if __name__ == "__main__":
-    refuse_file_as_out()
-    main()
+    cli()

@@ -1,9 +1,9 @@
 """Track objects by label propagation through a frozen encoder's patch features (paper section 4.5,
 Table 10; Jabri et al. 2020's protocol): J, F and J&F for every layer, with a plot and overlay videos.
 
-    python encoder/track.py                                                 # the nano on the embedded sim set
-    python encoder/track.py 'encoders=[runs/pretrain/encoder,runs/pretrain_mae/encoder]'   # Toto vs MAE
-    python encoder/track.py data.root=/data/DAVIS 'layers=[mid]' propagation.topk=5     # DAVIS-2017 val
+    python -m encoder.track                                                 # the nano on the embedded sim set
+    python -m encoder.track 'encoders=[runs/pretrain/encoder,runs/pretrain_mae/encoder]'   # Toto vs MAE
+    python -m encoder.track data.root=/data/DAVIS 'layers=[mid]' propagation.topk=5     # DAVIS-2017 val
 
 Settings: encoder/tracking/config.py (TrackConfig; propagation: encoder/tracking/propagate.py).
 Outputs in `out` (runs/track): results.json, jf_vs_layer.png, overlays/*.mp4 (ground truth left,
@@ -12,19 +12,17 @@ propagated masks right). The embedded set is rendered once into data.cache_dir (
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root,
-    sys.path[0] = str(ROOT)  # not from encoder/ (whose tokenizers/ would shadow the `tokenizers` package)
+if __name__ == "__main__" and not __package__:  # as a file, encoder/tokenizers/ would shadow HF's `tokenizers` package
+    raise SystemExit("run it as `python -m encoder.track` or `toto-track`: as a file, encoder/tokenizers/ shadows `tokenizers`")
 
 import hydra  # noqa: E402
 
 from encoder.tracking.config import TrackConfig  # noqa: E402  (registers the schema)
 from encoder.tracking.run import run_tracking  # noqa: E402
-from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 
 
@@ -41,7 +39,7 @@ def report(result: dict) -> None:
               "that are not objects of the first frame (scored as background)")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="track")
+@hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="track")
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
         config: TrackConfig = settings(cfg)
@@ -53,6 +51,7 @@ def main(cfg) -> None:
         print(f"results: {Path(config.out) / 'results.json'}, plot: {result['plot']}, overlays: {Path(config.out) / 'overlays'}")
 
 
+cli = hydra_entry(main)  # the console script's target (pyproject.toml)
+
 if __name__ == "__main__":
-    refuse_file_as_out()
-    main()
+    cli()

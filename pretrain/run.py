@@ -14,19 +14,15 @@ the frozen encoder later steps load. Every stage resumes where it stopped.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root,
-    sys.path[0] = str(ROOT)  # not from pretrain/ (whose module names would shadow the standard library's)
 
 import hydra  # noqa: E402
 
 from pretrain.config import RunConfig  # noqa: E402
 from pretrain.pipeline import run  # noqa: E402
-from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 
 
@@ -40,7 +36,7 @@ def report(cfg: RunConfig, result: dict) -> None:
         path = result["encoder"]
         print(f"frozen encoder: {path}\n"
               f"  use it:   import toto_robot; encoder = toto_robot.load_encoder('{path}', layer='mid')  # uint8 frames -> features\n"
-              f"  probe it: python encoder/probe.py encoder={path}\n"
+              f"  probe it: python -m encoder.probe encoder={path}\n"
               f"  metrics:  {Path(cfg.out) / 'train'}/loss_curve.png, tensorboard --logdir {Path(cfg.out) / 'train'}")
 
 
@@ -56,7 +52,7 @@ def report_scaling(cfg: RunConfig, result: dict) -> None:
         print(f"plot: {result['plot']}; table: {Path(cfg.out) / 'scaling.json'}")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="run")
+@hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="run")
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
         config: RunConfig = settings(cfg)
@@ -69,6 +65,7 @@ def main(cfg) -> None:
                 report(config, run(config))
 
 
+cli = hydra_entry(main)  # the console script's target (pyproject.toml)
+
 if __name__ == "__main__":
-    refuse_file_as_out()
-    main()
+    cli()

@@ -22,13 +22,9 @@ last, so an interrupted run leaves the previous policy whole.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root
-    sys.path[0] = str(ROOT)
 
 import json  # noqa: E402
 from dataclasses import asdict, dataclass, field, replace  # noqa: E402
@@ -37,7 +33,7 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 
 from policies.configuration import EncoderSpec  # noqa: E402
-from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 
 IMPORT_HINT = "import demos with python -m real.rpt_import <episodes dir> <demos.hdf5>"
@@ -203,7 +199,7 @@ def report(summary: dict) -> None:
           f"  deploy: ros2 launch real cube_pick.launch.py checkpoint:={summary['out']} (policies.Policy.from_pretrained)")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train_bc")
+@hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="train_bc")
 def main(cfg) -> None:
     with bad_input_exits():
         config = settings(cfg)
@@ -211,6 +207,7 @@ def main(cfg) -> None:
             report(train(config))
 
 
+cli = hydra_entry(main)  # the console script's target (pyproject.toml)
+
 if __name__ == "__main__":
-    refuse_file_as_out()
-    main()
+    cli()

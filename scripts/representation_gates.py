@@ -4,7 +4,7 @@ takes minutes, not hours, and print one table.
 The variants are the study's (sim/conf/representation_study.yaml). Each is pre-trained as the policy
 study does it (sim/compare.ensure_export: `python pretrain/run.py <overrides> train.seed=<seed>
 tokenizer.train.seed=<seed>` into <out>/exports/<variant>_p<seed>, resumed or reused, so the study
-reuses these exports), then `python encoder/track.py` runs on every export beside raw pixels. Gates:
+reuses these exports), then `python -m encoder.track` runs on every export beside raw pixels. Gates:
 token stability of its tokenizer (still patches that flip, worst wrist view), the export's
 nearest-neighbour self-match between consecutive held-out frames (best layer) and the
 embedding cosine of FSQ codes one level apart, the validation loss by position (the paper's
@@ -57,7 +57,7 @@ def track(encoders: list[Path], out: Path) -> dict:
     """encoder/track.py's results over these encoders and raw pixels (one folder per set of encoders)."""
     listed = ",".join([*map(str, encoders), "pixels"])
     folder = out / ("track_" + "_".join(sorted(p.parent.name for p in encoders)))
-    run_step("encoder/track.py", [f"encoders=[{listed}]", f"out={folder}", "overlays=0", "progress=false"], log=out / "track.log")
+    run_step("encoder.track", [f"encoders=[{listed}]", f"out={folder}", "overlays=0", "progress=false"], log=out / "track.log")
     return json.loads((folder / "results.json").read_text())
 
 

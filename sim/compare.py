@@ -30,9 +30,6 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root
-    sys.path[0] = str(ROOT)
 
 import json  # noqa: E402
 import subprocess  # noqa: E402
@@ -48,7 +45,7 @@ from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
 from sim.policy_config import AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
-from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 
 CELL_FILE = "cell.json"
@@ -186,11 +183,10 @@ LOG_FILE = "compare.log"  # in each cell and export folder: the whole stderr of 
 HYDRA_NOISE = ("HYDRA_FULL_ERROR", "reference_type=", "object_type=", "full_key:")
 
 
-def run_step(script: str, args: list[str], log: Path | None = None) -> None:
-    """A child entry point (sim/<script>, or a path from the checkout root). When it fails, its whole
-    stderr goes to `log` and the error names its cause: the child's `error:` line, or else its last lines."""
-    path = ROOT / script if "/" in script else ROOT / "sim" / script
-    done = subprocess.run([sys.executable, str(path), *args], cwd=os.getcwd(), stderr=subprocess.PIPE, text=True)
+def run_step(module: str, args: list[str], log: Path | None = None) -> None:
+    """A child entry point, `python -m <module>` (e.g. sim.train_policy). When it fails, its whole stderr
+    goes to `log` and the error names its cause: the child's `error:` line, or else its last lines."""
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=os.getcwd(), stderr=subprocess.PIPE, text=True)
     if done.returncode:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip() and not any(n in line for n in HYDRA_NOISE)]
         if log is not None:
@@ -199,7 +195,7 @@ def run_step(script: str, args: list[str], log: Path | None = None) -> None:
         errors = [line for line in lines if line.startswith("error:")]
         cause = errors[-1] if errors else " | ".join(lines[-4:]) or f"exit {done.returncode}"
         where = f" (all of its stderr: {log})" if log is not None else ""
-        raise ValueError(f"{script} {' '.join(args[:3])} failed: {cause}{where}")
+        raise ValueError(f"{module} {' '.join(args[:3])} failed: {cause}{where}")
 
 
 def ensure_export(cfg: CompareConfig, variant: str, pretrain_seed: int) -> Path:
@@ -211,7 +207,7 @@ def ensure_export(cfg: CompareConfig, variant: str, pretrain_seed: int) -> Path:
     claim(folder, args, None, finished=finished, record_file="export.json")
     if not finished:
         print(f"pre-training {variant} with seed {pretrain_seed} -> {folder}", flush=True)
-        run_step("pretrain/run.py", [*args, "tokenize.progress=false", "train.progress=false",
+        run_step("pretrain.run", [*args, "tokenize.progress=false", "train.progress=false",
                                      "tokenizer.train.progress=false"], log=folder / LOG_FILE)
     return folder / "encoder"
 
@@ -280,12 +276,12 @@ def compare(cfg: CompareConfig) -> dict:
             continue
         start = time.time()
         print(f"[{i}/{len(jobs)}] {cell.name}: training -> {run}", flush=True)
-        run_step("train_policy.py", args, log=run / LOG_FILE)
+        run_step("sim.train_policy", args, log=run / LOG_FILE)
         if "train_seconds" not in record:  # this sitting's training (a resumed cell counts its last sitting)
             _record(run, record, train_seconds=time.time() - start)
         if evaluated(run, cfg.episodes) is None:
             print(f"[{i}/{len(jobs)}] evaluating {cfg.episodes} episodes", flush=True)
-            run_step("eval_policy.py", [f"run={run}", f"episodes={cfg.episodes}", "progress=false"], log=run / LOG_FILE)
+            run_step("sim.eval_policy", [f"run={run}", f"episodes={cfg.episodes}", "progress=false"], log=run / LOG_FILE)
         result = evaluated(run, cfg.episodes)
         print(f"[{i}/{len(jobs)}] success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)", flush=True)
     summary = summarize(out, jobs)
@@ -372,7 +368,7 @@ def layer_points(summary: dict) -> dict:
     return panels
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="compare")
+@hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="compare")
 def main(cfg) -> None:
     with bad_input_exits():
         config = settings(cfg)
@@ -382,6 +378,7 @@ def main(cfg) -> None:
           + (f", {Path(cfg.out) / 'layers.png'}" if len(cfg.layers) > 1 else ""))
 
 
+cli = hydra_entry(main)  # the console script's target (pyproject.toml)
+
 if __name__ == "__main__":
-    refuse_file_as_out()
-    main()
+    cli()

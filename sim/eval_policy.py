@@ -13,13 +13,9 @@ on another one deliberately and writes <run>/eval_other_encoder.json, naming tha
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root
-    sys.path[0] = str(ROOT)
 
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -31,7 +27,7 @@ from policies.curves import wilson_interval  # noqa: E402
 from sim.tasks import EnvOptions  # noqa: E402
 from policies.configuration import EncoderSpec  # noqa: E402
 from sim.policy_config import AlgoSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
-from toto_robot.cli import bad_input_exits, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, conf_dir, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 
 
@@ -146,7 +142,7 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval_policy")
+@hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="eval_policy")
 def main(cfg) -> None:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
     with bad_input_exits():

@@ -14,13 +14,9 @@ is never redone.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before anything imports torch (docs/design.md section 10)
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: `python sim/record.py`
-    sys.path.insert(0, str(ROOT))
 
 import json  # noqa: E402
 import typing  # noqa: E402
@@ -35,7 +31,7 @@ from sim.env import TotoTaskEnv  # noqa: E402
 from sim.experts import make_expert  # noqa: E402
 from sim.tasks import CAMERAS, TASKS, EnvConfig, EnvOptions, get_task  # noqa: E402
 from toto_robot.demos import Demo, env_args, merge_demo_files, write_demo_file  # noqa: E402
-from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 from toto_robot.io import atomic_write, remove_stale_temps  # noqa: E402
 from toto_robot.video import write_mp4  # noqa: E402
@@ -226,7 +222,7 @@ def record(cfg: RecordConfig) -> list[dict]:
     return [TaskRecorder(cfg, task).run() for task in tasks]
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="record")
+@hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="record")
 def main(cfg) -> None:
     with bad_input_exits():  # bad settings: one line, no traceback
         config = settings(cfg)
@@ -234,6 +230,7 @@ def main(cfg) -> None:
             record(config)
 
 
+cli = hydra_entry(main)  # the console script's target (pyproject.toml)
+
 if __name__ == "__main__":
-    refuse_file_as_out()
-    main()
+    cli()

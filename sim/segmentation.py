@@ -1,5 +1,5 @@
 """The embedded tracking set: scripted-expert episodes rendered with ground-truth object masks,
-written in DAVIS-2017's layout (toto_robot/media/davis.py), so `python encoder/track.py` needs no download.
+written in DAVIS-2017's layout (toto_robot/media/davis.py), so `python -m encoder.track` needs no download.
 Frames are PNGs (DAVIS's are JPEGs; the reader takes both): JPEG q95 changed 12% of the FSQ codes
 of a raw render, and tracking should see what a policy sees.
 

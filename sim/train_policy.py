@@ -19,13 +19,9 @@ policies/, which never imports sim.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/design.md section 10)
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path[0] == str(Path(__file__).resolve().parent):  # run as a script: import from the checkout root
-    sys.path[0] = str(ROOT)
 
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -34,7 +30,7 @@ from dataclasses import asdict  # noqa: E402
 import hydra  # noqa: E402
 
 from sim.policy_config import TrainPolicyConfig, check, check_choices, env_options, make_provider  # noqa: E402
-from toto_robot.cli import bad_input_exits, refuse_file_as_out, settings  # noqa: E402
+from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
@@ -251,7 +247,7 @@ def report(summary: dict) -> None:
           f"-> {summary['out']}\n  evaluate: python sim/eval_policy.py run={summary['out']} episodes=50")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train_policy")
+@hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="train_policy")
 def main(cfg) -> None:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # hydra's INFO logging would print PyOpenGL's notices
     with bad_input_exits():
@@ -260,11 +256,7 @@ def main(cfg) -> None:
             report(train(config))
 
 
+cli = hydra_entry(main, check_choices)  # check_choices: before hydra, whose unknown-group message is several lines
+
 if __name__ == "__main__":
-    try:
-        check_choices(sys.argv[1:])  # before hydra, whose unknown-group message is several lines
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    refuse_file_as_out()
-    main()
+    cli()

@@ -1,4 +1,4 @@
-"""The one-line bad-input convention of every hydra entry point, in one place.
+"""The one-line bad-input convention of every hydra entry point, and its one door (`hydra_entry`), in one place.
 
 A user's mistake (missing file, wrong value) surfaces as ValueError or FileNotFoundError deep in a
 job; the entry point prints `error: <message>` on stderr and exits 2 instead of a traceback.
@@ -9,7 +9,9 @@ would be ignored.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 
 BAD_INPUT = (ValueError, FileNotFoundError)
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
@@ -86,8 +88,29 @@ def refuse_file_as_out(argv: list[str] | None = None, key: str = "out") -> None:
     for arg in (sys.argv[1:] if argv is None else argv):
         name, _, value = arg.lstrip("+").partition("=")
         if name == key and value:
-            from pathlib import Path
-
             if Path(value).expanduser().is_file():
                 print(f"error: {key}={value} is a file, not a run folder: give a folder path", file=sys.stderr)
                 sys.exit(2)
+
+
+def conf_dir(module_file: str) -> str:
+    """The absolute `conf/` beside an entry module: hydra resolves a relative config_path as a Python package
+    (`encoder.conf`) when the module runs from a console script, and the conf folders are data, not packages."""
+    return str(Path(module_file).resolve().parent / "conf")
+
+
+def hydra_entry(main: Callable[[], None], *checks: Callable[[list[str]], None]) -> Callable[[], None]:
+    """The one door of a hydra entry point, for `python -m <module>`, its console script and `python <file>.py`
+    alike: each of `checks(argv)` (a ValueError) and `out=` naming a file fail in one line before hydra starts."""
+
+    def start() -> None:
+        for check in checks:
+            try:
+                check(sys.argv[1:])
+            except ValueError as error:
+                print(f"error: {error}", file=sys.stderr)
+                sys.exit(2)
+        refuse_file_as_out()
+        main()
+
+    return start

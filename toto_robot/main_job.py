@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,14 +82,14 @@ def run_job(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     times = {}
     times["pretrain"] = stage(1, "pre-training Toto nano on rendered robot video, clips and photos",
-                              [str(ROOT / "pretrain" / "run.py"), f"out={pretrain}", *args.pretrain_arg])
+                              ["-m", "pretrain.run", f"out={pretrain}", *args.pretrain_arg])
     times["dagger"] = stage(2, f"DAgger on {args.task} with the frozen encoder's mid-layer features ({args.pool} pooled)",
-                            [str(ROOT / "sim" / "train_policy.py"), f"task={args.task}", "encoder=toto",
+                            ["-m", "sim.train_policy", f"task={args.task}", "encoder=toto",
                              f"encoder.path={pretrain / 'encoder'}", f"encoder.pool={args.pool}", f"algo.rounds={args.rounds}",
                              f"algo.steps_per_round={args.steps_per_round}", f"num_envs={args.num_envs}",
                              f"out={run}", *args.policy_arg])
     times["eval"] = stage(3, f"evaluating the policy on {args.eval_episodes} held-out episodes",
-                          [str(ROOT / "sim" / "eval_policy.py"), f"run={run}", f"episodes={args.eval_episodes}",
+                          ["-m", "sim.eval_policy", f"run={run}", f"episodes={args.eval_episodes}",
                            f"videos={args.videos}"])
     print("\n==> [4/4] writing the report", flush=True)
     report = write_report(out, pretrain, run, times)

@@ -1,4 +1,4 @@
-"""The settings of `python encoder/probe.py`: one structured config, so a misspelt key or a wrongly
+"""The settings of `python -m encoder.probe`: one structured config, so a misspelt key or a wrongly
 typed value is a one-line hydra error. Group `probe=default|paper` (encoder/conf/probe/) only
 sets values of `train`.
 """

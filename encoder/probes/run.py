@@ -1,6 +1,6 @@
 """One probe run: load the frozen encoder, build the datasets, extract, train every probe, report.
 
-`run_probes(ProbeConfig)` is what `python encoder/probe.py` calls; tests call it directly. Bad
+`run_probes(ProbeConfig)` is what `python -m encoder.probe` calls; tests call it directly. Bad
 input (paths, layers, probe types, CSV columns) raises ValueError / FileNotFoundError with a
 one-line message before anything expensive starts.
 """
@@ -83,7 +83,7 @@ def load_datasets(cfg: ProbeConfig, resolution: int, render_robot_videos=None) -
     if video.source == EMBEDDED_VIDEOS:
         spec = ClipSpec(clip_frames(video), video.stride, resolution)
         if render_robot_videos is None:
-            raise ValueError("video.source=robot renders sim episodes: run python encoder/probe.py, or pass "
+            raise ValueError("video.source=robot renders sim episodes: run python -m encoder.probe, or pass "
                              "render_robot_videos=pretrain.data.embedded.record_robot_videos to run_probes")
         datasets.append(robot_dataset(video.cache_dir, spec, render_robot_videos, video.episodes_per_task, video.robot_seed,
                                       video.val_fraction, video.train_clips or 2, cfg.progress))

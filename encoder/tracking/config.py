@@ -1,4 +1,4 @@
-"""The settings of `python encoder/track.py`: one structured config, so a misspelt key or a wrongly
+"""The settings of `python -m encoder.track`: one structured config, so a misspelt key or a wrongly
 typed value is a one-line hydra error."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One tracking run: for each encoder, every video, every layer: features -> propagation -> J and F.
 
-`run_tracking(TrackConfig)` is what `python encoder/track.py` calls; tests call it directly. Frames
+`run_tracking(TrackConfig)` is what `python -m encoder.track` calls; tests call it directly. Frames
 are resized to the encoder's input size (squashed to a square: a 16 x 16 grid at 128 px), each
 frame encoded on its own (an image sequence, as in the paper's tracking and probing); the
 propagated labels are upsampled back to the annotation size and scored there. One forward per

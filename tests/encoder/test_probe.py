@@ -237,7 +237,7 @@ def test_cli_errors_in_one_line(tiny_encoder_dir, tmp_path):
         ([f"encoder={tiny_encoder_dir}", "image.source=null", f"video.source={tmp_path / 'bad.csv'}",
           f"out={tmp_path / 'out'}"], "missing column"),
     ):
-        proc = subprocess.run([sys.executable, str(ROOT / "encoder" / "probe.py"), *args], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "encoder.probe", *args], capture_output=True,
                               text=True, cwd=tmp_path, timeout=120)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr

@@ -209,7 +209,7 @@ def test_embedded_set_is_sim_episodes_with_cube_and_finger_masks(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, str(ROOT / "encoder" / "track.py"), *args, f"out={tmp_path}"], cwd=tmp_path,
+        return subprocess.run([sys.executable, "-m", "encoder.track", *args, f"out={tmp_path}"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
 
     assert "encoder /nowhere not found" in one_line_error(cli("encoders=[/nowhere]"))

@@ -66,13 +66,13 @@ def fake_runs(monkeypatch, calls: list):
     def run_step(script, args, log=None):
         calls.append((script, args))
         values = dict(a.split("=", 1) for a in args)
-        if script == "pretrain/run.py":  # what an export leaves: out/encoder/<kind>.json
+        if script == "pretrain.run":  # what an export leaves: out/encoder/<kind>.json
             kind = "mae" if values.get("objective") == "mae" else "toto"
             (Path(values["out"]) / "encoder").mkdir(parents=True)
             (Path(values["out"]) / "encoder" / f"{kind}.json").write_text("{}")
             return
-        run = Path(values["out"] if script == "train_policy.py" else values["run"])
-        if script == "train_policy.py":
+        run = Path(values["out"] if script == "sim.train_policy" else values["run"])
+        if script == "sim.train_policy":
             rows = [{"round": r, "env_steps": 100 * (r + 1), "eval_success_rate": 0.5} for r in range(2)]
             (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
         else:
@@ -91,7 +91,7 @@ def test_cells_cover_pools_and_layers_and_resume_skips_finished_ones(tmp_path, m
     summary = compare.compare(cfg)
     names = sorted(p.name for p in tmp_path.iterdir() if (p / "cell.json").is_file())
     assert len(names) == 2 * 2 * (2 * 2 + 1) and "franka_pick_toto_avg_L0.5_s1" in names and "kuka_pick_state_s0" in names
-    toto_args = [a for s, a in calls if s == "train_policy.py" and "encoder=toto" in a]
+    toto_args = [a for s, a in calls if s == "sim.train_policy" and "encoder=toto" in a]
     settings = {tuple(x for x in a if x.startswith(("encoder.pool=", "encoder.layer="))) for a in toto_args}
     assert settings == {(f"encoder.pool={p}", f"encoder.layer={n}") for p in ("avg", "grid4") for n in ("0.5", "1.0")}
     assert all(not any(x.startswith("encoder.pool") for x in a) for s, a in calls if "encoder=state" in a)
@@ -138,9 +138,9 @@ def test_pretraining_seeds_give_each_variant_its_own_exports_pooled_over_seeds(t
     cfg = compare.CompareConfig(encoders=["toto_new", "mae_p", "state"], pretrain_seeds=[0, 1, 2], seeds=[0], episodes=4,
                                 variants={"toto_new": ["train.lr=1e-3"], "mae_p": ["objective=mae"]}, out=str(tmp_path))
     summary = compare.compare(cfg)
-    pretrains = [a for s, a in calls if s == "pretrain/run.py"]
+    pretrains = [a for s, a in calls if s == "pretrain.run"]
     assert len(pretrains) == 6 and all(f"train.seed={a[0][-1]}" in a and f"tokenizer.train.seed={a[0][-1]}" in a for a in pretrains)
-    trains = {a[-1] if False else next(x for x in a if x.startswith("out=")): a for s, a in calls if s == "train_policy.py"}
+    trains = {a[-1] if False else next(x for x in a if x.startswith("out=")): a for s, a in calls if s == "sim.train_policy"}
     mae_run = trains[f"out={tmp_path / 'franka_pick_mae_p_grid4_Lmid_p2_s0'}"]
     assert "encoder=mae" in mae_run and f"encoder.path={tmp_path / 'exports' / 'mae_p_p2' / 'encoder'}" in mae_run
     toto_run = trains[f"out={tmp_path / 'franka_pick_toto_new_grid4_Lmid_p0_s0'}"]

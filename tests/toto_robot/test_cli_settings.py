@@ -14,21 +14,21 @@ from tests.cli_errors import one_line_error
 ROOT = Path(__file__).resolve().parents[2]
 # entry point, a misspelt key, the key it should suggest
 CASES = [
-    ("pretrain/run.py", "+train.stpes=2", "train.steps"),
-    ("sim/train_policy.py", "+algo.rouns=1", "algo.rounds"),
-    ("sim/eval_policy.py", "+episods=3", "episodes"),
-    ("sim/compare.py", "+seds=[0]", "seeds"),
-    ("sim/record.py", "+episdes=2", "episodes"),
-    ("encoder/probe.py", "+encodr=x", "encoder"),
-    ("encoder/track.py", "+propagation.tempreature=0.1", "propagation.temperature"),
-    ("real/train_bc.py", "+epochz=2", "epochs"),
+    ("pretrain.run", "+train.stpes=2", "train.steps"),
+    ("sim.train_policy", "+algo.rouns=1", "algo.rounds"),
+    ("sim.eval_policy", "+episods=3", "episodes"),
+    ("sim.compare", "+seds=[0]", "seeds"),
+    ("sim.record", "+episdes=2", "episodes"),
+    ("encoder.probe", "+encodr=x", "encoder"),
+    ("encoder.track", "+propagation.tempreature=0.1", "propagation.temperature"),
+    ("real.train_bc", "+epochz=2", "epochs"),
 ]
 
 
-@pytest.mark.parametrize("script,override,suggested", CASES)
-def test_a_misspelt_key_with_plus_is_one_line_naming_the_closest(script, override, suggested, tmp_path):
+@pytest.mark.parametrize("module,override,suggested", CASES)
+def test_a_misspelt_key_with_plus_is_one_line_naming_the_closest(module, override, suggested, tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    done = subprocess.run([sys.executable, script, override, f"hydra.run.dir={tmp_path}"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", module, override, f"hydra.run.dir={tmp_path}"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     line = one_line_error(done)
     assert f"unknown setting {override.lstrip('+').split('=')[0]}" in line and suggested in line
