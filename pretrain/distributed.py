@@ -18,6 +18,7 @@ import contextlib
 import gc
 import inspect
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -68,29 +69,78 @@ def setup(device: str = "auto", timeout_minutes: float = 60.0) -> DistInfo:
         cuda = resolved.type == "cuda"
         if cuda:
             torch.cuda.set_device(resolved)
+        _bind_world_defaults_before_the_group_exists()
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=timeout_minutes),
                                 device_id=resolved if cuda else None)
         owns = True
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, resolved, owns)
 
 
+def _bind_world_defaults_before_the_group_exists() -> None:
+    """Import torch.distributed.nn before init_process_group, so its functions' `group=group.WORLD`
+    defaults bind to None.
+
+    Why (the cause of the rare abort at interpreter exit, "terminate called without an active
+    exception"): those defaults are evaluated when the module is first imported. DDP and FSDP import it
+    (through torch._dynamo) after the group exists, so ten function defaults held the world group for
+    the life of the process: destroy_process_group dropped the registry's reference but could not free
+    the group, its gloo threads (pt_gloo_runloop x2, gloo_tcp_loop) kept running, and the group was
+    freed, or not, while the interpreter shut down. Imported first, nothing outlives teardown: the test
+    checks that the group's threads are gone once `teardown` returns."""
+    import torch.distributed.nn  # noqa: F401
+
+
+def gloo_threads() -> list[str]:
+    """Names of this process's threads that belong to a gloo process group (Linux; [] elsewhere)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    names = []
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                name = f.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if "gloo" in name:
+            names.append(name)
+    return sorted(names)
+
+
 def teardown(info: DistInfo, meet: bool = True) -> None:
     """Leave the group: every rank meets first (`meet`), then destroys it together. After an error
     do not meet (the others may never come; torchrun stops them when this rank exits).
 
-    Why the meeting: a rank that destroyed its gloo group while a peer was still finishing its
-    last collective aborted ("terminate called without an active exception", about 1 run in 7
-    of the 2-rank pipeline test). The wait is short: callers tear down as soon as the ranks'
-    shared work ends (one-rank work such as the export comes after).
-
-    Why the collection: a rank could still abort the same way after all its work, at interpreter
-    exit (1 FSDP run in ~40 on 2 CPU ranks; faulthandler shows no Python frame left), when the
-    cycles of a finished FSDP model were freed only after the group was gone."""
+    Why the meeting: a rank should not destroy its group while a peer is still inside their last
+    collective; the wait is short (callers tear down as soon as the ranks' shared work ends; one-rank
+    work such as the export comes after). Why the collection: FSDP's module state holds the group in
+    reference cycles; freed now, the group itself is freed by destroy_process_group, its threads
+    joined while the interpreter is whole (see `_bind_world_defaults_before_the_group_exists` for the
+    reference that used to keep it alive to the end)."""
     if info.owns_group and dist.is_initialized():
         if meet and info.world_size > 1:
             dist.barrier(device_ids=[info.device.index or 0] if info.device.type == "cuda" else None)
-        gc.collect()  # FSDP's module state sits in reference cycles holding collective work: free it while the group lives
+        gc.collect()
         dist.destroy_process_group()
+        _release_leaked_meshes()
+
+
+def _release_leaked_meshes() -> None:
+    """Let go of the groups that FSDP's device meshes still hold once the model is gone.
+
+    A `DeviceMesh` keeps its process groups in `_pg_registry`, and torch 2.13 leaks references to the
+    DTensorSpecs of a sharded model (pytorch#181761, #176010): GC cannot free them, so the mesh, and the
+    world group through it, outlived the model and destroy_process_group. A mesh is dead once its groups
+    are destroyed; emptying its registry frees the group now, while the interpreter is whole."""
+    device_mesh = sys.modules.get("torch.distributed.device_mesh")
+    if device_mesh is None:  # no mesh was ever made (DDP, one process)
+        return
+    for obj in gc.get_objects():
+        if isinstance(obj, device_mesh.DeviceMesh):
+            registry = getattr(obj, "_pg_registry", None)
+            if isinstance(registry, dict):
+                registry.clear()
 
 
 def resolve_strategy(strategy: str, n_params: int, world_size: int) -> str:

@@ -76,7 +76,7 @@ def main(spec_path: str) -> None:
 
     torch.set_num_threads(1)
     from encoder.model import TotoConfig
-    from pretrain import metrics, train
+    from pretrain import distributed, metrics, train
     from pretrain.shards import ShardSet
 
     spec = json.loads(open(spec_path).read())
@@ -97,6 +97,7 @@ def main(spec_path: str) -> None:
         train.TrainConfig(**spec["train"]),
         spec["out_dir"],
     )
+    summary["gloo_threads_after_teardown"] = distributed.gloo_threads()  # train() left the group: none may be left
     if int(os.environ.get("RANK", "0")) == 0:
         with open(os.path.join(spec["out_dir"], "summary.json"), "w") as f:
             json.dump(summary, f)
