@@ -21,7 +21,7 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import sim  # noqa: E402  (before mujoco users: chooses the GL backend)
-from policies import StateFeatures, TotoFeatures, rollout  # noqa: E402
+from policies import EncoderSpec, StateFeatures, TotoFeatures, rollout  # noqa: E402
 from sim.experts import make_expert  # noqa: E402
 from toto_robot import load_encoder  # noqa: E402
 
@@ -42,7 +42,7 @@ class Timed:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--encoder", default="runs/pretrain/encoder")
-    parser.add_argument("--pool", default="grid4")
+    parser.add_argument("--pool", default=EncoderSpec.pool, help="the policies' default pooling unless set")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 where native, else fp32) | fp32 | bf16")
     parser.add_argument("--envs", default="1,8,16")
     parser.add_argument("--steps", type=int, default=1024, help="env steps per measurement")

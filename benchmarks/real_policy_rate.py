@@ -40,6 +40,7 @@ from policies import EncoderSpec, Policy, PolicyConfig  # noqa: E402
 from real.adapter import load_robot_policy  # noqa: E402
 from real.demo_layout import ACTION_DIM, NUM_JOINTS, RealLayout  # noqa: E402
 from real.preprocess import RPT_FRAME, preprocess_frame  # noqa: E402
+from real.train_bc import TrainBCConfig  # noqa: E402
 from toto_robot import load_encoder  # noqa: E402
 from toto_robot.checkpoint import save_weights  # noqa: E402
 from toto_robot.compute import resolve  # noqa: E402
@@ -64,7 +65,8 @@ def write_policy_dir(encoder_dir: Path, dtype: str, out: Path) -> Path:
     encoder = load_encoder(encoder_dir, dtype=dtype)
     observation, action = RealLayout(resolution=encoder.resolution, control_hz=10.0).contract(uses_gripper=True)
     torch.manual_seed(0)
-    config = PolicyConfig(encoder=EncoderSpec(path=str(encoder_dir), pool="avg", dtype=dtype), feat_dim=encoder.feature_dim,
+    spec = EncoderSpec(path=str(encoder_dir), pool=TrainBCConfig().encoder.pool, dtype=dtype)  # what real BC trains with
+    config = PolicyConfig(encoder=spec, feat_dim=encoder.feature_dim,
                           proprio_dim=NUM_JOINTS + 1, action_dim=ACTION_DIM, bound="clip",
                           normalize=("features", "proprio", "actions"), observation=observation, action=action,
                           resolution=encoder.resolution)

@@ -14,8 +14,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from encoder.frozen_base import DEFAULT_LAYER
+from toto_robot.run_paths import encoder_export
+
+POLICY_POOL = "grid4"  # a policy's default pooling of the frozen features (EncoderSpec.pool says why)
 ENCODER_KINDS = ("toto", "mae", "random", "random_trunk", "state")
-ENCODER_PATHS = {"mae": "runs/pretrain_mae/encoder"}  # export of `python pretrain/run.py objective=mae`; others below
+ENCODER_PATHS = {"mae": encoder_export("mae")}  # export of `python pretrain/run.py objective=mae`; others below
 NORMALIZED = ("features", "proprio", "actions")
 
 
@@ -26,14 +30,14 @@ class EncoderSpec:
     # toto: frozen pre-trained Toto | mae: the MAE baseline (pretrain objective=mae) | random: Toto's architecture,
     # random tokenizer and transformer | random_trunk: the trained tokenizer, a random transformer | state: privileged state
     kind: str = "toto"
-    path: str = "runs/pretrain/encoder"  # the export of `python pretrain/run.py` (toto, random*); mae: ENCODER_PATHS
-    layer: Any = "mid"  # "mid", a fraction in (0, 1] or a block index (encoder.frozen.resolve_layer)
-    # grid4 (4 x 4 regional averages) keeps where the cube is, which the paper's avg loses with a RoPE-only model:
-    # 94-96% held-out on franka_pick against 10% for avg (README, Policies). avg: the paper's protocol, one override away
+    path: str = encoder_export()  # the export of `python pretrain/run.py` (toto, random*); mae: ENCODER_PATHS
+    layer: Any = DEFAULT_LAYER  # "mid", a fraction in (0, 1] or a block index (encoder.frozen_base.resolve_layer)
+    # grid4 (4 x 4 regional averages) keeps where the cube is, which the paper's avg loses with a RoPE-only model
+    # (docs/results.md has the measurements). avg: the paper's protocol (PAPER_POOL), one override away
     # attn: the paper's attentive pooling, trained with the actor and saved in model.safetensors; the
     # encoder hands it the mid-layer tokens averaged over 2 x 2 cells (ATTN_CELLS^2 = 64 tokens, a
     # quarter of the 16 x 16 grid, so a DAgger buffer of 49k frames fits in memory: 2.4 GB at nano)
-    pool: str = "grid4"
+    pool: str = POLICY_POOL
     dtype: Optional[str] = "auto"  # the transformer's dtype: auto (bf16 where native, toto_robot/compute.py) | fp32 | bf16
     device: str = "auto"  # where the encoder runs: auto|cpu|cuda|cuda:N (the actor is small and stays on the CPU)
     batch_size: int = 64  # frames per encoder call (memory, not results)

@@ -17,14 +17,15 @@ from pretrain.data.sources import SourceConfig
 from pretrain.tokenization import TokenizeConfig
 from pretrain.train import TrainConfig
 from pretrain.train_tokenizer import TokenizerTrainConfig
+from toto_robot.run_paths import pretrain_out
 
 STAGES = ("all", "data", "tokenizer", "tokenize", "train", "export")
 OBJECTIVES = ("ar", "mae")  # ar: Toto's next-token prediction | mae: the MAE baseline (encoder/mae.py)
 
 
 def default_out(objective: str) -> str:
-    """Where a run writes unless `out` is given: MAE runs beside, never over, the Toto run."""
-    return "runs/pretrain" if objective == "ar" else f"runs/pretrain_{objective}"
+    """Where a run writes unless `out` is given (toto_robot/run_paths.py)."""
+    return pretrain_out(objective)
 
 
 @dataclass

@@ -34,7 +34,7 @@ def held_out_videos(image_size: int = 128) -> dict[str, np.ndarray]:
 def stored_versions(videos: dict[str, np.ndarray], lossless: bool, fps: float = 20.0) -> dict[str, np.ndarray]:
     """The same videos after the corpus's storage: written as MP4 (lossless or yuv420p), decoded back."""
     from toto_robot.media.video import read_frames
-    from toto_robot.video import write_mp4
+    from toto_robot.video_writer import write_mp4
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

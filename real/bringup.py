@@ -69,7 +69,7 @@ def _pump(name: str, stream) -> None:
         say(f"[{name}] {line.rstrip()}", sys.stdout)
 
 
-DEFAULT_CONFIG = ROOT / "real" / "config" / "cube_pick.yaml"
+DEFAULT_CONFIG = ROOT / "real" / "params" / "cube_pick.yaml"
 NO_POLICY = ("no checkpoint: camera, franka and recorder run and no policy acts (record demos); "
              "checkpoint:=<python real/train_bc.py run> adds the policy node")
 

@@ -1,6 +1,6 @@
 """Typed settings of the cube-pick nodes, read from one ROS 2 parameter file.
 
-`config/cube_pick.yaml` uses the layout `ros2 launch` hands to nodes as a parameters file
+`params/cube_pick.yaml` uses the layout `ros2 launch` hands to nodes as a parameters file
 (`<node>: ros__parameters: {...}`; nested maps become dotted names such as `safety.joint_margin`),
 so the same file serves ROS and the ROS-free bring-up. rclpy types a parameter by its declared
 default and rejects `30` where a float was declared, so this loader rejects it too: every unknown
@@ -92,7 +92,7 @@ class FrankaConfig:
 
 
 @dataclass(frozen=True)
-class PolicyConfig:
+class PolicyNodeConfig:
     checkpoint: str = _text("", empty=True)  # behaviour-cloned head; set by the launch argument
     encoder: str = _text("", empty=True)  # empty: the encoder the checkpoint was trained on
     rate_hz: float = _num(10.0, 0.0, 30.0, lo_open=True)
@@ -125,7 +125,7 @@ class RecorderConfig:
 class CubePickConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
     franka: FrankaConfig = field(default_factory=FrankaConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    policy: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
 
 

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 
+from encoder.pooling import PAPER_POOL  # noqa: E402
 from policies.configuration import EncoderSpec  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
@@ -44,8 +45,8 @@ RECORD_HINT = "record demos with the recorder node (ros2 run real recorder_node)
 class TrainBCConfig:
     data: str = ""  # robomimic-schema HDF5 of real demos, or a directory of recorder episode_*.hdf5 files
     out: str = "runs/real_bc"
-    # policies.EncoderSpec; real BC keeps MVP's avg pooling (the paper's protocol), sim runs default to grid4
-    encoder: EncoderSpec = field(default_factory=lambda: EncoderSpec(pool="avg"))
+    # policies.EncoderSpec; real BC keeps MVP's protocol (avg) until a real-robot study says otherwise (docs/design.md 6)
+    encoder: EncoderSpec = field(default_factory=lambda: EncoderSpec(pool=PAPER_POOL))
     epochs: int = 100
     batch_size: int = 128  # MVP's real BC
     lr: float = 1e-3  # AdamW, cosine decay to 0 over all epochs

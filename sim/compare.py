@@ -44,7 +44,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
-from sim.policy_config import AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
+from sim.policy_config import EVAL_EPISODES, AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 
@@ -67,7 +67,7 @@ class CompareConfig:
     steps_per_round: int = AlgoSettings.steps_per_round
     num_envs: int = TrainPolicyConfig.num_envs
     eval_episodes: int = TrainPolicyConfig.eval_episodes  # pure-student episodes after every round (the curves)
-    episodes: int = 50  # final evaluation of every run (eval_policy.py, its held-out seeds)
+    episodes: int = EVAL_EPISODES  # final evaluation of every run (eval_policy.py, its held-out seeds)
     encoder_path: str = EncoderSpec.path  # toto, random and random_trunk read it
     mae_path: str = ENCODER_PATHS["mae"]  # the MAE baseline's export (python pretrain/run.py objective=mae)
     extra: list = field(default_factory=list)  # further train_policy.py overrides, the same for every run

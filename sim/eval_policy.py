@@ -40,7 +40,7 @@ def check_cameras(camera: str) -> None:
 
 def record_videos(run: Path, provider, env, count: int, camera: str = "wrist+third_person", seed: int = 10**7) -> list[str]:
     """MP4s of `count` pure-student episodes of the run's saved actor in <run>/videos/student_<i>.mp4."""
-    from toto_robot.video import write_mp4
+    from toto_robot.video_writer import write_mp4
 
     _, actor = load_run(run)
     paths = []
@@ -98,7 +98,7 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
 
     import sim
     from toto_robot.io import atomic_write
-    from toto_robot.video import write_mp4
+    from toto_robot.video_writer import write_mp4
 
     if not cfg.run:
         raise ValueError("pass run=<run dir> (a directory written by python sim/train_policy.py)")

@@ -91,10 +91,13 @@ class TrainPolicyConfig:
     progress: bool = True
 
 
+EVAL_EPISODES = 50  # a final evaluation's held-out episodes: eval_policy.py, compare.py and the main job
+
+
 @dataclass
 class EvalPolicyConfig:
     run: str = ""  # a run directory of train_policy.py (holds policy.json and actor.*)
-    episodes: int = 50
+    episodes: int = EVAL_EPISODES
     seed: int = 100_000  # episode i resets with seed + i (far from the training seeds)
     videos: int = 0  # MP4s of the first N episodes in <run>/videos/
     camera: str = "wrist+third_person"  # camera(s) of the videos, '+'-joined side by side

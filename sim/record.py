@@ -34,7 +34,7 @@ from toto_robot.demos import Demo, env_args, merge_demo_files, write_demo_file  
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 from toto_robot.io import atomic_write, remove_stale_temps  # noqa: E402
-from toto_robot.video import write_mp4  # noqa: E402
+from toto_robot.video_writer import write_mp4  # noqa: E402
 
 
 

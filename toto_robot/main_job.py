@@ -23,15 +23,17 @@ import sys
 import time
 from pathlib import Path
 
+from toto_robot.run_paths import PRETRAIN_OUT
+
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from sim.policy_config import AlgoSettings, TrainPolicyConfig
+    from sim.policy_config import EVAL_EPISODES, AlgoSettings, TrainPolicyConfig
 
     parser = argparse.ArgumentParser(prog="python -m toto_robot.main_job", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="runs/main", help="where the policy run, evaluation and REPORT.md go")
-    parser.add_argument("--pretrain-out", default="runs/pretrain", help="pretrain/run.py's out (its encoder/ is used)")
+    parser.add_argument("--pretrain-out", default=PRETRAIN_OUT, help="pretrain/run.py's out (its encoder/ is used)")
     parser.add_argument("--task", default="franka_pick", help="sim task of the policy")
     policy, algo = TrainPolicyConfig(), AlgoSettings()  # the defaults of `python sim/train_policy.py`: one source
     parser.add_argument("--pool", default=policy.encoder.pool,
@@ -40,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=algo.rounds, help="DAgger rounds")
     parser.add_argument("--steps-per-round", type=int, default=algo.steps_per_round, help="env steps per DAgger round")
     parser.add_argument("--num-envs", type=int, default=policy.num_envs, help="envs stepped together (batched encoder calls)")
-    parser.add_argument("--eval-episodes", type=int, default=50, help="final evaluation episodes")
+    parser.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, help="final evaluation episodes")
     parser.add_argument("--videos", type=int, default=4, help="MP4s of the first evaluation episodes")
     parser.add_argument("--pretrain-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="extra pretrain/run.py override (repeatable), e.g. train.steps=100")

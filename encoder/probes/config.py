@@ -11,6 +11,8 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from toto_robot.run_paths import encoder_export
+
 EMBEDDED_IMAGES, EMBEDDED_VIDEOS = "digits", "robot"
 
 
@@ -58,7 +60,7 @@ class VideoData:
 
 @dataclass
 class ProbeConfig:
-    encoder: str = "runs/pretrain/encoder"  # what `python pretrain/run.py` exports
+    encoder: str = encoder_export()  # what `python pretrain/run.py` exports
     layers: Optional[List[str]] = None  # null: every layer 1..n_layers; or e.g. [1,3], [mid], [-1], [0.5]
     probes: List[str] = field(default_factory=lambda: ["linear", "attention", "attention_mlp"])
     best_by: str = "attention"  # the probe whose best layer is "the" best layer (paper Fig. 4)

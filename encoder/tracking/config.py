@@ -8,6 +8,7 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 
 from encoder.tracking.propagate import PropagationSettings
+from toto_robot.run_paths import encoder_export
 
 
 @dataclass
@@ -30,7 +31,7 @@ class TrackData:
 class TrackConfig:
     # encoder directories: Toto exports and/or the MAE baseline's (python pretrain/run.py objective=mae);
     # `pixels`: raw 8 x 8 patches, the no-learning reference
-    encoders: List[str] = field(default_factory=lambda: ["runs/pretrain/encoder"])
+    encoders: List[str] = field(default_factory=lambda: [encoder_export()])
     layers: Optional[List[str]] = None  # null: every block 1..n_layers; or e.g. [1,3], [mid], [-1], [0.5]
     propagation: PropagationSettings = field(default_factory=PropagationSettings)
     boundary_tolerance: float = 0.008  # F's tolerance: a fraction of the image diagonal (DAVIS), or pixels if >= 1

@@ -30,7 +30,7 @@ def _nodes(context):
 
 
 def generate_launch_description():
-    share = PathJoinSubstitution([FindPackageShare("real"), "config", "cube_pick.yaml"])
+    share = PathJoinSubstitution([FindPackageShare("real"), "params", "cube_pick.yaml"])
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=share, description="parameters file of all nodes"),
         *(DeclareLaunchArgument(name, default_value="", description=text) for name, text in ARGUMENTS.items()),

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from real.config import PolicyConfig
+from real.config import PolicyNodeConfig
 from real.nodes import ConfigError, declare_section, run_node
 
 SKIP_REASONS = ("disabled", "no_image", "no_joint_state", "no_gripper", "stale_image", "stale_joint_state",
@@ -75,7 +75,7 @@ class LatestMessage:
         return now - self.time
 
 
-def load_policy(cfg: PolicyConfig):
+def load_policy(cfg: PolicyNodeConfig):
     from real.adapter import TRAIN_HINT, load_robot_policy
 
     if not cfg.checkpoint:
@@ -98,13 +98,13 @@ class PolicyNode(_NodeBase):
     """See the module docstring. `config` gives the parameter defaults (ROS overrides win);
     `policy` (anything with `.act(frame, q, width)` and `.uses_gripper`) skips loading the checkpoint."""
 
-    def __init__(self, config: PolicyConfig | None = None, policy=None, name: str = "policy", **node_kwargs):
+    def __init__(self, config: PolicyNodeConfig | None = None, policy=None, name: str = "policy", **node_kwargs):
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Float64, Float64MultiArray
         from std_srvs.srv import SetBool
 
         super().__init__(name, **node_kwargs)
-        self.config = cfg = declare_section(self, "policy", config or PolicyConfig())
+        self.config = cfg = declare_section(self, "policy", config or PolicyNodeConfig())
         self.policy = policy if policy is not None else load_policy(cfg)
         self.uses_gripper = bool(getattr(self.policy, "uses_gripper", True))
         encoder = getattr(self.policy, "encoder", None)

@@ -69,7 +69,7 @@ def test_measure_counts_flips_of_still_patches():
 
 def test_lossless_mp4_keeps_every_value_and_yuv420p_does_not(tmp_path):
     from toto_robot.media.video import read_frames
-    from toto_robot.video import write_mp4
+    from toto_robot.video_writer import write_mp4
 
     frames = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(5)]
     write_mp4(tmp_path / "a.mp4", frames, fps=10, lossless=True)

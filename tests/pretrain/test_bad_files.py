@@ -7,7 +7,7 @@ import pytest
 
 from pretrain.data.embedded import embedded_frames
 from pretrain.data.sources import SourceConfig, list_media, split_files
-from toto_robot.video import write_mp4
+from toto_robot.video_writer import write_mp4
 
 
 def _videos(folder, n=3):

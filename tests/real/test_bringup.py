@@ -21,7 +21,7 @@ import yaml
 
 from tests.real.processes import REPO, Proc, alive, bringup, franky_sim_exe, ros_env, start_sim
 
-CONFIG = REPO / "real" / "config" / "cube_pick.yaml"
+CONFIG = REPO / "real" / "params" / "cube_pick.yaml"
 RUN_HOST, KILL_HOST, RECORD_HOST = "127.0.0.83", "127.0.0.84", "127.0.0.86"
 ENV = ros_env(ros_domain("bringup"))
 

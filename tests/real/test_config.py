@@ -1,4 +1,4 @@
-"""config/cube_pick.yaml loads into the typed schema; every bad key, type or range is one clear line."""
+"""params/cube_pick.yaml loads into the typed schema; every bad key, type or range is one clear line."""
 import array
 import dataclasses
 import os
@@ -11,7 +11,7 @@ import yaml
 from real.config import NODE_SCHEMAS, CubePickConfig, SafetyConfig, load_config, ros_parameters, section_from_parameters
 from tests.real.package_files import REAL
 
-YAML = REAL / "config" / "cube_pick.yaml"
+YAML = REAL / "params" / "cube_pick.yaml"
 
 
 def _write(tmp_path, raw) -> str:

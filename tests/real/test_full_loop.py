@@ -91,7 +91,7 @@ def stack(tmp_path_factory):
     franky_sim_exe()  # skips unless the real-stack dependencies are installed
     tmp = tmp_path_factory.mktemp("full_loop")
     checkpoint = tiny_bc_checkpoint(tmp)
-    data = yaml.safe_load((REPO / "real" / "config" / "cube_pick.yaml").read_text())
+    data = yaml.safe_load((REPO / "real" / "params" / "cube_pick.yaml").read_text())
     data["franka"]["ros__parameters"].update(realtime=False, guiding=False)  # franky-sim: no RT kernel, no guiding
     data["camera"]["ros__parameters"]["device"] = str(_clip(tmp / "clip.avi"))
     config = tmp / "cube_pick.yaml"

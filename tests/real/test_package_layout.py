@@ -27,7 +27,7 @@ def test_setup_installs_launch_config_and_marker(monkeypatch):
     assert data["share/ament_index/resource_index/packages"] == ["resource/real"]
     assert data["share/real"] == ["package.xml"]
     assert "launch/cube_pick.launch.py" in data["share/real/launch"]
-    assert "config/cube_pick.yaml" in data["share/real/config"]
+    assert "params/cube_pick.yaml" in data["share/real/params"]
     for files in data.values():
         assert all((REAL / f).is_file() for f in files)
     assert (REAL / "resource/real").read_bytes() == b""  # the ament index marker is empty

@@ -30,7 +30,7 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
 
 from real.adapter import load_robot_policy  # noqa: E402
-from real.config import PolicyConfig  # noqa: E402
+from real.config import PolicyNodeConfig  # noqa: E402
 from real.nodes.policy import LatestMessage, PolicyNode, image_to_rgb  # noqa: E402
 from tests.real.tiny_policy import tiny_bc_checkpoint, tiny_sim_checkpoint  # noqa: E402
 
@@ -101,7 +101,7 @@ def test_a_stamped_frame_is_as_old_as_its_stamp_not_its_arrival():
 @pytest.mark.wallclock
 def test_acts_at_10hz_on_fresh_observations_only_and_matches_act(checkpoint):
     ctx = ros_context(DOMAIN)
-    node = PolicyNode(replace(PolicyConfig(), checkpoint=str(checkpoint)), context=ctx)
+    node = PolicyNode(replace(PolicyNodeConfig(), checkpoint=str(checkpoint)), context=ctx)
     peer = Node("policy_test", context=ctx)
     cfg = node.config
     got: list[tuple[float, np.ndarray]] = []
@@ -175,7 +175,7 @@ def test_runs_a_sim_trained_policy_with_no_code_of_its_own(tmp_path):
     exactly load_robot_policy(run).act on the frame, joints, velocities and width it was sent."""
     run = tiny_sim_checkpoint(tmp_path)
     ctx = ros_context(DOMAIN)
-    node = PolicyNode(replace(PolicyConfig(), checkpoint=str(run), max_observation_age_s=1.0), context=ctx)
+    node = PolicyNode(replace(PolicyNodeConfig(), checkpoint=str(run), max_observation_age_s=1.0), context=ctx)
     peer = Node("policy_sim_test", context=ctx)
     cfg = node.config
     got: list[np.ndarray] = []
@@ -236,7 +236,7 @@ def test_enable_service_pauses_and_acts_only_on_observations_after_the_enable():
     from std_srvs.srv import SetBool
 
     ctx = ros_context(DOMAIN)
-    cfg = replace(PolicyConfig(), start_enabled=False, max_observation_age_s=1.0)
+    cfg = replace(PolicyNodeConfig(), start_enabled=False, max_observation_age_s=1.0)
     node = PolicyNode(cfg, policy=_ZeroPolicy(), context=ctx)
     peer = Node("policy_enable_test", context=ctx)
     got: list[float] = []
@@ -300,7 +300,7 @@ def test_warns_when_the_demos_ran_at_another_rate(capfd):
     ctx = ros_context(DOMAIN)
     try:
         for policy, warned in ((ThirtyHz(), True), (_ZeroPolicy(), False)):
-            node = PolicyNode(PolicyConfig(), policy=policy, context=ctx)
+            node = PolicyNode(PolicyNodeConfig(), policy=policy, context=ctx)
             node.destroy_node()
             err = capfd.readouterr().err
             assert ("trained on 30 Hz steps but acts at 10 Hz" in err) == warned, err

@@ -18,7 +18,7 @@ from sim.record import EnvOptions, RecordConfig, record
 from sim.tasks import TASKS
 from toto_robot.demos import read_demo_file
 from toto_robot.io import atomic_write
-from toto_robot.video import write_mp4
+from toto_robot.video_writer import write_mp4
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
