@@ -21,6 +21,7 @@ from pathlib import Path
 
 from encoder import tokens
 from encoder.model import Toto, TotoConfig
+from toto_robot.checkpoint import load_weights
 
 _TOP = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
 _LAYER = {  # ours -> HF, inside layer i
@@ -123,7 +124,6 @@ def export(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
     """Write a `LlamaForCausalLM.from_pretrained`-loadable folder from a Toto checkpoint dir."""
     from safetensors.torch import save_file
 
-    from toto_robot.checkpoint import load_weights
 
     state, meta = load_weights(checkpoint_dir, "toto", kind="toto")
     config = TotoConfig.from_dict(meta["config"])

@@ -17,6 +17,7 @@ from torch import nn
 
 from encoder import tokens
 from encoder.layers import Block, KVCache, RMSNorm, linear_cross_entropy, rope_tables
+from toto_robot.checkpoint import load_weights, read_fields
 
 __all__ = ["KVCache", "Toto", "TotoConfig", "TotoOutput", "load_toto"]
 
@@ -199,10 +200,6 @@ class Toto(nn.Module):
 
 def load_toto(directory, name: str = "toto") -> Toto:
     """The model saved by `save_weights(directory, name, model.state_dict(), kind="toto", config=...)`."""
-    from toto_robot.checkpoint import load_weights
-
-    from toto_robot.checkpoint import read_fields
-
     state, meta = load_weights(directory, name, kind="toto")
     model = Toto(TotoConfig.from_dict(read_fields(meta.get("config"), TotoConfig, f"{directory}/{name}.json", require_all=True)))
     model.load_state_dict(state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from encoder.tokens import PAD
 
 
 def next_token_loss(model, tokens: torch.Tensor) -> torch.Tensor:
@@ -21,8 +22,6 @@ def next_token_losses(model, tokens: torch.Tensor, chunk: int = 512) -> tuple[to
     """Per-position cross-entropy (B, T-1) of predicting tokens[:, 1:], fp32, and the mask of non-PAD
     targets (padded positions hold 0). For evaluation (Fig. 10's loss per position): it asks the
     model for its logits, then scores them `chunk` positions at a time so the fp32 copy stays small."""
-    from encoder.tokens import PAD
-
     logits, targets = model(tokens[:, :-1]).logits, tokens[:, 1:]
     losses = torch.cat([F.cross_entropy(logits[:, s:s + chunk].float().transpose(1, 2), targets[:, s:s + chunk],
                                         ignore_index=PAD, reduction="none") for s in range(0, targets.shape[1], chunk)], 1)

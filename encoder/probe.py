@@ -25,6 +25,7 @@ from encoder.probes.config import ProbeConfig  # noqa: E402  (registers the sche
 from encoder.probes.run import run_probes  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
+from pretrain.data.embedded import record_robot_videos  # noqa: E402
 
 
 def report(result: dict) -> None:
@@ -43,7 +44,6 @@ def report(result: dict) -> None:
 def main(cfg) -> None:
     with bad_input_exits(NotImplementedError):
         config: ProbeConfig = settings(cfg)
-        from pretrain.data.embedded import record_robot_videos  # the entry point wires sim's renderer in
 
         with run_lock(config.out):
             result = run_probes(config, render_robot_videos=record_robot_videos)

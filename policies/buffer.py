@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from toto_robot.io import atomic_write
+from toto_robot.checkpoint import CheckpointError
 
 FIELDS = ("features", "proprio", "actions", "rounds")
 
@@ -78,7 +79,6 @@ class AggregatedBuffer:
         """The buffer saved at `path`."""
         import zipfile
 
-        from toto_robot.checkpoint import CheckpointError
 
         buffer = cls()
         try:

@@ -21,13 +21,12 @@ from pathlib import Path
 
 from policies.configuration import EncoderSpec, PolicyConfig
 from policies.policy import NAME, Policy
+from toto_robot.checkpoint import load_weights, read_meta
 
 ACTOR_KEYS = ("feat_dim", "proprio_dim", "action_dim", "embed_dim", "hidden", "bound")
 
 
 def _resolution(spec: EncoderSpec) -> int | None:
-    from toto_robot.checkpoint import read_meta
-
     if spec.kind == "state":
         return None
     if not (Path(spec.path).expanduser() / "toto.json").is_file():
@@ -69,7 +68,6 @@ def convert(directory, encoder_path: str | None = None) -> Path:
     """Write model.* (kind toto_policy) from the old actor.* in `directory`; return the directory."""
     import torch
 
-    from toto_robot.checkpoint import load_weights
 
     directory = Path(directory).expanduser()
     if (directory / f"{NAME}.json").is_file():

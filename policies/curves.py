@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from toto_robot.io import atomic_write
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -28,7 +29,6 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from toto_robot.io import atomic_write
 
     fig.tight_layout()
     with atomic_write(path) as tmp, open(tmp, "wb") as f:

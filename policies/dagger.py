@@ -36,6 +36,7 @@ from policies.buffer import AggregatedBuffer
 from policies.configuration import PolicyConfig
 from policies.features import FeatureProvider, StateFeatures
 from policies.policy import Policy
+from toto_robot.resume import check_resumable
 
 ALGOS = ("dagger", "bc")
 SCHEDULES = ("exponential", "linear", "constant")
@@ -229,8 +230,6 @@ def _resume(out: Path, cfg: DaggerConfig, provider: FeatureProvider) -> tuple[Po
 
     Raises ValueError if the saved run used other options (other than `RESUMABLE`): mixing rounds
     collected or trained differently would silently make a run no one asked for."""
-    from toto_robot.resume import check_resumable
-
     buffer = AggregatedBuffer.load(out / "buffer.npz") if (out / "buffer.npz").is_file() else AggregatedBuffer()
     if not any((out / f"{name}.json").is_file() for name in ("model", "actor")):
         buffer.keep_rounds(-1)

@@ -14,6 +14,7 @@ import numpy as np
 
 from policies.buffer import AggregatedBuffer
 from policies.features import FeatureProvider
+from toto_robot.io import atomic_write
 
 
 def demo_buffer(path: str | os.PathLike, provider: FeatureProvider, *, successful_only: bool = True,
@@ -22,7 +23,7 @@ def demo_buffer(path: str | os.PathLike, provider: FeatureProvider, *, successfu
 
     A file without the observation keys the provider and the actor need is one ValueError line.
     """
-    from toto_robot.demos import read_demo_file
+    from toto_robot.demos import read_demo_file  # (lazy: h5py)
 
     keys = {provider.key, "proprio"}
     env_args, demos = read_demo_file(path, obs_keys=None)
@@ -52,7 +53,6 @@ def cached_demo_buffer(path, provider: FeatureProvider, spec, *, successful_only
     from dataclasses import asdict
     from pathlib import Path
 
-    from toto_robot.io import atomic_write
 
     data = Path(path)
     encoder = getattr(provider, "encoder", None)

@@ -23,6 +23,8 @@ from torch import nn
 
 from policies.actor import Actor, feature_stats
 from policies.configuration import PolicyConfig
+from policies.features import check_encoder, make_features
+from toto_robot.checkpoint import CheckpointError, load_weights, read_fields, read_meta, save_weights
 
 KIND = "toto_policy"
 NAME = "model"  # model.safetensors + model.json
@@ -53,11 +55,6 @@ class Policy(nn.Module):
     def features(self):
         """The feature provider (built from `config.encoder` on first use)."""
         if self._features is None:
-            from policies.features import make_features
-            from toto_robot.checkpoint import CheckpointError
-
-            from policies.features import check_encoder
-
             check_encoder(self.config.encoder, self.config.encoder.path, self.allow_other_encoder)
             features = make_features(self.config.encoder)
             resolution = getattr(getattr(features, "encoder", None), "resolution", None)
@@ -120,8 +117,6 @@ class Policy(nn.Module):
 
     def save_pretrained(self, directory, **extra) -> Path:
         """model.safetensors + model.json (atomic, JSON last); `extra` goes into the JSON (stats, settings)."""
-        from toto_robot.checkpoint import save_weights
-
         return save_weights(directory, NAME, self.state_dict(), kind=KIND, config=self.config.to_dict(), **extra)
 
     @classmethod
@@ -131,8 +126,6 @@ class Policy(nn.Module):
         settings for *this* machine (a moved encoder; the training machine's precision says nothing of
         the robot PC's CPU). An export other than the one it was trained on (its content fingerprint) is
         refused unless `allow_other_encoder`. Missing, old or wrong files are one CheckpointError line."""
-        from toto_robot.checkpoint import CheckpointError, load_weights, read_fields, read_meta
-
         path = Path(directory).expanduser()
         if not (path / f"{NAME}.json").is_file():
             if (path / "actor.json").is_file():

@@ -27,6 +27,7 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 from torch import nn
+from toto_robot.compute import resolve_device
 
 STRATEGIES = ("auto", "ddp", "fsdp")
 FSDP_MIN_PARAMS = 1_000_000_000  # "auto" shards from about 1B parameters (the 1b preset): replicas no longer fit comfortably
@@ -53,8 +54,6 @@ def setup(device: str = "auto", timeout_minutes: float = 60.0) -> DistInfo:
     `timeout_minutes` bounds every collective (NCCL's default, 10 min, is shorter than a full-state
     checkpoint write at 1b); RunConfig.dist_timeout_minutes sets it.
     """
-    from toto_robot.compute import resolve_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 and not dist.is_initialized():
         return DistInfo(device=resolve_device(device))

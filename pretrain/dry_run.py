@@ -15,14 +15,13 @@ from encoder.tokenizers.base import Tokenizer
 from pretrain.config import RunConfig
 from pretrain.distributed import resolve_strategy
 from pretrain.sizing import GIB, PEAK_BF16_TFLOPS, count_params, flops_per_token, memory_plan
+from encoder.presets import preset_config
 
 ASSUMED_MFU = 0.4  # for the GPU-hours estimate: what a well-tuned LLaMA-style run reaches
 
 
 def dry_run(cfg: RunConfig, world_size: int) -> dict:
     """Print and return the plan of `cfg` on `world_size` ranks."""
-    from encoder.presets import preset_config
-
     if world_size < 1:
         raise ValueError(f"dry_run_world_size={world_size}: must be >= 1")
     train = cfg.train

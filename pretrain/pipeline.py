@@ -20,6 +20,20 @@ from pathlib import Path
 from pretrain import distributed, markers
 from pretrain.config import OBJECTIVES, STAGES, RunConfig
 from pretrain.data.sources import SourceConfig, listed_once, load_listings, save_listings
+from encoder.mae import MAEConfig
+from encoder.presets import preset_config
+from encoder.tokenizers import load_tokenizer, save_tokenizer
+from pretrain.batches import patch_sequences
+from pretrain.checkpoints import latest_checkpoint
+from pretrain.data.embedded import embedded_frames, embedded_sources
+from pretrain.dry_run import dry_run
+from pretrain.shards import ShardSet
+from pretrain.token_stability import FEATURE_REPORT, cube_check, feature_lines, feature_report, measure, source_frames, summary_lines
+from pretrain.tokenization import tokenize_sources
+from pretrain.train import train
+from pretrain.train_tokenizer import train_tokenizer
+from toto_robot.checkpoint import load_weights, save_weights
+from toto_robot.io import atomic_write
 
 TOKENIZER_DIR, TOKENS_DIR, TRAIN_DIR, ENCODER_DIR = "tokenizer", "tokens", "train", "encoder"
 LISTING_DIR = "listing"  # rank 0's file listings, read by the other ranks
@@ -38,7 +52,6 @@ def resolve_sources(cfg: RunConfig) -> list[SourceConfig]:
         if cfg.data.exclude_tasks:
             raise ValueError("data.exclude_tasks applies to the embedded corpus; with data.sources, leave those videos out of the sources")
         return sources
-    from pretrain.data.embedded import embedded_sources
 
     return embedded_sources(cfg.data.cache_dir, episodes_per_task=cfg.data.episodes_per_task,
                             image_size=cfg.tokenize.resolution, robot=cfg.data.robot,
@@ -53,8 +66,6 @@ def reads_pixels(cfg: RunConfig) -> bool:
 def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool = True):
     """The run's tokenizer; an fsq tokenizer without `path` is trained into out/tokenizer first.
     objective=mae reads 8x8 pixel patches (MVP's ViT/16 at 224 px has the same 14-16 patches a side)."""
-    from encoder.tokenizers import load_tokenizer
-
     settings = cfg.tokenizer
     if cfg.objective == "mae":
         if settings.path:
@@ -70,9 +81,6 @@ def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool =
         raise ValueError("tokenizer=dalle needs tokenizer.path=/path/to/encoder.pkl (the official dVAE encoder weights)")
     directory = Path(cfg.out) / TOKENIZER_DIR
     if train:
-        from pretrain.data.embedded import embedded_frames
-        from pretrain.train_tokenizer import train_tokenizer
-
         frames = embedded_frames(cfg.data.cache_dir, settings.train_frames, settings.val_frames,
                                  seed=settings.train.seed, resolution=cfg.tokenize.resolution,
                                  val_fraction=cfg.tokenize.val_fraction, sources=sources)
@@ -82,8 +90,6 @@ def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool =
               f"code perplexity {metrics['code_perplexity']:.0f}, usage {metrics['codebook_usage']:.1%} (diagnostics, not targets)"
               + (" [already trained]" if metrics["skipped"] else "") + f" -> {directory}")
         if "stability" in metrics:
-            from pretrain.token_stability import summary_lines
-
             for line in summary_lines(metrics["stability"]):
                 print(f"tokenizer: {line}")
     return load_tokenizer(directory)
@@ -94,10 +100,6 @@ def stability_report(cfg: RunConfig, sources: list[SourceConfig]):
     held-out renders, the embedded corpus's lossless storage round trip (none for the user's own
     sources, read as they are), PSNR per source, the cube's colour through the round trip."""
     def report(tokenizer) -> dict:
-        from pretrain.token_stability import measure, source_frames
-
-        from pretrain.token_stability import cube_check
-
         frames = source_frames(sources, cfg.tokenize.resolution, cfg.tokenize.val_fraction)
         result = measure(tokenizer, frames, lossless=None if cfg.data.sources else True, image_size=cfg.tokenize.resolution)
         result["cube"], result["crops"] = cube_check(tokenizer, cfg.tokenize.resolution)
@@ -129,11 +131,7 @@ def model_config(cfg: RunConfig, index: dict):
     (resolution / grid, the tokenizer's downsample), and max_seq_len = frames x grid^2 patches,
     as patch sequences have no start/end tokens (vocab_size stays the preset's, unused).
     """
-    from encoder.presets import preset_config
-
     if cfg.objective == "mae":
-        from encoder.mae import MAEConfig
-
         grid = index["grid"]
         return MAEConfig.like(preset_config(cfg.model.preset), patch_dim=3 * (index["settings"]["resolution"] // grid) ** 2,
                               grid=grid, mask_ratio=cfg.mae.mask_ratio, decoder_layers=cfg.mae.decoder_layers,
@@ -150,8 +148,6 @@ def model_config(cfg: RunConfig, index: dict):
 
 def shard_sets(cfg: RunConfig, index: dict):
     """(train sets with weights, val sets) from the tokenized sources that have rows."""
-    from pretrain.shards import ShardSet
-
     root = Path(cfg.out) / TOKENS_DIR
     train, val = [], []
     for source in index["sources"]:
@@ -171,8 +167,6 @@ def patchify(cfg: RunConfig, index: dict, tokenizer=None):
     The shards do not record the continuous tokenizer (any suits pixels), so the configured one
     is used, checked against the shards' grid; `tokenizer` saves rebuilding it when at hand.
     """
-    from pretrain.batches import patch_sequences
-
     if pixel_content(index) != reads_pixels(cfg):
         content = "pixel rows (tokenizer=patch or objective=mae)" if pixel_content(index) else "token ids"
         raise ValueError(f"{Path(cfg.out) / TOKENS_DIR} holds {content} but tokenizer.kind={cfg.tokenizer.kind!r}, "
@@ -204,8 +198,6 @@ def init_weights(cfg: RunConfig) -> dict | None:
     """Weights to start from (coarse-to-fine), from an encoder or training-checkpoint directory."""
     if not cfg.model.init_from:
         return None
-    from pretrain.checkpoints import latest_checkpoint
-    from toto_robot.checkpoint import load_weights
 
     path = Path(cfg.model.init_from)
     if (path / "checkpoints").is_dir():
@@ -216,10 +208,6 @@ def init_weights(cfg: RunConfig) -> dict | None:
 
 def export_encoder(cfg: RunConfig, tokenizer, summary: dict | None = None) -> Path:
     """Copy the final weights and the tokenizer into out/encoder (atomic files, JSON last)."""
-    from encoder.tokenizers import save_tokenizer
-    from pretrain.checkpoints import latest_checkpoint
-    from toto_robot.checkpoint import load_weights, save_weights
-
     train_dir = Path(cfg.out) / TRAIN_DIR
     checkpoint = latest_checkpoint(train_dir)
     if checkpoint is None:
@@ -243,9 +231,6 @@ def export_encoder(cfg: RunConfig, tokenizer, summary: dict | None = None) -> Pa
 
 def report_features(encoder_dir: Path, device: str = "auto") -> dict:
     """Measure the export's feature stability, print it and write it beside the weights."""
-    from pretrain.token_stability import FEATURE_REPORT, feature_lines, feature_report
-    from toto_robot.io import atomic_write
-
     try:
         report = feature_report(encoder_dir, device)
     except (ImportError, RuntimeError) as error:  # no MuJoCo or no GL context where the export ran: say so, keep the export
@@ -269,8 +254,6 @@ def _prepare(cfg: RunConfig, stages: tuple[str, ...], train_tokenizer: bool):
 
 def _join_tokenize(cfg: RunConfig, sources, tokenizer, info, marks: Path, nonce: str) -> None:
     """Wait until every rank has tokenized its share; rank 0 then marks the index complete."""
-    from pretrain.tokenization import tokenize_sources
-
     markers.mark(marks / f"tokenized.rank{info.rank}", nonce)
     if info.is_main:
         markers.wait_until(lambda: all(markers.is_marked(marks / f"tokenized.rank{r}", nonce) for r in range(info.world_size)),
@@ -290,9 +273,6 @@ def run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
 
 
 def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
-    from pretrain.tokenization import tokenize_sources
-    from pretrain.train import train
-
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}: use one of {', '.join(STAGES)}")
     if cfg.objective not in OBJECTIVES:
@@ -301,8 +281,6 @@ def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
         raise ValueError("objective=mae trains from scratch: drop model.init_from")
     stages = stages or (STAGES[1:] if cfg.stage == "all" else (cfg.stage,))
     if cfg.dry_run:
-        from pretrain.dry_run import dry_run
-
         return {"dry_run": dry_run(cfg, cfg.dry_run_world_size)}
     info = distributed.setup(cfg.device, cfg.dist_timeout_minutes)
     result: dict = {}

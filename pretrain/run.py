@@ -24,6 +24,7 @@ from pretrain.config import RunConfig  # noqa: E402
 from pretrain.pipeline import run  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
+from pretrain.scaling import run_scaling  # noqa: E402
 
 
 def report(cfg: RunConfig, result: dict) -> None:
@@ -58,8 +59,6 @@ def main(cfg) -> None:
         config: RunConfig = settings(cfg)
         with run_lock(config.out, enabled=os.environ.get("RANK", "0") == "0" and not config.dry_run):  # rank 0 for the launch
             if config.scaling.sizes:
-                from pretrain.scaling import run_scaling
-
                 report_scaling(config, run_scaling(config))
             else:
                 report(config, run(config))

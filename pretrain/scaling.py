@@ -27,6 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from pretrain.config import RunConfig
+from pretrain import distributed
+from pretrain.metrics import read_jsonl
+from pretrain.pipeline import model_config, read_index, run, shard_sets
+from pretrain.sizing import flops_per_token, matmul_params
+from pretrain.train import train
+from toto_robot.io import atomic_write, save_figure
 
 SIZES_DIR = "sizes"
 RECORD_NAME = "size.json"
@@ -46,9 +52,6 @@ def fit_power_law(compute, loss) -> tuple[float, float]:
 
 def size_plan(cfg: RunConfig, size: str, index: dict) -> dict:
     """The model and training settings of one size: its budget in tokens and steps."""
-    from pretrain.pipeline import model_config
-    from pretrain.sizing import flops_per_token, matmul_params
-
     s = cfg.scaling
     model = model_config(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, preset=size)), index)
     seq_len = index["seq_len"]
@@ -81,12 +84,6 @@ def _finished(cfg: RunConfig, plan: dict) -> dict | None:
 
 def train_size(cfg: RunConfig, plan: dict, index: dict, is_main: bool) -> dict:
     """Train (or resume) one size; rank 0 writes its record with its compute and validation curve."""
-    from toto_robot.io import atomic_write
-
-    from pretrain.metrics import read_jsonl
-    from pretrain.pipeline import shard_sets
-    from pretrain.train import train
-
     out = _record_path(cfg, plan["size"]).parent
     train_sets, val_sets = shard_sets(cfg, index)
     summary = train(plan["model"], train_sets, val_sets, plan["train"], out, device=cfg.device,
@@ -108,8 +105,6 @@ def train_size(cfg: RunConfig, plan: dict, index: dict, is_main: bool) -> dict:
 
 def run_scaling(cfg: RunConfig) -> dict:
     """Tokenize once, train every size (skipping finished ones), fit and plot: the study's result."""
-    from pretrain import distributed
-
     if len(cfg.scaling.sizes) < 2:
         raise ValueError(f"scaling.sizes={list(cfg.scaling.sizes)}: the study needs at least two model presets")
     if cfg.objective != "ar" or cfg.model.init_from:
@@ -125,8 +120,6 @@ def run_scaling(cfg: RunConfig) -> dict:
     distributed.teardown(info)
     result = summarize(records)
     if info.is_main:
-        from toto_robot.io import atomic_write
-
         with atomic_write(Path(cfg.out) / RESULT_NAME) as tmp:
             tmp.write_text(json.dumps(result, indent=1))
         result["plot"] = str(plot_scaling(result, Path(cfg.out) / PLOT_NAME))
@@ -136,7 +129,6 @@ def run_scaling(cfg: RunConfig) -> dict:
 def _run_sizes(cfg: RunConfig, info) -> list[dict]:
     from tqdm import tqdm
 
-    from pretrain.pipeline import read_index, run
 
     run(cfg, stages=("data", "tokenizer", "tokenize"))
     index = read_index(cfg)
@@ -162,7 +154,6 @@ def plot_scaling(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toto_robot.io import save_figure
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, r in enumerate(result["sizes"]):

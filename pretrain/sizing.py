@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from encoder.model import Toto, TotoConfig
+from encoder.mae import MAE, MAEConfig
 
 # dense bf16 tensor-core peak, TFLOP/s, by a substring of torch.cuda.get_device_name()
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0,
@@ -39,8 +40,6 @@ GIB = 1024**3
 def flops_per_token(config: TotoConfig, seq_len: int) -> float:
     """Training FLOPs per token (forward and backward), see the module docstring. For the MAE
     baseline (MAEConfig) per input patch: the trunk on the unmasked share, the decoder on all."""
-    from encoder.mae import MAE, MAEConfig
-
     if isinstance(config, MAEConfig):
         with torch.device("meta"):
             params = dict(MAE(config).named_parameters())

@@ -15,6 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from encoder.tokenizers import stability
+from encoder.feature_stability import code_neighbour_cosine, self_match
+from encoder.frozen import load_encoder
+from encoder.tokens import CODE_OFFSET
+from pretrain.data.sources import list_media, split_files
+from sim.tasks import CAMERAS, TASKS
 
 SEED, STEPS = 7001, 60  # one held-out expert episode per task, its first 60 control steps (all of it when shorter: 44-60)
 PSNR_FRAMES = 64  # held-out frames per source for the PSNR
@@ -25,16 +30,15 @@ TARGETS = {"static_flip": 0.05, "wrist_static_flip": 0.10, "stored_agreement": 0
 @functools.lru_cache(maxsize=2)
 def held_out_videos(image_size: int = 128) -> dict[str, np.ndarray]:
     """{"<task>/<camera>": (STEPS, H, W, 3)} raw renders, no codec in between (rendered once a process)."""
-    from sim.rollouts import expert_videos
-    from sim.tasks import CAMERAS, TASKS
+    from sim.rollouts import expert_videos  # (lazy: gymnasium)
 
     return expert_videos(list(TASKS), SEED, STEPS, CAMERAS, image_size)
 
 
 def stored_versions(videos: dict[str, np.ndarray], lossless: bool, fps: float = 20.0) -> dict[str, np.ndarray]:
     """The same videos after the corpus's storage: written as MP4 (lossless or yuv420p), decoded back."""
-    from toto_robot.media.video import read_frames
-    from toto_robot.video_writer import write_mp4
+    from toto_robot.media.video import read_frames  # (lazy: PIL, av)
+    from toto_robot.video_writer import write_mp4  # (lazy: av)
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,8 +51,7 @@ def stored_versions(videos: dict[str, np.ndarray], lossless: bool, fps: float = 
 
 def source_frames(sources, resolution: int, val_fraction: float, count: int = PSNR_FRAMES, seed: int = 0) -> dict:
     """{source name: (count, R, R, 3)} frames from each source's held-out files (its train files if it has none)."""
-    from pretrain.data.embedded import sample_frames
-    from pretrain.data.sources import list_media, split_files
+    from pretrain.data.embedded import sample_frames  # (lazy: PIL, av)
 
     rng = np.random.default_rng(seed)
     out = {}
@@ -123,11 +126,10 @@ CUBE_COLOUR_TOLERANCE = 24.0
 
 def cube_views(image_size: int = 128) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(frame, cube mask)] of the held-out pick episodes' first frames, both cameras (MuJoCo's segmentation)."""
-    from sim.env import TotoTaskEnv
-    from sim.experts import make_expert
-    from sim.rollouts import episode_views
-    from sim.segmentation import TASK_OBJECT, geom_labels
-    from sim.tasks import CAMERAS
+    from sim.env import TotoTaskEnv  # (lazy: gymnasium, mujoco)
+    from sim.experts import make_expert  # (lazy: gymnasium, mujoco)
+    from sim.rollouts import episode_views  # (lazy: gymnasium)
+    from sim.segmentation import TASK_OBJECT, geom_labels  # (lazy: gymnasium)
 
     out = []
     for task in CUBE_TASKS:
@@ -188,11 +190,7 @@ FEATURE_REPORT = "feature_stability.json"  # beside the export's weights
 def feature_report(encoder_dir, device: str = "auto") -> dict:
     """The export's features on the held-out renders: nearest-neighbour self-match between consecutive
     frames at every layer and, for an FSQ Toto, the embedding cosine of codes one level apart."""
-    from encoder.feature_stability import code_neighbour_cosine, self_match
-    from encoder.frozen import load_encoder
-    from encoder.tokens import CODE_OFFSET
-
-    from encoder.tracking.run import PixelPatches
+    from encoder.tracking.run import PixelPatches  # (lazy: hydra)
 
     # fp32 whatever the device, so figures compare across machines; the run's device (a GPU at scale)
     encoder = load_encoder(str(encoder_dir), layer=-1, pool="avg", dtype="fp32", device=device)

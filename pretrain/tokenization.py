@@ -60,6 +60,7 @@ from pretrain.media_loader import default_workers, media_items
 from pretrain.shards import shard_finished, write_shard
 from toto_robot.compute import PRECISIONS, Compute, resolve
 from toto_robot.io import TEMP_SUFFIX, atomic_write
+from toto_robot.resume import check_resumable
 
 SPLITS = ("train", "val")
 INDEX = "index.json"
@@ -215,7 +216,6 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
     path = out_dir / INDEX
     if not path.is_file():
         return
-    from toto_robot.resume import check_resumable
 
     check_resumable(out_dir, "shards", json.loads(path.read_text()).get("settings", {}), settings,
                     hint="use another out_dir or delete it")

@@ -37,6 +37,10 @@ from pretrain.metrics import MetricsLogger, write_positions
 from pretrain.schedule import lr_at
 from pretrain.shards import ShardSet
 from toto_robot.compute import PRECISIONS, Compute, resolve
+from encoder.code_embedding import fsq_code_embedding
+from encoder.mae import MAE, MAEConfig
+from encoder.tokens import CODE_OFFSET
+from toto_robot.cli import Interrupted
 
 
 CODE_EMBEDDINGS = ("normal", "fsq")
@@ -99,9 +103,6 @@ class TrainConfig:
 
 def start_code_rows(model: nn.Module, code_values: torch.Tensor, seed: int) -> None:
     """Start the visual codes' embedding rows from their FSQ latents (encoder/code_embedding.py)."""
-    from encoder.code_embedding import fsq_code_embedding
-    from encoder.tokens import CODE_OFFSET
-
     rows = model.tok_embeddings.weight
     if CODE_OFFSET + len(code_values) > rows.shape[0]:
         raise ValueError(f"{len(code_values)} codes do not fit a vocabulary of {rows.shape[0]} ids")
@@ -201,15 +202,11 @@ class MaskedObjective(Objective):
 
 def build_model(model_config):
     """The network a config describes: a Toto (TotoConfig) or the MAE baseline (MAEConfig)."""
-    from encoder.mae import MAE, MAEConfig
-
     return MAE(model_config) if isinstance(model_config, MAEConfig) else Toto(model_config)
 
 
 def _objective(model_config, probe: TokenBatches, patchify) -> Objective:
     """The run's Objective, after checking that the model, the rows and `patchify` agree."""
-    from encoder.mae import MAEConfig
-
     if isinstance(model_config, MAEConfig):
         if not probe.pixels or patchify is None:
             raise ValueError("the MAE objective trains on pixel rows (objective=mae tokenizes with the patch tokenizer)")
@@ -497,8 +494,6 @@ def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out
         if start_step >= cfg.steps and val:  # nothing left to train: report the checkpoint's validation loss
             val_loss = validate(start_step)["val_loss"]
     except KeyboardInterrupt:
-        from toto_robot.cli import Interrupted
-
         raise Interrupted(f"at step {step} of {cfg.steps} (checkpoints in {out_dir / 'checkpoints'})") from None
     finally:
         bar.close()

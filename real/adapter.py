@@ -25,6 +25,7 @@ import numpy as np
 
 from real.demo_layout import NUM_JOINTS, gripper_value
 from real.preprocess import PREPROCESSING, preprocess_frame
+from toto_robot.checkpoint import CheckpointError
 
 TRAIN_HINT = "train one with python real/train_bc.py data=<demos.hdf5> out=<dir> (or python sim/train_policy.py task=franka_pick)"
 
@@ -122,8 +123,7 @@ class RobotPolicy:
 def load_robot_policy(path, encoder_path=None, dtype="auto", device="auto") -> RobotPolicy:
     """The policy saved in `path` (any trainer), adapted to the Franka. `dtype`/`device` are the encoder's on
     *this* machine (toto_robot/compute.py). A missing, old or unusable checkpoint or encoder is one CheckpointError line."""
-    from policies import Policy
-    from toto_robot.checkpoint import CheckpointError
+    from policies import Policy  # (lazy: gymnasium, torch)
 
     policy = Policy.from_pretrained(path, encoder_path=encoder_path, dtype=dtype, device=device)  # its errors say what to train
     try:

@@ -102,7 +102,7 @@ def read_layout(path: Path) -> tuple[RealLayout, list[int], list[bool]]:
     """(layout, samples per demo, success per demo) of a demo file; schema problems are one ValueError line."""
     import h5py
 
-    from toto_robot.demos import validate
+    from toto_robot.demos import validate  # (lazy: h5py)
 
     with h5py.File(path, "r") as f:
         validate(f, path)

@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 
 from policies.curves import wilson_interval
 from real.services import ServiceCaller, ServiceError
+from toto_robot.io import atomic_write
 
 PROG = "python -m real.evaluate"
 
@@ -95,8 +96,6 @@ class Record:
         return f"{k}/{n} successes ({100 * k / n:.0f}%, 95% CI {100 * lo:.0f}–{100 * hi:.0f}%)"
 
     def save(self) -> None:
-        from toto_robot.io import atomic_write
-
         k, n = self.successes, len(self.trials)
         body = {"checkpoint": self.checkpoint, "note": self.note, "trials_done": n, "trials_planned": self.planned,
                 "successes": k, "success_rate": k / n if n else None,

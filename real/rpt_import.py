@@ -108,7 +108,7 @@ def _strided(images, joints, proprio, gripper, actions, k: int):
 
 def load_episode(path: Path, layout: RealLayout, stride: int = 1):
     """One episode as a toto_robot.demos.Demo (frames preprocessed, every `stride`-th step); BadEpisode says why not."""
-    from toto_robot.demos import Demo
+    from toto_robot.demos import Demo  # (lazy: h5py)
 
     arrays = read_keys(path)
     image_key, images = _first(arrays, IMAGE_KEYS, "hand camera images")
@@ -148,7 +148,7 @@ def import_rpt(src, out, resolution: int = 128, gripper_obs: str = "closed_binar
     """
     from tqdm import tqdm
 
-    from toto_robot.demos import merge_demo_files, write_demo_file
+    from toto_robot.demos import merge_demo_files, write_demo_file  # (lazy: h5py)
 
     src, out = Path(src).expanduser(), Path(out).expanduser()
     files = episode_files(src)

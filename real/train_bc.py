@@ -36,6 +36,8 @@ from encoder.pooling import PAPER_POOL  # noqa: E402
 from policies.configuration import EncoderSpec  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
+from policies.demos import cached_demo_buffer  # noqa: E402
+from toto_robot.io import atomic_write  # noqa: E402
 
 IMPORT_HINT = "import demos with python -m real.rpt_import <episodes dir> <demos.hdf5>"
 RECORD_HINT = "record demos with the recorder node (ros2 run real recorder_node) or pass a demo file"
@@ -63,7 +65,7 @@ ConfigStore.instance().store(name="train_bc_schema", node=TrainBCConfig)
 
 def load_inputs(cfg: TrainBCConfig):
     """(demo path, layout, lengths of the kept demos, feature provider); every bad input is one ValueError line."""
-    from policies import make_features
+    from policies import make_features  # (lazy: gymnasium)
 
     if not cfg.data:
         raise ValueError(f"pass data=<demos.hdf5 or a directory of recorded episodes> ({IMPORT_HINT})")
@@ -88,7 +90,7 @@ def load_inputs(cfg: TrainBCConfig):
 
 
 def _read_layout(path: Path):
-    from real.demo_layout import read_layout
+    from real.demo_layout import read_layout  # (lazy: PIL)
 
     try:
         return read_layout(path)
@@ -100,8 +102,7 @@ def merge_episodes(directory: Path, out: Path) -> Path:
     """The recorder's episode files in `directory` -> one demo file, out/episodes.hdf5. Each file is checked
     first (a bad one is named in one line). Merged again only when the files change, since the cached
     features are keyed on the merged file's identity."""
-    from toto_robot.demos import merge_demo_files
-    from toto_robot.io import atomic_write
+    from toto_robot.demos import merge_demo_files  # (lazy: h5py)
 
     files = sorted(directory.glob("episode_*.hdf5"))
     if not files:
@@ -124,10 +125,9 @@ def train(cfg: TrainBCConfig) -> dict:
     import numpy as np
     from tqdm import tqdm
 
-    from policies import PolicyConfig
-    from policies.bc import fit_bc, split_episodes
-    from policies.demos import cached_demo_buffer
-    from real.demo_layout import NUM_JOINTS, episode_rows
+    from policies import PolicyConfig  # (lazy: gymnasium)
+    from policies.bc import fit_bc, split_episodes  # (lazy: gymnasium)
+    from real.demo_layout import NUM_JOINTS, episode_rows  # (lazy: PIL)
 
     data, layout, lengths, provider = load_inputs(cfg)
     out = Path(cfg.out)
@@ -173,7 +173,6 @@ def write_metrics(out: Path, stats: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toto_robot.io import atomic_write
 
     with atomic_write(out / "metrics.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in stats))

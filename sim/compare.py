@@ -47,6 +47,8 @@ from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
 from sim.policy_config import EVAL_EPISODES, AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
+from policies.curves import wilson_interval  # noqa: E402
+from toto_robot.io import atomic_write  # noqa: E402
 
 CELL_FILE = "cell.json"
 
@@ -227,8 +229,6 @@ def claim(run: Path, args: list[str], episodes: int | None, finished: bool | Non
     time once trained. A cell that finished a round (an export that finished), made with other
     settings, is refused: its curves and evaluation would not be comparable. One that never got that
     far is discarded, and this says so."""
-    from toto_robot.io import atomic_write
-
     path = run / record_file
     wanted = {"args": [a for a in args if not a.startswith("progress=")], "episodes": episodes}
     started = (run / "metrics.jsonl").is_file() if finished is None else finished
@@ -251,8 +251,6 @@ def claim(run: Path, args: list[str], episodes: int | None, finished: bool | Non
 
 
 def _record(run: Path, record: dict, **values) -> None:
-    from toto_robot.io import atomic_write
-
     record.update(values)
     with atomic_write(run / CELL_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=1))
@@ -302,9 +300,6 @@ def _row(key: dict) -> dict:
 def summarize(out: Path, jobs: list[Cell]) -> dict:
     """Pool every (task, encoder, pool, layer)'s evaluations over seeds, and every encoder's over tasks;
     write summary.json and summary.md."""
-    from policies.curves import wilson_interval
-    from toto_robot.io import atomic_write
-
     rows, pooled = {}, {}
     for cell in jobs:
         run = out / cell.name

@@ -29,18 +29,22 @@ from policies.configuration import EncoderSpec  # noqa: E402
 from sim.policy_config import AlgoSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
+import sim  # noqa: E402
+from policies import Policy  # noqa: E402
+from policies.features import check_encoder  # noqa: E402
+from sim.tasks import CAMERAS  # noqa: E402
+from toto_robot.checkpoint import CheckpointError, read_fields  # noqa: E402
+from toto_robot.io import atomic_write  # noqa: E402
 
 
 def check_cameras(camera: str) -> None:
-    from sim.tasks import CAMERAS
-
     if not camera or any(name not in CAMERAS for name in camera.split("+")):
         raise ValueError(f"camera={camera!r}: use '+'-joined names from {CAMERAS}")
 
 
 def record_videos(run: Path, provider, env, count: int, camera: str = "wrist+third_person", seed: int = 10**7) -> list[str]:
     """MP4s of `count` pure-student episodes of the run's saved actor in <run>/videos/student_<i>.mp4."""
-    from toto_robot.video_writer import write_mp4
+    from toto_robot.video_writer import write_mp4  # (lazy: av)
 
     _, actor = load_run(run)
     paths = []
@@ -53,11 +57,8 @@ def record_videos(run: Path, provider, env, count: int, camera: str = "wrist+thi
 
 def load_run(run: Path) -> tuple[TrainPolicyConfig, object]:
     """(the run's settings, its policy) from a train_policy.py run directory (the policy's encoder is built on first use)."""
-    from policies import Policy
-
     if not (run / "policy.json").is_file():
         raise ValueError(f"{run} holds no policy.json: pass run=<a directory written by python sim/train_policy.py>")
-    from toto_robot.checkpoint import read_fields
 
     saved = read_fields(json.loads((run / "policy.json").read_text()), TrainPolicyConfig, f"{run / 'policy.json'}", "settings")
     cfg = TrainPolicyConfig(**{**saved, "algo": AlgoSettings(**saved["algo"]), "encoder": EncoderSpec(**saved["encoder"]),
@@ -96,9 +97,7 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
     """Evaluate the run in cfg.run; writes and returns the eval.json dict."""
     from tqdm import tqdm
 
-    import sim
-    from toto_robot.io import atomic_write
-    from toto_robot.video_writer import write_mp4
+    from toto_robot.video_writer import write_mp4  # (lazy: av)
 
     if not cfg.run:
         raise ValueError("pass run=<run dir> (a directory written by python sim/train_policy.py)")
@@ -107,8 +106,6 @@ def evaluate_run(cfg: EvalPolicyConfig) -> dict:
     check_cameras(cfg.camera)
     run = Path(cfg.run)
     train_cfg, actor = load_run(run)
-    from policies.features import check_encoder
-    from toto_robot.checkpoint import CheckpointError
 
     spec = actor.config.encoder  # model.json: the export's absolute path and fingerprint (policy.json has the path as typed)
     path = cfg.encoder_path or (spec.path if spec.fingerprint else train_cfg.encoder.path)

@@ -23,8 +23,8 @@ BACKGROUND = (255, 255, 255)
 
 def task_frames(task: str, size: int, steps: int = 25, seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
     """(frames per camera, note) for one task; note says whether the expert rollout was used."""
-    from sim.env import TotoTaskEnv
-    from sim.experts import make_expert
+    from sim.env import TotoTaskEnv  # (lazy: mujoco)
+    from sim.experts import make_expert  # (lazy: mujoco)
 
     env = TotoTaskEnv(task, obs_mode="proprio+state", image_size=size)
     try:

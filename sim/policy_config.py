@@ -20,6 +20,7 @@ from policies.configuration import ENCODER_KINDS, EncoderSpec
 from policies.dagger import DaggerConfig
 from policies.ppo import PPOConfig
 from sim.tasks import TASKS, EnvOptions
+from policies import make_features
 
 ALGOS = ("dagger", "bc", "ppo")
 VECTORIZATION = ("sync", "async")
@@ -134,8 +135,6 @@ def check(cfg: TrainPolicyConfig) -> None:
 
 def make_provider(encoder: EncoderSpec, path: str | None = None):
     """(feature provider, the resolution it reads or None for the state) of the run's encoder spec."""
-    from policies import make_features
-
     provider = make_features(encoder, path)
     return provider, getattr(getattr(provider, "encoder", None), "resolution", None)
 

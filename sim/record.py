@@ -35,6 +35,7 @@ from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # n
 from toto_robot.lock import run_lock  # noqa: E402
 from toto_robot.io import atomic_write, remove_stale_temps  # noqa: E402
 from toto_robot.video_writer import write_mp4  # noqa: E402
+from toto_robot.resume import check_resumable  # noqa: E402
 
 
 
@@ -155,8 +156,6 @@ class TaskRecorder:
         }
         path = self.dir / "settings.json"
         if path.exists():
-            from toto_robot.resume import check_resumable
-
             check_resumable(self.dir, "episodes", json.loads(path.read_text()), settings, hint="use another out")
             return
         with atomic_write(path) as tmp:

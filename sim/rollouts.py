@@ -33,8 +33,8 @@ def episode_views(env, expert, seed: int, frames: int, frame_step: int, cameras:
 
 def expert_videos(tasks, seed: int, frames: int, cameras, image_size: int = 128) -> dict[str, np.ndarray]:
     """{"<task>/<camera>": (T, H, W, 3)}: one expert episode per task, seeded `seed`, every control step."""
-    from sim.env import TotoTaskEnv
-    from sim.experts import make_expert
+    from sim.env import TotoTaskEnv  # (lazy: mujoco)
+    from sim.experts import make_expert  # (lazy: mujoco)
 
     videos = {}
     for task in tasks:

@@ -62,8 +62,8 @@ def write_mask_set(root, tasks: list[str] | None = None, episodes_per_task: int 
     from PIL import Image
     from tqdm import tqdm
 
-    from sim.env import TotoTaskEnv
-    from sim.experts import make_expert
+    from sim.env import TotoTaskEnv  # (lazy: mujoco)
+    from sim.experts import make_expert  # (lazy: mujoco)
 
     tasks, cameras = list(tasks or TASKS), list(cameras)
     unknown = sorted(set(tasks) - set(TASKS))

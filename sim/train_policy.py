@@ -32,6 +32,16 @@ import hydra  # noqa: E402
 from sim.policy_config import TrainPolicyConfig, check, check_choices, env_options, make_provider  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
+import sim  # noqa: E402
+from policies import PolicyConfig, StateFeatures, train_dagger  # noqa: E402
+from policies.curves import plot_success  # noqa: E402
+from policies.demos import demo_buffer  # noqa: E402
+from policies.features import trained_spec  # noqa: E402
+from policies.ppo import train_ppo  # noqa: E402
+from sim.eval_policy import record_videos  # noqa: E402
+from sim.tasks import EnvConfig, get_task  # noqa: E402
+from toto_robot.io import atomic_write  # noqa: E402
+from toto_robot.resume import check_resumable  # noqa: E402
 
 # Settings a resumed run may change; any other difference from the saved policy.json is refused,
 # since it would mix rounds collected under different envs or features in one buffer.
@@ -41,10 +51,6 @@ RESUMABLE = ("algo.rounds", "algo.total_timesteps", "eval_episodes", "progress",
 
 def claim(out: Path, settings: dict) -> None:
     """Write policy.json, or check a previous run in `out` used the same settings."""
-    from toto_robot.io import atomic_write
-
-    from toto_robot.resume import check_resumable
-
     path = out / "policy.json"
     if path.is_file():
         check_resumable(out, "a run", json.loads(path.read_text()), settings, RESUMABLE, "rerun with those, or pass another out=")
@@ -54,9 +60,6 @@ def claim(out: Path, settings: dict) -> None:
 
 def write_metrics(out: Path, stats: list[dict]) -> None:
     """metrics.jsonl (rewritten whole from the checkpoint's stats, so it always matches the actor) and the curve."""
-    from policies.curves import plot_success
-    from toto_robot.io import atomic_write
-
     with atomic_write(out / "metrics.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in stats))  # sorted: resumed rows come back sorted
     plot_success(out / "success_curve.png", stats, title=out.name)
@@ -92,8 +95,6 @@ def _previous_stats(out: Path) -> list[dict]:
 
 def make_env(cfg: TrainPolicyConfig, options: dict):
     """The training env: one env, or `num_envs` in a gymnasium vector env."""
-    import sim
-
     if cfg.num_envs == 1:
         return sim.make_env(cfg.task, **options)
     return sim.make_vec(cfg.task, cfg.num_envs, vectorization_mode=cfg.vectorization, **options)
@@ -111,9 +112,6 @@ def train(cfg: TrainPolicyConfig) -> dict:
     run = train_ppo_run if cfg.algo.name == "ppo" else train_dagger_run
     summary = run(cfg, out, provider, options, template)
     if cfg.videos:
-        import sim
-        from sim.eval_policy import record_videos
-
         env = sim.make_env(cfg.task, **options)
         try:
             summary["videos"] = record_videos(out, provider, env, cfg.videos)
@@ -125,10 +123,6 @@ def train(cfg: TrainPolicyConfig) -> dict:
 def policy_template(cfg: TrainPolicyConfig, options: dict, resolution: int | None, provider=None):
     """What the trained policy is beyond its sizes: the encoder spec (with the export's absolute path,
     fingerprint and the features' precision), the env's contract, the bound."""
-    import sim
-    from policies import PolicyConfig
-    from policies.features import trained_spec
-
     env = sim.make_env(cfg.task, **{**options, "obs_mode": "proprio+state"})  # no rendering needed to read the contract
     try:
         observation, action = env.unwrapped.contract()
@@ -143,9 +137,7 @@ def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict,
     """algo=dagger|bc: policies.train_dagger with the task's scripted expert relabelling every visited state."""
     from tqdm import tqdm
 
-    from policies import train_dagger
-    from sim.experts import make_expert
-    from sim.tasks import EnvConfig
+    from sim.experts import make_expert  # (lazy: mujoco)
 
     a = cfg.algo
     dagger = a.dagger_config(eval_episodes=cfg.eval_episodes, seed=cfg.seed)
@@ -188,9 +180,6 @@ def train_dagger_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict,
 
 def read_demos(path: str, task: str, provider):
     """The demo file's rows through the run's features; a file of another task is one ValueError line."""
-    from policies.demos import demo_buffer
-    from sim.tasks import get_task
-
     if not Path(path).is_file():
         raise ValueError(f"algo.demos={path}: no such file (record demos with python sim/record.py task={task})")
     buffer, env_args = demo_buffer(path, provider)
@@ -209,9 +198,6 @@ def train_ppo_run(cfg: TrainPolicyConfig, out: Path, provider, options: dict, te
     """
     from tqdm import tqdm
 
-    import sim
-    from policies import StateFeatures
-    from policies.ppo import train_ppo
 
     a = cfg.algo
     config = a.ppo_config(n_envs=cfg.num_envs, seed=cfg.seed)

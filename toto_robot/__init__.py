@@ -26,6 +26,6 @@ def load_encoder(path, layer=None, pool=None, dtype="auto", device="auto") -> To
 
 def make_env(task: str, **options):
     """A simulated task env: `make_env("franka_pick", image_size=224)` (see sim.EnvConfig)."""
-    import sim
+    import sim  # (lazy: gymnasium)
 
     return sim.make_env(task, **options)

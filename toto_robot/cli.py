@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from toto_robot.io import DiskFullError
 
 BAD_INPUT = (ValueError, FileNotFoundError)
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
@@ -26,8 +27,6 @@ def bad_input_exits(*also: type[BaseException]):
     """`with bad_input_exits(): ...`: BAD_INPUT (and `also`) and a full disk -> one stderr line, exit
     code 2; Ctrl-C -> one line saying how to resume, exit code 130 (files are written atomically, so
     nothing truncated is left under a final name)."""
-    from toto_robot.io import DiskFullError
-
     try:
         yield
     except (*BAD_INPUT, DiskFullError, *also) as error:

@@ -24,11 +24,14 @@ import time
 from pathlib import Path
 
 from toto_robot.run_paths import PRETRAIN_OUT
+from toto_robot.cli import bad_input_exits
+from toto_robot.io import atomic_write
+from toto_robot.lock import run_lock
 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from sim.policy_config import EVAL_EPISODES, AlgoSettings, TrainPolicyConfig
+    from sim.policy_config import EVAL_EPISODES, AlgoSettings, TrainPolicyConfig  # (lazy: gymnasium, hydra, stable_baselines3, torch)
 
     parser = argparse.ArgumentParser(prog="python -m toto_robot.main_job", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -69,9 +72,6 @@ def stage(index: int, title: str, command: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from toto_robot.cli import bad_input_exits
-    from toto_robot.lock import run_lock
-
     args = parse_args(argv)
     with bad_input_exits(), run_lock(args.out):
         run_job(args)
@@ -109,7 +109,7 @@ def _read_json(path: Path) -> dict | None:
 def stability_lines(tokens: dict | None, features: dict | None) -> list[str]:
     """REPORT.md bullets: token stability on held-out renders (the tokenizer stage's report) and the
     exported features' self-match and code-embedding geometry (pretrain/token_stability.py)."""
-    from pretrain.token_stability import feature_lines, summary_lines
+    from pretrain.token_stability import feature_lines, summary_lines  # (lazy: torch)
 
     lines = [f"- Token stability (held-out renders): {line}" for line in summary_lines(tokens)] if tokens else []
     return lines + ([f"- Features: {line}" for line in feature_lines(features)] if features else [])
@@ -117,8 +117,6 @@ def stability_lines(tokens: dict | None, features: dict | None) -> list[str]:
 
 def write_report(out: Path, pretrain: Path, run: Path, times: dict) -> Path:
     """REPORT.md in `out` with the figures of every stage; the plots are copied beside it."""
-    from toto_robot.io import atomic_write
-
     figures = {"loss_curve.png": pretrain / "train" / "loss_curve.png",
                "tokenizer_reconstructions.png": pretrain / "tokenizer" / "reconstructions.png",
                "success_curve.png": run / "success_curve.png"}

@@ -19,14 +19,13 @@ from encoder.probes.report import plot, summarize
 from encoder.probes.store import read_store
 from encoder.probes.train import encoder_stamp, extract_features, fingerprint, train_all
 from toto_robot.media.clips import ClipSpec
+from encoder.frozen import load_encoder, resolve_layer
 
 log = logging.getLogger(__name__)
 
 
 def open_encoder(path: str, dtype: str | None = "auto", device: str = "auto"):
     """The frozen encoder at `path` on `device` in `dtype` (auto: toto_robot/compute.py); a missing path says how to make one."""
-    from encoder.frozen import load_encoder
-
     if not Path(path).expanduser().exists():
         raise FileNotFoundError(f"encoder {path} not found: run `python pretrain/run.py` first or pass encoder=PATH")
     return load_encoder(str(Path(path).expanduser()), dtype=dtype, device=device)
@@ -44,8 +43,6 @@ def _number(text: str):
 def resolve_layers(spec, n_layers: int) -> list[int]:
     """Sorted block numbers 1..n_layers: null -> all; items as `encoder.frozen.resolve_layer` takes
     them (a block 1..n, -1 = last, "mid", a fraction of depth in (0, 1])."""
-    from encoder.frozen import resolve_layer
-
     if spec is None or [str(s) for s in spec] == ["all"]:
         return list(range(1, n_layers + 1))
     if not list(spec):

@@ -30,6 +30,7 @@ from torch import nn
 
 from encoder.tokenizers.base import Tokenizer, frames_to_float
 from toto_robot.checkpoint import CheckpointError
+from toto_robot.io import atomic_write
 
 LOGIT_LAPLACE_EPS = 0.1
 SAFETENSORS_KIND = "dalle_encoder"  # safetensors metadata "kind" of a converted encoder
@@ -223,7 +224,6 @@ def convert(pkl: str | Path, out: str | Path) -> Path:
     """encoder.pkl -> safetensors (metadata kind=dalle_encoder), written atomically."""
     from safetensors.torch import save_file
 
-    from toto_robot.io import atomic_write
 
     state = state_dict_from_pickle(pkl, allow_pickle=True)
     Encoder.from_state_dict(state)  # fail before writing if the layout is off

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from toto_robot.media.davis import palette
+from toto_robot.io import save_figure
 
 
 def plot_layers(encoders: dict, path: Path, floor: float | None = None) -> Path:
@@ -17,7 +18,6 @@ def plot_layers(encoders: dict, path: Path, floor: float | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toto_robot.io import save_figure
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (name, result) in enumerate(encoders.items()):
@@ -46,7 +46,7 @@ def overlay(frames: np.ndarray, masks: np.ndarray, alpha: float = 0.55) -> np.nd
 
 def write_overlay(path: Path, frames: np.ndarray, true: np.ndarray, pred: np.ndarray, fps: float = 10.0) -> Path:
     """An MP4: ground truth on the left, the propagated masks on the right."""
-    from toto_robot.video_writer import write_mp4
+    from toto_robot.video_writer import write_mp4  # (lazy: av)
 
     gap = np.full((*frames.shape[:2], 4, 3), 255, dtype=np.uint8)
     side_by_side = np.concatenate([overlay(frames, true), gap, overlay(frames, pred)], axis=2)

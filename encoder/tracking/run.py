@@ -22,6 +22,7 @@ from toto_robot.media.davis import Video, read_davis
 from encoder.tracking.metrics import score_video, summarize
 from encoder.tracking.propagate import PropagationSettings, grid_labels, masks_from_labels, propagate
 from encoder.tracking.report import plot_layers, write_overlay
+from toto_robot.io import atomic_write
 
 RESULTS_NAME, PLOT_NAME, OVERLAY_DIR = "results.json", "jf_vs_layer.png", "overlays"
 PIXELS = "pixels"  # an `encoders` entry: the no-learning reference, raw 8 x 8 patches at 128 px
@@ -44,7 +45,7 @@ class PixelPatches:
 
 def open_tracker(path: str, dtype, device):
     """An encoder directory (Toto or MAE), or `pixels`."""
-    from encoder.probes.run import open_encoder
+    from encoder.probes.run import open_encoder  # (lazy: PIL, av, omegaconf, tqdm)
 
     return PixelPatches() if path == PIXELS else open_encoder(path, dtype, device)
 
@@ -120,8 +121,7 @@ def run_tracking(cfg: TrackConfig, make_sim_set: Callable[..., dict] | None = No
     """Track every video with every encoder at every layer; write results.json, the plot and overlays."""
     from tqdm import tqdm
 
-    from encoder.probes.run import resolve_layers
-    from toto_robot.io import atomic_write
+    from encoder.probes.run import resolve_layers  # (lazy: PIL, av, omegaconf, tqdm)
 
     check(cfg)
     videos, source = load_videos(cfg, make_sim_set)

@@ -26,6 +26,7 @@ from toto_robot.media.images import crop, load_resized, random_crop_box
 from pretrain.data.sources import DEFAULT_VAL_FRACTION, SourceConfig, list_media, split_files
 from toto_robot.media.errors import BadMediaError, SkipReport
 from toto_robot.media.video import probe_video, read_frames
+from sim.tasks import CAMERAS, TASKS
 
 ROBOT_WEIGHT, CLIPS_WEIGHT, PHOTOS_WEIGHT = 0.8, 0.1, 0.1
 # carphone_distorted is a degraded copy of carphone_pristine: the same scene twice would leak
@@ -57,8 +58,7 @@ def record_robot_videos(out: Path, episodes_per_task: int, image_size: int, seed
     from sim.record import (  # imports MuJoCo; only when robot videos are wanted
         RecordConfig,
         record,
-    )
-    from sim.tasks import CAMERAS
+    )  # (lazy: gymnasium, h5py, hydra, mujoco, tqdm)
 
     config = RecordConfig(
         task="all", episodes=episodes_per_task, out=str(out), seed=seed, image_size=image_size,
@@ -78,8 +78,6 @@ def embedded_sources(
 ) -> list[SourceConfig]:
     """The embedded corpus as sources; records the robot videos into cache_dir/robot on first use.
     `exclude_tasks` leaves those sim tasks' videos out (transfer apart from in-domain fitting)."""
-    from sim.tasks import TASKS
-
     unknown = sorted(set(exclude_tasks) - set(TASKS))
     if unknown:
         raise ValueError(f"data.exclude_tasks: unknown task(s) {unknown}; valid: {', '.join(TASKS)}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toto_robot.media.kinds import MEDIA_KINDS
+from toto_robot.io import atomic_write
 
 # Share of each source's files held out for validation, by tokenization and by the tokenizer
 # trainer's frames alike, so the tokenizer never trains on the transformer's validation files.
@@ -197,8 +198,6 @@ def list_media(source: SourceConfig) -> list[Path]:
 
 def save_listings(sources: list[SourceConfig], directory: Path) -> None:
     """Write each source's listing (rank 0), so other ranks read it instead of walking again."""
-    from toto_robot.io import atomic_write
-
     for source in sources:
         files = list_media(source)
         with atomic_write(directory / f"{source.name}.json") as tmp:

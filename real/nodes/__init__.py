@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from typing import Callable
+from real.config import ros_parameters, section_from_parameters
 
 
 class NodeError(Exception):
@@ -29,7 +30,6 @@ def declare_section(node, section_name: str, defaults):
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.exceptions import ParameterException
 
-    from real.config import ros_parameters, section_from_parameters
 
     values = {}
     for name, default in ros_parameters(defaults).items():

@@ -76,7 +76,7 @@ class LatestMessage:
 
 
 def load_policy(cfg: PolicyNodeConfig):
-    from real.adapter import TRAIN_HINT, load_robot_policy
+    from real.adapter import TRAIN_HINT, load_robot_policy  # (lazy: PIL)
 
     if not cfg.checkpoint:
         raise CheckpointMissing(f"policy.checkpoint is not set: pass checkpoint:=<dir> ({TRAIN_HINT})")

@@ -8,13 +8,12 @@ from __future__ import annotations
 from sim.experts.base import Expert
 from sim.robots import ROBOTS
 from sim.tasks import CABINET, PICK, EnvConfig, get_task
+from sim.experts.cabinet import CabinetExpert
+from sim.experts.pick import PickExpert
 
 
 def make_expert(task: str, config: EnvConfig | None = None) -> Expert:
     """The expert of a task (name or gymnasium id), for an env built with the same EnvConfig."""
-    from sim.experts.cabinet import CabinetExpert
-    from sim.experts.pick import PickExpert
-
     spec = get_task(task)
     classes = {PICK: PickExpert, CABINET: CabinetExpert}
     return classes[spec.kind](spec, ROBOTS[spec.robot], config or EnvConfig())
