@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from encoder.layers import Block, RMSNorm
+from encoder.layers import Block, RMSNorm, init_parameters
 from encoder.objectives import normalize_patches
 
 __all__ = ["MAE", "MAEConfig", "sincos_2d"]
@@ -122,15 +122,8 @@ class MAE(nn.Module):
 
     def reset_parameters(self) -> None:
         """MAE's init: Xavier-uniform linears, zero biases, N(0, 0.02) for the CLS and mask tokens."""
-        for name, p in self.named_parameters():
-            if name.endswith("norm.weight"):
-                nn.init.ones_(p)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif name in ("cls", "mask_token"):
-                nn.init.normal_(p, std=0.02)
-            else:
-                nn.init.xavier_uniform_(p)
+        init_parameters(self, lambda name, p: nn.init.normal_(p, std=0.02) if name in ("cls", "mask_token")
+                        else nn.init.xavier_uniform_(p))
 
     def _check(self, patches: torch.Tensor) -> None:
         c = self.config

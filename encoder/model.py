@@ -16,7 +16,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from encoder import tokens
-from encoder.layers import Block, KVCache, RMSNorm, linear_cross_entropy, rope_tables
+from encoder.layers import Block, KVCache, RMSNorm, init_parameters, linear_cross_entropy, rope_tables
 from toto_robot.checkpoint import load_weights, read_fields
 
 __all__ = ["KVCache", "Toto", "TotoConfig", "TotoOutput", "load_toto"]
@@ -101,14 +101,9 @@ class Toto(nn.Module):
 
     def reset_parameters(self) -> None:
         """GPT-2/LLaMA init: N(0, 0.02), residual outputs (wo, w2) scaled by 1/sqrt(2 * n_layers)."""
-        for name, p in self.named_parameters():
-            if name.endswith("norm.weight"):
-                nn.init.ones_(p)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
-            else:
-                residual = name.endswith(("attention.wo.weight", "feed_forward.w2.weight"))
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * self.config.n_layers) if residual else 0.02)
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        init_parameters(self, lambda name, p: nn.init.normal_(
+            p, std=residual_std if name.endswith(("attention.wo.weight", "feed_forward.w2.weight")) else 0.02))
 
     def forward(self, inputs: torch.Tensor, *, cache: KVCache | None = None, num_layers: int | None = None,
                 output_hidden_states: bool = False, return_logits: bool = True,

@@ -312,7 +312,7 @@ def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
             index = read_index(cfg)
             train_sets, val_sets = shard_sets(cfg, index)
             result["train"] = train(model_config(cfg, index), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
-                                    init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), device=cfg.device,
+                                    init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), dist_info=info,
                                     frame_tokens=index["grid"] ** 2, code_values=code_values(cfg, tokenizer))
         distributed.teardown(info)  # the ranks' shared work is done: leave together, then rank 0 exports alone
         if "export" in stages and info.is_main:

@@ -82,12 +82,12 @@ def _finished(cfg: RunConfig, plan: dict) -> dict | None:
     return record
 
 
-def train_size(cfg: RunConfig, plan: dict, index: dict, is_main: bool) -> dict:
-    """Train (or resume) one size; rank 0 writes its record with its compute and validation curve."""
+def train_size(cfg: RunConfig, plan: dict, index: dict, info) -> dict:
+    """Train (or resume) one size in the study's group (`info`); rank 0 writes its record with its compute and
+    validation curve."""
     out = _record_path(cfg, plan["size"]).parent
     train_sets, val_sets = shard_sets(cfg, index)
-    summary = train(plan["model"], train_sets, val_sets, plan["train"], out, device=cfg.device,
-                    frame_tokens=index["grid"] ** 2)
+    summary = train(plan["model"], train_sets, val_sets, plan["train"], out, dist_info=info, frame_tokens=index["grid"] ** 2)
     curve = [(r["tokens_seen"] * plan["macs_per_token"], r["val_loss"]) for r in read_jsonl(out / "metrics.jsonl")
              if "val_loss" in r]
     record = {"size": plan["size"], "params": summary["params"], "matmul_params": plan["matmul_params"],
@@ -97,7 +97,7 @@ def train_size(cfg: RunConfig, plan: dict, index: dict, is_main: bool) -> dict:
               "macs": summary["tokens_seen"] * plan["macs_per_token"], "val_loss": summary["final_val_loss"],
               "train_loss": summary["final_train_loss"], "curve": curve, "wall_time_s": summary["wall_time_s"],
               "precision": summary["precision"], "device": summary["device"], "world_size": summary["world_size"]}
-    if is_main:
+    if info.is_main:
         with atomic_write(out / RECORD_NAME) as tmp:
             tmp.write_text(json.dumps(record, indent=1))
     return record
@@ -137,7 +137,7 @@ def _run_sizes(cfg: RunConfig, info) -> list[dict]:
     plans = [size_plan(cfg, size, index) for size in cfg.scaling.sizes]  # unknown presets fail here, before any training
     records = []
     for plan in tqdm(plans, desc="scaling", unit="size", disable=not (cfg.train.progress and info.is_main)):
-        records.append(_finished(cfg, plan) or train_size(cfg, plan, index, info.is_main))
+        records.append(_finished(cfg, plan) or train_size(cfg, plan, index, info))
     return records
 
 

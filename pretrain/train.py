@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from encoder.model import Toto, TotoConfig
 from encoder.objectives import next_patch_loss, next_token_loss, next_token_losses
@@ -326,7 +327,8 @@ def _efficiency(flops: float, seconds: float, info: distributed.DistInfo, peak: 
 def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]], val_sets: Sequence[ShardSet],
           cfg: TrainConfig, out_dir, *, init_weights: dict | None = None,
           patchify: Callable[[torch.Tensor], torch.Tensor] | None = None, device: str = "auto",
-          frame_tokens: int | None = None, code_values: torch.Tensor | None = None) -> dict:
+          frame_tokens: int | None = None, code_values: torch.Tensor | None = None,
+          dist_info: distributed.DistInfo | None = None) -> dict:
     """Train (or resume) in `out_dir`; return a summary dict (the same on every rank).
 
     Token shards train a token model (patch_dim None). Pixel shards train a patch model: give
@@ -337,174 +339,213 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
     Summary: steps, final_train_loss, final_val_loss (NaN without val_sets), tokens_seen,
     tokens_per_s (training throughput of this call), checkpoint_dir, wall_time_s, resumed_from,
     and the derived layout (strategy, world_size, grad_accum, global_batch, seq_len, params, device, precision).
-    `device`: auto|cpu|cuda|cuda:N (toto_robot/compute.py; under torchrun each rank's own GPU).
+    `device`: auto|cpu|cuda|cuda:N (toto_robot/compute.py; under torchrun each rank's own GPU), resolved here
+    unless the caller already joined the group: then it passes its `dist_info` (resolved device and group, used
+    as they are, once) and leaves the group itself.
     `frame_tokens` (tokens a frame, g*g) marks the frames in the validation loss by position
     (pretrain/metrics.py, val_positions.json and .png). `code_values` (K, d), each code's quantized
     FSQ latent, is what cfg.code_embedding="fsq" starts the code rows from.
     """
     if cfg.code_embedding == "fsq" and (code_values is None or model_config.patch_dim is not None):
         raise ValueError("train.code_embedding=fsq needs an FSQ tokenizer's codes (tokenizer=fsq); use train.code_embedding=normal")
-    info = distributed.setup(device)
+    info = dist_info or distributed.setup(device)
+    joined_here = dist_info is None  # a caller's group (the pipeline's) is the caller's to leave
     try:
-        summary = _train(model_config, train_sets, val_sets, cfg, Path(out_dir), init_weights, patchify, info, frame_tokens,
-                         code_values)
+        summary = Trainer(model_config, train_sets, val_sets, cfg, Path(out_dir), info, init_weights, patchify, frame_tokens,
+                          code_values).run()
     except BaseException:
-        distributed.teardown(info, meet=False)
+        if joined_here:
+            distributed.teardown(info, meet=False)
         raise
-    distributed.teardown(info)
+    if joined_here:
+        distributed.teardown(info)
     return summary
 
 
-def _train(model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, init_weights, patchify, info,
-           frame_tokens: int | None = None, code_values: torch.Tensor | None = None) -> dict:
-    wall_start = time.perf_counter()
-    compute = resolve(info.device, cfg.precision)
-    if info.is_main:
-        compute.announce("train")
-    probe = TokenBatches(train_sets, seed=cfg.seed, micro_batch=1, grad_accum=1)
-    objective = _objective(model_config, probe, patchify)
-    seq_len = objective.seq_len
-    if seq_len > getattr(model_config, "max_seq_len", seq_len):
-        kind = "patch" if probe.pixels else "token"
-        raise ValueError(f"{kind} rows hold {seq_len} tokens but the model's max_seq_len is {model_config.max_seq_len}: "
-                         f"set max_seq_len >= {seq_len}")
-    grad_accum = cfg.grad_accum or max(1, round(cfg.batch_tokens / (cfg.micro_batch * seq_len * info.world_size)))
-    batches = TokenBatches(train_sets, seed=cfg.seed, micro_batch=cfg.micro_batch, grad_accum=grad_accum, world_size=info.world_size)
-    step_tokens = batches.global_batch * seq_len
-    # per source (named by its shard directory, tokens/<source>/val): the overall figure mixes
-    # sources of very different difficulty, so each one is logged too
-    val_groups = {}
-    for i, val_set in enumerate(val_sets):
-        name = _set_name(val_set, i)
-        val_groups[name if name not in val_groups else f"{name}{i}"] = validation_batches([val_set], cfg.micro_batch, cfg.val_batches)
-    val = [rows for group in val_groups.values() for rows in group]
-    if any(is_pixels(rows.shape[1:]) != probe.pixels for rows in val):
-        raise ValueError(f"validation sets must hold {'pixel' if probe.pixels else 'token'} rows like the train sets")
+class Trainer:
+    """One training run (torchtitan's shape): the constructor lays out data, model and optimizer; `resume`
+    loads the latest checkpoint; `step`, `validate` and `save` are one global step, one validation and
+    one checkpoint; `run` loops them and returns the summary. `train()` is the way in."""
 
-    torch.manual_seed(cfg.seed)  # same initial weights on every rank and in every rerun
-    model = build_model(model_config)
-    if init_weights is not None:
-        load_init_weights(model, init_weights)
-    elif cfg.code_embedding == "fsq":
-        start_code_rows(model, code_values, cfg.seed)
-    model.to(info.device)
-    model.checkpoint_blocks = cfg.activation_checkpointing
-    n_params = sum(p.numel() for p in model.parameters())
-    strategy = distributed.resolve_strategy(cfg.strategy, n_params, info.world_size)
-    wrapped = distributed.wrap(model, strategy, info, compute.precision)
-    forward_model = torch.compile(wrapped) if cfg.compile else wrapped
-    fused = {"fused": True} if info.device.type == "cuda" else {}  # one kernel for all parameters
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **fused)
-    token_flops = sizing.flops_per_token(model_config, seq_len)
-    peak = sizing.peak_tflops(info.device, compute.precision, cfg.peak_tflops)
+    def __init__(self, model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, info,
+                 init_weights=None, patchify=None, frame_tokens: int | None = None, code_values: torch.Tensor | None = None):
+        self.wall_start = time.perf_counter()
+        self.model_config, self.cfg, self.out_dir, self.info, self.frame_tokens = model_config, cfg, out_dir, info, frame_tokens
+        self.compute = resolve(info.device, cfg.precision)
+        if info.is_main:
+            self.compute.announce("train")
+        self._lay_out_data(train_sets, val_sets, patchify)
+        self._build(init_weights, code_values)
+        self.start_step, self.tokens_seen, self.loss, self.resumed_from = 0, 0, float("nan"), None
+        self.writer = checkpoints.BackgroundWriter()
 
-    def lr_of(step: int) -> float:
+    def _lay_out_data(self, train_sets, val_sets, patchify) -> None:
+        cfg, info = self.cfg, self.info
+        probe = TokenBatches(train_sets, seed=cfg.seed, micro_batch=1, grad_accum=1)
+        self.objective = _objective(self.model_config, probe, patchify)
+        self.seq_len = seq_len = self.objective.seq_len
+        if seq_len > getattr(self.model_config, "max_seq_len", seq_len):
+            kind = "patch" if probe.pixels else "token"
+            raise ValueError(f"{kind} rows hold {seq_len} tokens but the model's max_seq_len is {self.model_config.max_seq_len}: "
+                             f"set max_seq_len >= {seq_len}")
+        self.grad_accum = cfg.grad_accum or max(1, round(cfg.batch_tokens / (cfg.micro_batch * seq_len * info.world_size)))
+        self.batches = TokenBatches(train_sets, seed=cfg.seed, micro_batch=cfg.micro_batch, grad_accum=self.grad_accum,
+                                    world_size=info.world_size)
+        self.step_tokens = self.batches.global_batch * seq_len
+        # per source (named by its shard directory, tokens/<source>/val): the overall figure mixes
+        # sources of very different difficulty, so each one is logged too
+        self.val_groups = {}
+        for i, val_set in enumerate(val_sets):
+            name = _set_name(val_set, i)
+            self.val_groups[name if name not in self.val_groups else f"{name}{i}"] = validation_batches(
+                [val_set], cfg.micro_batch, cfg.val_batches)
+        self.val = [rows for group in self.val_groups.values() for rows in group]
+        if any(is_pixels(rows.shape[1:]) != probe.pixels for rows in self.val):
+            raise ValueError(f"validation sets must hold {'pixel' if probe.pixels else 'token'} rows like the train sets")
+
+    def _build(self, init_weights, code_values) -> None:
+        cfg, info = self.cfg, self.info
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank and in every rerun
+        model = build_model(self.model_config)
+        if init_weights is not None:
+            load_init_weights(model, init_weights)
+        elif cfg.code_embedding == "fsq":
+            start_code_rows(model, code_values, cfg.seed)
+        model.to(info.device)
+        model.checkpoint_blocks = cfg.activation_checkpointing
+        self.model, self.n_params = model, sum(p.numel() for p in model.parameters())
+        self.strategy = distributed.resolve_strategy(cfg.strategy, self.n_params, info.world_size)
+        self.wrapped = distributed.wrap(model, self.strategy, info, self.compute.precision)
+        self.forward_model = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+        fused = {"fused": True} if info.device.type == "cuda" else {}  # one kernel for all parameters
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                           **fused)
+        self.token_flops = sizing.flops_per_token(self.model_config, self.seq_len)
+        self.peak = sizing.peak_tflops(info.device, self.compute.precision, cfg.peak_tflops)
+
+    def lr_of(self, step: int) -> float:
+        cfg = self.cfg
         return lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio)
 
-    start_step, tokens_seen, loss, resumed_from = 0, 0, float("nan"), None
-    latest = checkpoints.latest_checkpoint(out_dir) if cfg.resume else None
-    if latest is not None:
+    def resume(self) -> Path | None:
+        """Load the latest checkpoint in out_dir, if any (and cfg.resume); its path."""
+        latest = checkpoints.latest_checkpoint(self.out_dir) if self.cfg.resume else None
+        if latest is None:
+            return None
+        info = self.info
         # every rank checks the config; under FSDP only rank 0 reads the tensors and broadcasts them
-        reads = strategy != "fsdp" or info.is_main
-        model_state, state = checkpoints.load_checkpoint(latest, model_config.to_dict(), tensors=reads)
-        distributed.load_full_state(model, optimizer, model_state, state.get("optimizer", {}), strategy)
+        reads = self.strategy != "fsdp" or info.is_main
+        model_state, state = checkpoints.load_checkpoint(latest, self.model_config.to_dict(), tensors=reads)
+        distributed.load_full_state(self.model, self.optimizer, model_state, state.get("optimizer", {}), self.strategy)
         small = ("step", "tokens_seen", "loss", "rng")
         state = distributed.broadcast_object({k: state[k] for k in small} if info.is_main else None, info)
-        start_step, tokens_seen, loss, resumed_from = state["step"], state["tokens_seen"], state["loss"], str(latest)
+        self.start_step, self.tokens_seen, self.loss, self.resumed_from = state["step"], state["tokens_seen"], state["loss"], str(latest)
         torch.set_rng_state(state["rng"]["torch"])
         if torch.cuda.is_available() and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], info.device)
+        return latest
 
-    writer = checkpoints.BackgroundWriter()
+    def step(self, step: int) -> tuple[float, float]:
+        """One global step (every micro-batch of every rank) at the schedule's lr: (loss, grad norm)."""
+        lr = self.lr_of(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        micro = [self.batches.micro_batch_tokens(step, m, self.info.rank) for m in range(self.grad_accum)]
+        self.loss, grad_norm = _global_step(self.forward_model, self.wrapped, self.model, self.optimizer, micro, self.cfg,
+                                            self.strategy, self.info, self.objective, self.compute)
+        self.tokens_seen += self.step_tokens
+        return self.loss, grad_norm
 
-    def save(step: int) -> Path:
-        model_state, optim_state = distributed.full_state(model, optimizer)  # collective: all ranks
+    def save(self, step: int) -> Path:
+        """Checkpoint after `step` (a collective: every rank calls it; rank 0 writes in the background)."""
+        cfg, info = self.cfg, self.info
+        model_state, optim_state = distributed.full_state(self.model, self.optimizer)  # collective: all ranks
         if info.is_main:
             cuda_rng = torch.cuda.get_rng_state(info.device) if torch.cuda.is_available() else None
             state = {
-                "step": step, "tokens_seen": tokens_seen, "loss": loss, "optimizer": optim_state,
+                "step": step, "tokens_seen": self.tokens_seen, "loss": self.loss, "optimizer": optim_state,
                 "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng},
-                "scheduler": {"kind": "warmup_cosine", "next_lr": lr_of(step)},  # a pure function of the step
-                "train_config": dataclasses.asdict(cfg), "model_config": model_config.to_dict(),
-                "world_size": info.world_size, "global_batch": batches.global_batch,
+                "scheduler": {"kind": "warmup_cosine", "next_lr": self.lr_of(step)},  # a pure function of the step
+                "train_config": dataclasses.asdict(cfg), "model_config": self.model_config.to_dict(),
+                "world_size": info.world_size, "global_batch": self.batches.global_batch,
             }
             if info.device.type == "cpu":  # the state dicts alias the live weights: copy before training moves on
                 model_state, state = checkpoints.host_copy(model_state), checkpoints.host_copy(state)
             # (on a GPU full_state's cpu_offload already made host copies: no second 14 GB copy at 1b)
-            writer.submit(checkpoints.save_checkpoint, out_dir, step, model_state, model_config.to_dict(), state,
-                          cfg.keep_checkpoints)
-        return checkpoints.checkpoints_dir(out_dir) / f"step_{step:07d}"
+            self.writer.submit(checkpoints.save_checkpoint, self.out_dir, step, model_state, self.model_config.to_dict(), state,
+                               cfg.keep_checkpoints)
+        return checkpoints.checkpoints_dir(self.out_dir) / f"step_{step:07d}"
 
-    def validate(step: int) -> dict:
+    def validate(self, step: int) -> dict:
         """{"val_loss": target-weighted mean over all sets, "val_loss/<source>": each set's}; also
         writes each set's loss by position (rank 0)."""
+        info, objective, fsdp = self.info, self.objective, self.strategy == "fsdp"
         losses, counts, positions = {}, {}, {}
-        for name, group in val_groups.items():
+        for name, group in self.val_groups.items():
             counts[name] = sum(objective.targets(rows) for rows in group)
             if objective.positional:  # the mean comes from the per-position losses: one forward serves both
-                losses[name], positions[name] = evaluate_by_position(model, group, info, compute, strategy == "fsdp", objective)
+                losses[name], positions[name] = evaluate_by_position(self.model, group, info, self.compute, fsdp, objective)
             else:
-                losses[name] = evaluate(model, group, info, compute, pad_ranks=strategy == "fsdp", objective=objective)
+                losses[name] = evaluate(self.model, group, info, self.compute, pad_ranks=fsdp, objective=objective)
         if info.is_main and objective.positional:
-            write_positions(out_dir, step, frame_tokens, positions)
+            write_positions(self.out_dir, step, self.frame_tokens, positions)
         total = sum(counts.values())
         overall = sum(losses[n] * counts[n] for n in losses) / total if total else float("nan")
         return {"val_loss": overall, **({f"val_loss/{n}": v for n, v in losses.items()} if len(losses) > 1 else {})}
 
-    from tqdm import tqdm
-
-    logger = MetricsLogger(out_dir, enabled=info.is_main, resume_step=start_step)
-    bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
-               disable=not (cfg.progress and info.is_main))
-    val_loss, ckpt_dir = float("nan"), latest
-    train_time = window_time = 0.0
-    window_tokens = 0
-    model.train()
-    step = start_step
-    try:
-        for step in range(start_step, cfg.steps):
-            t0 = time.perf_counter()
-            lr = lr_of(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            micro = [batches.micro_batch_tokens(step, m, info.rank) for m in range(grad_accum)]
-            loss, grad_norm = _global_step(forward_model, wrapped, model, optimizer, micro, cfg, strategy, info, objective, compute)
-            done, tokens_seen = step + 1, tokens_seen + step_tokens
-            elapsed = time.perf_counter() - t0
-            train_time, window_time, window_tokens = train_time + elapsed, window_time + elapsed, window_tokens + step_tokens
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"training loss is {loss} at step {done}: lower lr or use precision=fp32; "
-                                         f"rerun to resume from the last checkpoint in {out_dir}")
-            last = done == cfg.steps
-            validating = bool(val) and _due(done, cfg.val_every, last)
-            val_record = validate(done) if validating else {}
-            val_loss = val_record.get("val_loss", val_loss)
-            if validating or _due(done, cfg.log_every, last):
-                record = {"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": tokens_seen,
-                          "tokens_per_s": window_tokens / max(window_time, 1e-9),
-                          **_efficiency(token_flops * window_tokens, window_time, info, peak)}
-                logger.log({**record, **val_record})
-                window_time, window_tokens = 0.0, 0
-            if validating or last:
-                logger.plot()
-            if _due(done, cfg.ckpt_every, last):
-                ckpt_dir = save(done)
-            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{step_tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
-            bar.update(1)
-        if start_step >= cfg.steps and val:  # nothing left to train: report the checkpoint's validation loss
-            val_loss = validate(start_step)["val_loss"]
-    except KeyboardInterrupt:
-        raise Interrupted(f"at step {step} of {cfg.steps} (checkpoints in {out_dir / 'checkpoints'})") from None
-    finally:
-        bar.close()
-        logger.close()
-        writer.wait()  # the last checkpoint is on disk before train() returns (or its write error is raised)
-    trained = max(0, cfg.steps - start_step) * step_tokens
-    return {
-        "steps": max(cfg.steps, start_step), "final_train_loss": loss, "final_val_loss": val_loss,
-        "tokens_seen": tokens_seen, "tokens_per_s": trained / train_time if train_time else 0.0,
-        "checkpoint_dir": str(ckpt_dir) if ckpt_dir else None, "wall_time_s": time.perf_counter() - wall_start,
-        "resumed_from": resumed_from, "strategy": strategy, "world_size": info.world_size, "grad_accum": grad_accum,
-        "global_batch": batches.global_batch, "seq_len": seq_len, "params": n_params,
-        "device": str(info.device), "precision": compute.precision,
-    }
+    def run(self) -> dict:
+        """Resume, train to cfg.steps with logging, validation and checkpoints on their schedules; the summary."""
+        cfg, info = self.cfg, self.info
+        latest = self.resume()
+        start_step = self.start_step
+        logger = MetricsLogger(self.out_dir, enabled=info.is_main, resume_step=start_step)
+        bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (cfg.progress and info.is_main))
+        val_loss, ckpt_dir = float("nan"), latest
+        train_time = window_time = 0.0
+        window_tokens = 0
+        self.model.train()
+        step = start_step
+        try:
+            for step in range(start_step, cfg.steps):
+                t0 = time.perf_counter()
+                loss, grad_norm = self.step(step)
+                done = step + 1
+                elapsed = time.perf_counter() - t0
+                train_time, window_time, window_tokens = train_time + elapsed, window_time + elapsed, window_tokens + self.step_tokens
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"training loss is {loss} at step {done}: lower lr or use precision=fp32; "
+                                             f"rerun to resume from the last checkpoint in {self.out_dir}")
+                last = done == cfg.steps
+                validating = bool(self.val) and _due(done, cfg.val_every, last)
+                val_record = self.validate(done) if validating else {}
+                val_loss = val_record.get("val_loss", val_loss)
+                if validating or _due(done, cfg.log_every, last):
+                    record = {"step": done, "loss": loss, "lr": self.lr_of(step), "grad_norm": grad_norm,
+                              "tokens_seen": self.tokens_seen, "tokens_per_s": window_tokens / max(window_time, 1e-9),
+                              **_efficiency(self.token_flops * window_tokens, window_time, info, self.peak)}
+                    logger.log({**record, **val_record})
+                    window_time, window_tokens = 0.0, 0
+                if validating or last:
+                    logger.plot()
+                if _due(done, cfg.ckpt_every, last):
+                    ckpt_dir = self.save(done)
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{self.step_tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
+                bar.update(1)
+            if start_step >= cfg.steps and self.val:  # nothing left to train: report the checkpoint's validation loss
+                val_loss = self.validate(start_step)["val_loss"]
+        except KeyboardInterrupt:
+            raise Interrupted(f"at step {step} of {cfg.steps} (checkpoints in {self.out_dir / 'checkpoints'})") from None
+        finally:
+            bar.close()
+            logger.close()
+            self.writer.wait()  # the last checkpoint is on disk before train() returns (or its write error is raised)
+        trained = max(0, cfg.steps - start_step) * self.step_tokens
+        return {
+            "steps": max(cfg.steps, start_step), "final_train_loss": self.loss, "final_val_loss": val_loss,
+            "tokens_seen": self.tokens_seen, "tokens_per_s": trained / train_time if train_time else 0.0,
+            "checkpoint_dir": str(ckpt_dir) if ckpt_dir else None, "wall_time_s": time.perf_counter() - self.wall_start,
+            "resumed_from": self.resumed_from, "strategy": self.strategy, "world_size": info.world_size,
+            "grad_accum": self.grad_accum, "global_batch": self.batches.global_batch, "seq_len": self.seq_len,
+            "params": self.n_params, "device": str(info.device), "precision": self.compute.precision,
+        }

@@ -26,9 +26,14 @@ def make_mae_dir(path: Path, seed: int = 0, **config) -> Path:
     return path
 
 
-def test_three_quarters_of_each_frame_are_masked_and_only_they_are_scored():
+def tiny_mae() -> MAE:
+    """The TINY MAE with seed-0 weights."""
     torch.manual_seed(0)
-    model = MAE(MAEConfig(**TINY))
+    return MAE(MAEConfig(**TINY))
+
+
+def test_three_quarters_of_each_frame_are_masked_and_only_they_are_scored():
+    model = tiny_mae()
     patches = torch.randn(5, 16, 192)
     torch.manual_seed(1)
     out = model(patches)
@@ -40,8 +45,7 @@ def test_three_quarters_of_each_frame_are_masked_and_only_they_are_scored():
 
 def test_the_encoder_never_sees_a_masked_patch():
     """Same mask (same RNG), masked patches replaced by noise: every prediction is unchanged."""
-    torch.manual_seed(0)
-    model = MAE(MAEConfig(**TINY))
+    model = tiny_mae()
     patches = torch.randn(3, 16, 192)
     torch.manual_seed(7)
     first = model(patches)
@@ -69,8 +73,7 @@ def test_export_round_trips_through_load_encoder_with_mvps_cls_feature(tmp_path)
     encoder = toto_robot.load_encoder(path, layer=-1, dtype="fp32")
     assert isinstance(encoder, MAEEncoder) and encoder.pool == "cls" and encoder.feature_dim == 32
     frames = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    torch.manual_seed(0)
-    model = MAE(MAEConfig(**TINY))
+    model = tiny_mae()
     patches = load_tokenizer("patch").encode(torch.from_numpy(frames)).flatten(1, 2)
     assert torch.allclose(encoder(frames), model.hidden(patches)[:, 0], atol=1e-5)  # the CLS token, all blocks
     mid = toto_robot.load_encoder(path, layer="mid", pool="grid2", dtype="fp32")

@@ -41,10 +41,10 @@ def study_config(out: Path, sizes: list[str], tokens_per_param: float = 0.02):
 
 
 def test_an_interrupted_family_resumes_its_unfinished_sizes_and_fits(tiny_family, tmp_path, monkeypatch):
-    import pretrain.train
+    import pretrain.scaling
 
     cfg = study_config(tmp_path, tiny_family)
-    real_train, trained = pretrain.train.train, []
+    real_train, trained = pretrain.scaling.train, []
 
     def train(model_config, *args, **kwargs):
         trained.append(model_config.dim)
@@ -52,7 +52,7 @@ def test_an_interrupted_family_resumes_its_unfinished_sizes_and_fits(tiny_family
             raise KeyboardInterrupt  # stopped during the second size
         return real_train(model_config, *args, **kwargs)
 
-    monkeypatch.setattr(pretrain.train, "train", train)
+    monkeypatch.setattr(pretrain.scaling, "train", train)  # the name scaling.py calls
     with pytest.raises(KeyboardInterrupt):
         scaling.run_scaling(cfg)
     assert (tmp_path / "sizes/t1/size.json").is_file() and not (tmp_path / "sizes/t2/size.json").exists()

@@ -18,7 +18,8 @@ from pretrain.batches import TokenBatches, validation_batches
 from pretrain.metrics import read_jsonl
 from pretrain.schedule import lr_at
 from pretrain.shards import ShardSet
-from pretrain.train import TrainConfig, train
+from pretrain import distributed
+from pretrain.train import Trainer, TrainConfig, train
 from tests.pretrain.train_worker import QUICK_TRAIN, ROOT, TINY_MODEL, WORKER, make_data, run_inline, worker_env, write_spec
 from toto_robot.checkpoint import CheckpointError, load_weights
 
@@ -173,3 +174,25 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(data, tmp_path):
     final, _ = load_weights(tmp_path / "run/checkpoints/step_0000030", "toto")
     expected, _ = load_weights(tmp_path / "ref/checkpoints/step_0000030", "toto")
     assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def test_the_trainer_object_steps_saves_resumes_and_validates(data, tmp_path):
+    """Trainer's parts one by one, as train() runs them: a resumed trainer takes up the step, tokens and
+    weights the first one saved, and validates to the same loss."""
+    sets = [(ShardSet(data / "a"), 0.7), (ShardSet(data / "b"), 0.3)]
+    cfg = TrainConfig(**{**QUICK_TRAIN, "steps": 4})
+    info = distributed.setup("cpu")
+
+    def trainer() -> Trainer:
+        return Trainer(TotoConfig(**TINY_MODEL), sets, [ShardSet(data / "val")], cfg, tmp_path, info)
+
+    first = trainer()
+    assert first.resume() is None and first.start_step == 0
+    losses = [first.step(step)[0] for step in range(2)]
+    assert all(np.isfinite(losses)) and first.tokens_seen == 2 * first.step_tokens
+    saved = first.save(2)
+    first.writer.wait()
+    second = trainer()
+    assert second.resume() == saved and (second.start_step, second.tokens_seen, second.loss) == (2, first.tokens_seen, losses[-1])
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))
+    assert second.validate(2)["val_loss"] == pytest.approx(first.validate(2)["val_loss"], rel=1e-6)

@@ -1,7 +1,6 @@
 """Camera node on a video file (no /dev/video* here): rgb8 frames at the configured size; no camera -> exit 2."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import replace
@@ -24,8 +23,6 @@ from real.config import CameraConfig  # noqa: E402
 from real.nodes.camera import CameraNode, main  # noqa: E402
 
 DOMAIN = ros_domain("camera_node")
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
 """params/cube_pick.yaml loads into the typed schema; every bad key, type or range is one clear line."""
 import array
 import dataclasses
-import os
 import re
 
 import pytest
-from tests.real.ros import ros_domain  # noqa: E402
 import yaml
 
 from real.config import NODE_SCHEMAS, CubePickConfig, SafetyConfig, load_config, ros_parameters, section_from_parameters
@@ -146,9 +144,7 @@ def test_unreadable_files_are_one_line(tmp_path):
 def test_rclpy_accepts_the_file_with_the_schema_types():
     """Where rclpy is installed (the ROS venv): nodes declaring the schema defaults take the file."""
     pytest.importorskip("rclpy", reason="rclpy not installed (ROS 2 PyPI wheels, docs/design.md section 10)")
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ["ROS_DOMAIN_ID"] = str(ros_domain("config"))
-    import rclpy
+    import rclpy  # (the module's ROS domain and loopback discovery: tests/real/conftest.py)
     from rclpy.node import Node
 
     context = rclpy.Context()

@@ -41,8 +41,6 @@ from real.nodes.franka import FrankaBridge, FrankaNode, RobotError, RobotLost, R
 REPO = Path(__file__).resolve().parents[2]
 SIM_HOST, KILL_HOST = "127.0.0.81", "127.0.0.82"
 DOMAIN = ros_domain("franka_node")
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 
 
 @pytest.fixture(scope="module")

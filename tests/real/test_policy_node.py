@@ -1,9 +1,6 @@
 """Policy node with a tiny BC checkpoint (32 px random encoder): acts at ~10 Hz on fresh frames and
 joint states, exactly as load_robot_policy(...).act on the same inputs; stops acting when the frames
-stop; a missing checkpoint is one line, exit 2 (through `python -m real.nodes.policy`).
-
-Needs rclpy (PyPI ROS 2 wheels, docs/design.md section 10): skipped otherwise. Own rclpy Context and a
-ROS domain per run, so parallel runs do not meet.
+stop; a missing checkpoint is one line, exit 2 (through `python -m real.nodes.policy`). Needs rclpy: tests/real/conftest.py.
 """
 from __future__ import annotations
 
@@ -36,8 +33,6 @@ from tests.real.tiny_policy import tiny_bc_checkpoint, tiny_sim_checkpoint  # no
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = ros_domain("policy_node")
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +207,7 @@ def test_missing_checkpoint_or_encoder_is_one_line_exit_2(tmp_path, case, reques
     lines = [f"checkpoint: '{checkpoint}'"] + ([f"encoder: '{tmp_path / 'no_encoder'}'"] if case == "no_encoder" else [])
     params = tmp_path / "params.yaml"
     params.write_text("policy:\n  ros__parameters:\n" + "".join(f"    {line}\n" for line in lines))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROS_DOMAIN_ID": str(DOMAIN)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # ROS_DOMAIN_ID: tests/real/conftest.py
     done = subprocess.run([sys.executable, "-m", "real.nodes.policy", "--ros-args", "--params-file", str(params)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]

@@ -3,10 +3,7 @@ and a fake `~/guiding` service: an episode of ~1 s is ~10 samples of preprocesse
 widths with joint-delta actions and the success flag; guiding is asked on start and released on stop;
 discard and too-short episodes write nothing; numbering continues after existing files; a SIGKILLed
 recorder (`python -m real.nodes.recorder`) keeps the saved episode intact; an unwritable out_dir is
-one line, exit 2.
-
-Needs rclpy (PyPI ROS 2 wheels, docs/design.md section 10): skipped otherwise. Own rclpy Context and a
-ROS domain per run, so parallel runs do not meet.
+one line, exit 2. Needs rclpy: tests/real/conftest.py.
 """
 from __future__ import annotations
 
@@ -45,8 +42,6 @@ from toto_robot.demos import read_demo_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = ros_domain("recorder_node")
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
 RES = 32
 POOL = np.random.default_rng(0).integers(0, 256, (5, 480, 640, 3), dtype=np.uint8)  # the frames the camera cycles
 PREPROCESSED = [preprocess_frame(f, RES) for f in POOL]
@@ -206,7 +201,7 @@ def _digest(path: Path) -> str:
 
 def test_sigkill_mid_episode_keeps_saved_episodes(tmp_path):
     out = tmp_path / "demos"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROS_DOMAIN_ID": str(DOMAIN)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # ROS_DOMAIN_ID: tests/real/conftest.py
     proc = subprocess.Popen([sys.executable, "-m", "real.nodes.recorder", "--ros-args", "-p", f"out_dir:={out}",
                              "-p", f"resolution:={RES}", "-p", "guiding_service:=''"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -236,7 +231,7 @@ def test_sigkill_mid_episode_keeps_saved_episodes(tmp_path):
 
 def test_unwritable_out_dir_is_one_line_exit_2(tmp_path):
     (tmp_path / "file").write_text("not a directory")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROS_DOMAIN_ID": str(DOMAIN)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # ROS_DOMAIN_ID: tests/real/conftest.py
     done = subprocess.run([sys.executable, "-m", "real.nodes.recorder", "--ros-args", "-p",
                            f"out_dir:={tmp_path / 'file' / 'demos'}"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=60)
