@@ -35,7 +35,7 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import shutil  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass, field, fields  # noqa: E402
 from typing import Dict, List, Optional  # noqa: E402
 
 import hydra  # noqa: E402
@@ -44,7 +44,8 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
-from sim.policy_config import EVAL_EPISODES, AlgoSettings, TrainPolicyConfig, check_choices  # noqa: E402
+from sim.policy_config import EVAL_EPISODES, TrainPolicyConfig, check_choices  # noqa: E402
+from sim.trainers import DaggerSettings, trainer_of  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 from policies.curves import wilson_interval  # noqa: E402
@@ -63,10 +64,10 @@ class CompareConfig:
     seeds: list = field(default_factory=lambda: [0])
     pools: list = field(default_factory=lambda: [EncoderSpec.pool])  # grid4; avg is the paper's protocol; cls (MAE only)
     layers: list = field(default_factory=lambda: [EncoderSpec.layer])  # "mid", fractions or block indices (Fig. 8)
-    algo: str = "dagger"
-    # every run's budget: train_policy.py's defaults (AlgoSettings, TrainPolicyConfig), unless set here
-    rounds: int = AlgoSettings.rounds
-    steps_per_round: int = AlgoSettings.steps_per_round
+    algo: str = "dagger"  # sim/trainers.py: a trainer without rounds (ppo) ignores the two below
+    # every run's budget: train_policy.py's defaults (DaggerSettings, TrainPolicyConfig), unless set here
+    rounds: int = DaggerSettings.rounds
+    steps_per_round: int = DaggerSettings.steps_per_round
     num_envs: int = TrainPolicyConfig.num_envs
     eval_episodes: int = TrainPolicyConfig.eval_episodes  # pure-student episodes after every round (the curves)
     episodes: int = EVAL_EPISODES  # final evaluation of every run (eval_policy.py, its held-out seeds)
@@ -158,6 +159,7 @@ def check(cfg: CompareConfig) -> None:
                 raise ValueError("pools=[cls]: the CLS token is the MAE's; Toto has none (use avg or grid<k>)")
         else:
             make_pool(str(pool), 8)
+    trainer_of(cfg.algo)
     for arg in cfg.extra:
         key = str(arg).lstrip("+").partition("=")[0]
         if key in ("task", "encoder", "seed", "out", "algo") or key in ("encoder.pool", "encoder.layer", "encoder.path"):
@@ -174,9 +176,11 @@ def encoder_path(cfg: CompareConfig, cell: Cell) -> str:
 def train_args(cfg: CompareConfig, cell: Cell, out: Path) -> list[str]:
     encoder = [] if cell.encoder == "state" else [
         f"encoder.path={encoder_path(cfg, cell)}", f"encoder.pool={cell.pool}", f"encoder.layer={cell.layer}"]
-    return [f"task={cell.task}", f"encoder={kind_of(cfg, cell.encoder)}", f"seed={cell.seed}", f"algo={cfg.algo}",
-            f"algo.rounds={cfg.rounds}",
-            f"algo.steps_per_round={cfg.steps_per_round}", f"num_envs={cfg.num_envs}",
+    settings = {f.name for f in fields(trainer_of(cfg.algo).settings)}
+    budget = [f"algo.{key}={value}" for key, value in (("rounds", cfg.rounds), ("steps_per_round", cfg.steps_per_round))
+              if key in settings]
+    return [f"task={cell.task}", f"encoder={kind_of(cfg, cell.encoder)}", f"seed={cell.seed}", f"algo={cfg.algo}", *budget,
+            f"num_envs={cfg.num_envs}",
             f"eval_episodes={cfg.eval_episodes}", *encoder, f"out={out}", "progress=false", *map(str, cfg.extra)]
 
 

@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 from policies.curves import wilson_interval  # noqa: E402
 from sim.tasks import EnvOptions  # noqa: E402
 from policies.configuration import EncoderSpec  # noqa: E402
-from sim.policy_config import AlgoSettings, EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
+from sim.policy_config import EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
+from sim.trainers import settings_from_saved  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 import sim  # noqa: E402
@@ -61,7 +62,7 @@ def load_run(run: Path) -> tuple[TrainPolicyConfig, object]:
         raise ValueError(f"{run} holds no policy.json: pass run=<a directory written by python sim/train_policy.py>")
 
     saved = read_fields(json.loads((run / "policy.json").read_text()), TrainPolicyConfig, f"{run / 'policy.json'}", "settings")
-    cfg = TrainPolicyConfig(**{**saved, "algo": AlgoSettings(**saved["algo"]), "encoder": EncoderSpec(**saved["encoder"]),
+    cfg = TrainPolicyConfig(**{**saved, "algo": settings_from_saved(saved["algo"]), "encoder": EncoderSpec(**saved["encoder"]),
                                "env": EnvOptions(**saved.get("env", {}))})
     return cfg, Policy.from_pretrained(run)
 

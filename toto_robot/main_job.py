@@ -31,14 +31,15 @@ from toto_robot.lock import run_lock
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from sim.policy_config import EVAL_EPISODES, AlgoSettings, TrainPolicyConfig  # (lazy: gymnasium, hydra, stable_baselines3, torch)
+    from sim.policy_config import EVAL_EPISODES, TrainPolicyConfig  # (lazy: gymnasium, hydra, stable_baselines3, torch)
+    from sim.trainers import DaggerSettings  # (lazy: as above)
 
     parser = argparse.ArgumentParser(prog="python -m toto_robot.main_job", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="runs/main", help="where the policy run, evaluation and REPORT.md go")
     parser.add_argument("--pretrain-out", default=PRETRAIN_OUT, help="pretrain/run.py's out (its encoder/ is used)")
     parser.add_argument("--task", default="franka_pick", help="sim task of the policy")
-    policy, algo = TrainPolicyConfig(), AlgoSettings()  # the defaults of `python sim/train_policy.py`: one source
+    policy, algo = TrainPolicyConfig(), DaggerSettings()  # the defaults of `python sim/train_policy.py`: one source
     parser.add_argument("--pool", default=policy.encoder.pool,
                         help="pooling of the mid-layer tokens: avg is the paper's protocol; grid4 (4x4 regional averages) "
                              "keeps where the cube is, which avg loses with a RoPE-only model (see README, Policies)")

@@ -25,11 +25,12 @@ def tiny_sim_checkpoint(tmp: Path) -> Path:
     """A franka_pick policy from `python sim/train_policy.py`'s train(): BC on 40 steps of wrist pixels
     through a 32 px random encoder; returns the run directory."""
     from sim.policy_config import TrainPolicyConfig
+    from sim.trainers import BCSettings
     from sim.train_policy import train as train_sim
 
     encoder = make_encoder_dir(tmp / "encoder")
     cfg = TrainPolicyConfig(encoder=EncoderSpec(kind="toto", path=str(encoder), dtype=None, pool="avg"), eval_episodes=0,
                             videos=0, num_envs=1, out=str(tmp / "sim_run"), progress=False)
-    cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 40, 1
+    cfg.algo = BCSettings(steps_per_round=40, epochs=1)
     train_sim(cfg)
     return tmp / "sim_run"

@@ -7,13 +7,15 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from policies.curves import wilson_interval
 from policies import EncoderSpec
-from sim.policy_config import AlgoSettings, TrainPolicyConfig
+from sim.policy_config import TrainPolicyConfig, check_choices
+from sim.trainers import BCSettings, DaggerSettings, PPOSettings
 from sim.train_policy import train
 from tests.cli_errors import one_line_error
 
@@ -130,7 +132,7 @@ def test_pixel_encoders_train_in_process(tmp_path, name):
     path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
     cfg = TrainPolicyConfig(encoder=EncoderSpec(kind=name, path=str(path), dtype=None, pool="avg"), eval_episodes=0, videos=0,
                             num_envs=1, out=str(tmp_path / "run"), progress=False)
-    cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 40, 1
+    cfg.algo = BCSettings(steps_per_round=40, epochs=1)
     summary = train(cfg)
     assert summary["rounds"] == 1 and summary["env_steps"] == 40 and summary["eval_success_rate"] is None
     actor = json.loads((tmp_path / "run" / "model.json").read_text())["config"]
@@ -163,24 +165,21 @@ def test_typed_command_defaults_are_the_main_jobs_protocol():
 
 
 def test_algorithm_defaults_have_one_source():
-    """AlgoSettings, the algo groups and compare.py take their defaults from DaggerConfig and PPOConfig."""
+    """Each trainer's settings, and compare.py, take their defaults from DaggerConfig and PPOConfig."""
     from dataclasses import asdict
-
-    import yaml
 
     from policies import DaggerConfig
     from policies.ppo import PPOConfig
     from sim.compare import CompareConfig
 
-    settings = asdict(AlgoSettings())
-    for source in (asdict(DaggerConfig()), asdict(PPOConfig())):
-        shared = set(settings) & set(source) - {"algo"}
-        assert shared and {k: settings[k] for k in shared} == {k: source[k] for k in shared}
-    assert AlgoSettings().dagger_config(seed=3) == DaggerConfig(seed=3)
+    for settings, source in ((DaggerSettings(), DaggerConfig()), (BCSettings(), DaggerConfig()), (PPOSettings(), PPOConfig())):
+        mine, theirs = asdict(settings), asdict(source)
+        shared = set(mine) & set(theirs) - {"algo"}
+        assert shared and {k: mine[k] for k in shared} == {k: theirs[k] for k in shared}
+    assert DaggerSettings().config(seed=3) == DaggerConfig(seed=3)
+    assert BCSettings().config(seed=3) == DaggerConfig(algo="bc", rounds=1, seed=3)
     compare = CompareConfig()
     assert (compare.rounds, compare.steps_per_round, compare.num_envs) == (DaggerConfig.rounds, DaggerConfig.steps_per_round, 16)
-    for group in ("dagger", "bc", "ppo"):  # the group files only name the algorithm
-        assert set(yaml.safe_load((ROOT / "sim" / "conf" / "algo" / f"{group}.yaml").read_text())) == {"name"}
 
 
 def test_ppo_trains_in_process(tmp_path):
@@ -188,7 +187,7 @@ def test_ppo_trains_in_process(tmp_path):
     from sim.eval_policy import load_run
 
     cfg = TrainPolicyConfig(encoder=EncoderSpec(kind="state"), num_envs=2, videos=0, out=str(tmp_path / "run"), progress=False)
-    cfg.algo.name, cfg.algo.total_timesteps, cfg.algo.n_steps, cfg.algo.epochs, cfg.algo.stats_steps = "ppo", 256, 64, 2, 8
+    cfg.algo = PPOSettings(total_timesteps=256, n_steps=64, epochs=2, stats_steps=8)
     summary = train(cfg)
     assert summary["rounds"] == 2 and summary["env_steps"] == 256
     rows = read_metrics(tmp_path / "run")
@@ -206,7 +205,7 @@ def test_env_options_pass_through_to_training_and_evaluation(tmp_path):
 
     cfg = TrainPolicyConfig(encoder=EncoderSpec(kind="state"), eval_episodes=0, videos=0, out=str(tmp_path / "run"),
                             num_envs=1, progress=False)
-    cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 100, 1
+    cfg.algo = BCSettings(steps_per_round=100, epochs=1)
     cfg.env.episode_seconds = 1.0
     cfg.env.terminate_on_success = False
     assert train(cfg)["env_steps"] == 100
@@ -230,7 +229,7 @@ def test_evaluation_checks_the_export_the_policy_was_trained_on(tmp_path):
     run = tmp_path / "run"
     cfg = TrainPolicyConfig(encoder=EncoderSpec(kind="toto", path=str(path), dtype="fp32", pool="avg"), eval_episodes=0,
                             videos=0, num_envs=1, out=str(run), progress=False)
-    cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 40, 1
+    cfg.algo = BCSettings(steps_per_round=40, epochs=1)
     train(cfg)
     spec = json.loads((run / "model.json").read_text())["config"]["encoder"]
     assert spec["path"] == str(path.resolve()) and spec["fingerprint"] == fingerprint(path) and spec["precision"] == "fp32"
@@ -266,7 +265,7 @@ def test_a_bf16_trained_policy_acts_alike_on_an_fp32_host(tmp_path):
     path = make_encoder_dir(tmp_path / "enc")  # 32 px frames
     cfg = TrainPolicyConfig(encoder=EncoderSpec(kind="toto", path=str(path), dtype="bf16", pool="grid2"), eval_episodes=0,
                             videos=0, num_envs=1, out=str(tmp_path / "run"), progress=False)
-    cfg.algo.name, cfg.algo.steps_per_round, cfg.algo.epochs = "bc", 120, 3
+    cfg.algo = BCSettings(steps_per_round=120, epochs=3)
     train(cfg)
     assert json.loads((tmp_path / "run" / "model.json").read_text())["config"]["encoder"]["precision"] == "bf16"
     bf16, fp32 = (Policy.from_pretrained(tmp_path / "run", dtype=d, device="cpu") for d in ("bf16", "fp32"))
@@ -277,3 +276,58 @@ def test_a_bf16_trained_policy_acts_alike_on_an_fp32_host(tmp_path):
         gaps.append(float(np.abs(bf16.select_action(obs) - fp32.select_action(obs)).max()))
     env.close()
     assert max(gaps) < 0.05, gaps
+
+
+@dataclass
+class ToySettings:
+    """A trainer's settings as a newcomer would add them (the `algo=toy` node)."""
+
+    name: str = "toy"
+    steps: int = 3
+    bound: str = "clip"
+
+
+def test_a_registered_trainer_runs_through_train_policy(tmp_path):
+    """Adding a trainer is its settings, its run function and one table entry (sim/trainers.register):
+    `algo=toy` then composes, is checked and runs through sim/train_policy.py with no other change."""
+    from hydra import compose, initialize_config_dir
+
+    import sim.train_policy as train_policy
+    from sim import trainers
+    from toto_robot.cli import conf_dir, settings
+
+    seen = []
+
+    def toy_run(cfg, out, provider, options, template):
+        seen.append((cfg.algo.steps, template.bound, type(provider).__name__))
+        return {"out": str(out), "rounds": 1, "resumed_rounds": 0, "env_steps": cfg.algo.steps, "eval_success_rate": None}
+
+    trainers.register("toy", trainers.Trainer(ToySettings, toy_run))
+    try:
+        with initialize_config_dir(config_dir=conf_dir(train_policy.__file__), version_base="1.3"):
+            cfg = settings(compose(config_name="train_policy", overrides=[
+                "algo=toy", "algo.steps=5", "encoder=state", "num_envs=1", "videos=0", f"out={tmp_path / 'run'}"]))
+        summary = train_policy.train(cfg)
+        with pytest.raises(ValueError, match="unknown algo 'toys'; valid: dagger, bc, ppo, toy"):
+            check_choices(["algo=toys"])
+    finally:
+        del trainers.TRAINERS["toy"]
+    assert seen == [(5, "clip", "StateFeatures")] and summary["env_steps"] == 5
+    assert json.loads((tmp_path / "run" / "policy.json").read_text())["algo"] == {"name": "toy", "steps": 5, "bound": "clip"}
+
+
+def test_a_run_of_an_earlier_version_resumes_with_the_trainers_own_settings(tmp_path):
+    """Before the trainer table, policy.json held one union of every trainer's options; a rerun compares only
+    the options of the run's trainer, and a changed one is still refused."""
+    from dataclasses import asdict
+
+    from sim.train_policy import claim
+
+    current = asdict(TrainPolicyConfig(out=str(tmp_path)))
+    union = {**current["algo"], "total_timesteps": 100_000, "n_steps": 32, "clip": 0.1, "gamma": 0.99}  # the old AlgoSettings
+    (tmp_path / "policy.json").write_text(json.dumps({**current, "algo": union}))
+    claim(tmp_path, current)  # accepted, and rewritten in today's form
+    assert json.loads((tmp_path / "policy.json").read_text())["algo"] == current["algo"]
+    (tmp_path / "policy.json").write_text(json.dumps({**current, "algo": {**union, "lr": 0.01}}))
+    with pytest.raises(ValueError, match=r"algo.lr=0.01 \(now 0.001\)"):
+        claim(tmp_path, current)
