@@ -40,15 +40,10 @@ def _table15(dim: int, n_layers: int, n_heads: int = 16) -> TotoConfig:
 
 
 PRESETS: dict[str, TotoConfig] = {
-    # Pre-trainable here in ~10 min at 4098-token sequences. Train tokens/s (1x4098, AdamW, this
-    # 2-core box with the other core busy, so roughly one core; idle is ~1.5x more), fp32 / bf16:
-    #   dim 192, 4 layers, 3 heads  2793 / 4871   <- nano (4.9M params, 1.8M outside embeddings)
-    #   dim 256, 4 layers, 4 heads  2019 / 3595
-    #   dim 256, 6 layers, 4 heads  1423 / 2575
-    #   dim 384, 4 layers, 6 heads  1225 / 2451
-    # Attention over 4098 tokens is about half the FLOPs, so depth and width both cost; head_dim 64
-    # runs the CPU flash-attention kernel ~1.3x faster than 32. ~1.8M tokens in 10 min favour the
-    # smaller model anyway (compute-optimal size for that budget is far below either).
+    # Pre-trainable on a CPU in minutes at 4098-token sequences: the smallest of the widths and depths
+    # measured (docs/benchmarks.md, measurements behind defaults). Attention over 4098 tokens is about
+    # half the FLOPs, so depth and width both cost; ~1.8M tokens favour the smaller model anyway
+    # (compute-optimal size for that budget is far below).
     "nano": TotoConfig(dim=192, n_heads=3, n_layers=4),
     # The scaling study this CPU runs (experiment=scaling, pretrain/scaling.py): Table 15's rule,
     # width and depth growing linearly, a constant 4 heads (Table 15 keeps 16 constant; 16 heads of

@@ -47,8 +47,8 @@ class DaggerConfig:
     """Options of `train_dagger` (the `algo=dagger|bc` group of sim/train_policy.py)."""
 
     algo: str = "dagger"
-    # the protocol the main job measured (README: 94-96% held-out on franka_pick with grid4 features);
-    # sim/policy_config.AlgoSettings, the main job and sim/compare.py take these defaults from here
+    # the protocol the main job measured (docs/benchmarks.md, the quickstart); sim/trainers.py's
+    # settings, the main job and sim/compare.py take these defaults from here
     rounds: int = 6  # forced to 1 for algo=bc
     steps_per_round: int = 8192  # env steps collected per round (all envs together)
     beta0: float = 1.0

@@ -78,7 +78,7 @@ class TokenizeConfig:
     images_per_shard: int = 1024  # images per chunk/shard
     batch_size: int = 64  # frames per tokenizer.encode call (a chunk's frames are batched across its files)
     # fp32 by default: the frozen encoder tokenizes frames in fp32 at run time (encoder/frozen.py), and bf16 changes
-    # 3.5% of the FSQ codes (measured on embedded robot frames), so pre-training would see other tokens than
+    # some of the FSQ codes (docs/benchmarks.md, measurements behind defaults), so pre-training would see other tokens than
     # deployment. On a GPU fp32 convolutions already use TF32 tensor cores. bf16 (or auto) trades that for speed
     precision: str = "fp32"
     # DataLoader processes decoding media; None: 0 with a CPU tokenizer, cores less one with a GPU (media_loader)

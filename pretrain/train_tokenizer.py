@@ -55,9 +55,9 @@ class TokenizerTrainConfig:
     grad_clip: float = 1.0
     l1_weight: float = 1.0
     l2_weight: float = 1.0
-    # weight of (1 - batch code entropy / log K): spreads codes over the codebook (usage 44% -> 88% at 500
-    # steps). It also splits codes on nuisance context: 23% of still patches flip with it, 8% without
-    # (docs/results.md); tokenizer=fsq_stable sets 0, as the FSQ paper has no such term
+    # weight of (1 - batch code entropy / log K): spreads codes over the codebook, and also splits codes on
+    # nuisance context, so still patches flip (docs/results.md, section 1); tokenizer=fsq_stable sets 0, as
+    # the FSQ paper has no such term
     entropy_weight: float = 0.3
     entropy_temperature: float = 0.5
     flip: bool = True  # random horizontal flips: free augmentation

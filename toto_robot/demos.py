@@ -26,9 +26,8 @@ ARRAYS = ("actions", "rewards", "dones", "states")
 DEMO_ATTRS = ("num_samples", "success", "seed")
 ENV_ARGS_KEYS = ("env_name", "type", "env_kwargs")
 GYM_ENV_TYPE = 2  # robomimic's EnvType.GYM_TYPE
-# Rendered frames compress well. Measured, 2 x 100 frames of 128x128 franka_pick: none 9.4 MiB in
-# 23 ms, lzf 1.2 MiB in 23 ms, gzip 0.75 MiB in 44 ms (reads 6, 9, 8 ms). lzf is free; gzip is
-# smaller and readable outside h5py, at twice the write time (still small next to rendering).
+# Rendered frames compress well: lzf costs no write time over none; gzip is smaller and readable
+# outside h5py, at twice the write time (docs/benchmarks.md, measurements behind defaults).
 IMAGE_COMPRESSION: str | None = "lzf"
 
 

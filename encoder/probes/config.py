@@ -23,9 +23,9 @@ class TrainSettings:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3  # attention heads
-    # The linear head (BatchNorm'd mean vectors) needs a larger step: at 1e-3 it still underfits
-    # after 30 epochs (80% train accuracy on digits, nano encoder) and would understate average
-    # pooling in the Table 5 comparison; at 1e-2 it fits (97%). null: `lr`.
+    # The linear head (BatchNorm'd mean vectors) needs a larger step: at 1e-3 it still underfits after
+    # 30 epochs and would understate average pooling in the Table 5 comparison; 1e-2 fits
+    # (docs/benchmarks.md, measurements behind defaults). null: `lr`.
     linear_lr: Optional[float] = 1e-2
     weight_decay: float = 0.05
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])

@@ -46,7 +46,7 @@ class FSQConfig:
     decoder_channels: tuple[int, ...] | None = None  # None: same as `channels`
     # patch-local encoder: 1x1 convs and non-overlapping 2x2 stride-2 convs, so a code is a function
     # of its own downsample x downsample pixels alone and a still patch can never change its code
-    # (with 3x3 convs, ~50 px of context leaked in and 8-41% of still patches flipped, issue 24).
+    # (with 3x3 convs the neighbourhood leaks into the code and still patches flip: docs/results.md, section 1).
     # The decoder keeps its 3x3 convs: context there helps reconstruction and touches no code.
     local: bool = False
 
