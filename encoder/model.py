@@ -3,13 +3,15 @@
 `Toto(config)(tokens)` gives next-token logits; `num_layers=n` runs only the first n blocks, which
 is how the frozen encoder reads mid-depth features without paying for the rest; `cache=KVCache()`
 decodes incrementally (generation, streaming). With `patch_dim` set the same trunk reads and
-predicts continuous patches instead (paper Table 3, "patch-patch").
+predicts continuous patches instead (paper Table 3, "patch-patch"); with `code_head` too it reads
+patches and predicts the next patch's code ("patch-dVAE").
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.utils.checkpoint
@@ -34,6 +36,10 @@ class TotoConfig:
     rope_base: float = 10000.0  # 50,000 for the paper's 32x32-token fine-tune
     max_seq_len: int = 4098  # 16 frames x 256 tokens + start + end; sizes the RoPE table, HF export
     patch_dim: int | None = None  # continuous patches in and out instead of token ids
+    code_head: bool = False  # with patch_dim: patches in, the next patch's code out (vocab_size logits)
+
+    # fields added after saved configs were complete; a file without one meant its default
+    ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("code_head",)
 
     def __post_init__(self):
         positive = ("dim", "n_layers", "n_heads", "vocab_size", "multiple_of", "max_seq_len")
@@ -44,6 +50,8 @@ class TotoConfig:
         for name in ("norm_eps", "rope_base"):
             if not isinstance(getattr(self, name), (int, float)) or not getattr(self, name) > 0:
                 raise ValueError(f"TotoConfig.{name}={getattr(self, name)!r}: must be a positive number")
+        if type(self.code_head) is not bool or (self.code_head and self.patch_dim is None):
+            raise ValueError(f"TotoConfig.code_head={self.code_head!r}: a bool, true only with patch_dim (patches in, codes out)")
         if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
             raise ValueError(f"TotoConfig: dim={self.dim} must split into n_heads={self.n_heads} heads of even size (RoPE)")
 
@@ -88,7 +96,7 @@ class Toto(nn.Module):
             self.output = nn.Linear(c.dim, c.vocab_size, bias=False)  # untied, as in LLaMA
         else:
             self.patch_in = nn.Linear(c.patch_dim, c.dim)
-            self.output = nn.Linear(c.dim, c.patch_dim)
+            self.output = nn.Linear(c.dim, c.vocab_size, bias=False) if c.code_head else nn.Linear(c.dim, c.patch_dim)
         self.layers = nn.ModuleList(Block(c.dim, c.n_heads, c.hidden_dim, c.norm_eps) for _ in range(c.n_layers))
         self.norm = RMSNorm(c.dim, c.norm_eps)
         cos, sin = rope_tables(c.head_dim, c.rope_base, c.max_seq_len)
@@ -108,7 +116,8 @@ class Toto(nn.Module):
     def forward(self, inputs: torch.Tensor, *, cache: KVCache | None = None, num_layers: int | None = None,
                 output_hidden_states: bool = False, return_logits: bool = True,
                 targets: torch.Tensor | None = None) -> TotoOutput:
-        """Logits for every position of `inputs` (token ids (B, T), or patches (B, T, patch_dim)).
+        """Logits for every position of `inputs` (token ids (B, T), or patches (B, T, patch_dim)):
+        over codes, or (patch_dim without code_head) the predicted next patches.
 
         num_layers=n runs only blocks 0..n-1; below n_layers the final norm and head are skipped
         too (logits None). With a cache, the new tokens follow the cached ones. `targets` (B, T)
@@ -144,7 +153,7 @@ class Toto(nn.Module):
             normed = self.norm(x)
             logits = self.output(normed) if return_logits else None
             if targets is not None:
-                if c.patch_dim is not None:
+                if c.patch_dim is not None and not c.code_head:
                     raise ValueError("targets are token ids; a patch-mode model is trained with next_patch_loss")
                 loss = linear_cross_entropy(normed.flatten(0, 1), self.output.weight, targets.flatten(), tokens.PAD)
         elif targets is not None:
@@ -159,7 +168,7 @@ class Toto(nn.Module):
         temperature 0 is greedy; top_k keeps the k most likely tokens before sampling.
         """
         if self.config.patch_dim is not None:
-            raise ValueError("generate() samples token ids; this model predicts continuous patches")
+            raise ValueError("generate() feeds sampled token ids back in; this model reads continuous patches")
         cache, new, step = KVCache(), [], prompt
         for _ in range(max_new_tokens):
             last = self(step, cache=cache, return_logits=False).last_hidden[:, -1]

@@ -42,3 +42,21 @@ def next_patch_loss(model, patches: torch.Tensor) -> torch.Tensor:
     """
     pred = model(patches[:, :-1]).logits
     return F.mse_loss(pred.float(), normalize_patches(patches[:, 1:]))
+
+
+def next_code_loss(model, patches: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the next patch's code from the patches so far.
+
+    "patch-dVAE" in the paper's Table 3: raw patches in, the next patch's discrete token out
+    (`codes` (B, T), from a discrete tokenizer, aligned with `patches` (B, T, patch_dim)).
+    """
+    return model(patches[:, :-1], targets=codes[:, 1:], return_logits=False).loss
+
+
+@torch.no_grad()
+def next_code_losses(model, patches: torch.Tensor, codes: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position cross-entropy (B, T-1) of `next_code_loss`, fp32, and its mask (every target counts)."""
+    logits, targets = model(patches[:, :-1]).logits, codes[:, 1:]
+    losses = torch.cat([F.cross_entropy(logits[:, s:s + chunk].float().transpose(1, 2), targets[:, s:s + chunk],
+                                        reduction="none") for s in range(0, targets.shape[1], chunk)], 1)
+    return losses, torch.ones_like(targets, dtype=torch.bool)

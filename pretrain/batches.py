@@ -68,6 +68,28 @@ def patch_sequences(tokenizer) -> Callable[[torch.Tensor], torch.Tensor]:
     return patchify
 
 
+def code_sequences(tokenizer) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 pixel rows (B, T, R, R, 3) -> the discrete tokenizer's codes (B, T*g*g), in the order
+    `patch_sequences` lays out patches: the targets of a patches-in, codes-out model (patch-dVAE).
+    Encoded in fp32 outside any autocast, as offline tokenization does, so the targets are the codes
+    `python pretrain/run.py` would have stored; the tokenizer follows the rows to their device."""
+    if not getattr(tokenizer, "discrete", False):
+        raise ValueError(f"code_sequences needs a discrete tokenizer, got {getattr(tokenizer, 'kind', tokenizer)!r}")
+    tokenizer.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def codes(rows: torch.Tensor) -> torch.Tensor:
+        if rows.ndim != 5:
+            raise ValueError(f"expected uint8 pixel rows (B, T, R, R, 3), got shape {tuple(rows.shape)}")
+        if next(tokenizer.parameters()).device != rows.device:
+            tokenizer.to(rows.device)
+        with torch.autocast(rows.device.type, enabled=False):
+            ids = tokenizer.encode(rows.flatten(0, 1))
+        return ids.reshape(rows.shape[0], -1).to(rows.device, torch.int64)
+
+    return codes
+
+
 class TokenBatches:
     """Training micro-batches drawn from weighted shard sets with the layout above."""
 

@@ -20,7 +20,9 @@ from pretrain.train_tokenizer import TokenizerTrainConfig
 from toto_robot.run_paths import pretrain_out
 
 STAGES = ("all", "data", "tokenizer", "tokenize", "train", "export")
-OBJECTIVES = ("ar", "mae")  # ar: Toto's next-token prediction | mae: the MAE baseline (encoder/mae.py)
+# ar: Toto's next-token prediction | mae: the MAE baseline (encoder/mae.py) | patch_dvae: 8x8 pixel patches in, the
+# next patch's code (of `tokenizer=`, an FSQ or the DALL-E dVAE) out: Table 3's patch-dVAE
+OBJECTIVES = ("ar", "mae", "patch_dvae")
 
 
 def default_out(objective: str) -> str:

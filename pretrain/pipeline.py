@@ -23,7 +23,7 @@ from pretrain.data.sources import SourceConfig, listed_once, load_listings, save
 from encoder.mae import MAEConfig
 from encoder.presets import preset_config
 from encoder.tokenizers import load_tokenizer, save_tokenizer
-from pretrain.batches import patch_sequences
+from pretrain.batches import code_sequences, patch_sequences
 from pretrain.checkpoints import latest_checkpoint
 from pretrain.data.embedded import embedded_frames, embedded_sources
 from pretrain.dry_run import dry_run
@@ -59,8 +59,16 @@ def resolve_sources(cfg: RunConfig) -> list[SourceConfig]:
 
 
 def reads_pixels(cfg: RunConfig) -> bool:
-    """True when the run trains on pixel patches (tokenizer=patch, or the MAE objective) rather than codes."""
-    return cfg.objective == "mae" or cfg.tokenizer.kind == "patch"
+    """True when the run trains on pixel patches (tokenizer=patch, objective=mae or patch_dvae) rather than codes."""
+    return cfg.objective in ("mae", "patch_dvae") or cfg.tokenizer.kind == "patch"
+
+
+def input_tokenizer(cfg: RunConfig, tokenizer):
+    """What the transformer reads: the run's tokenizer, except under objective=patch_dvae, whose model
+    reads the pixel patches of that tokenizer's grid and predicts its codes (the tokenizer is the target)."""
+    if cfg.objective != "patch_dvae" or tokenizer is None:
+        return tokenizer
+    return load_tokenizer(f"patch:{tokenizer.downsample}")
 
 
 def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool = True):
@@ -73,6 +81,8 @@ def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool =
         return load_tokenizer("patch")
     if settings.kind not in ("fsq", "dalle", "patch"):
         raise ValueError(f"tokenizer.kind={settings.kind!r}: use fsq, dalle or patch")
+    if cfg.objective == "patch_dvae" and settings.kind == "patch":
+        raise ValueError("objective=patch_dvae predicts the codes of a discrete tokenizer: use tokenizer=fsq (or fsq_stable, dalle)")
     if settings.kind == "patch":
         return load_tokenizer(settings.path or "patch")
     if settings.path:
@@ -139,11 +149,18 @@ def model_config(cfg: RunConfig, index: dict):
     if pixel_content(index):
         patch = index["settings"]["resolution"] // index["grid"]
         overrides = {"patch_dim": 3 * patch**2, "max_seq_len": index["frames"] * index["grid"] ** 2}
+        if cfg.objective == "patch_dvae":  # the head scores the target tokenizer's codes (no special ids)
+            overrides.update(code_head=True, vocab_size=int(target_codebook(cfg)))
     else:
         overrides = {"vocab_size": index["vocab_size"], "max_seq_len": index["seq_len"]}
     if cfg.model.rope_base is not None:
         overrides["rope_base"] = cfg.model.rope_base
     return preset_config(cfg.model.preset, **overrides)
+
+
+def target_codebook(cfg: RunConfig) -> int:
+    """objective=patch_dvae: how many codes the target tokenizer (trained or given) has."""
+    return prepare_tokenizer(cfg, [], train=False).codebook_size
 
 
 def shard_sets(cfg: RunConfig, index: dict):
@@ -168,12 +185,12 @@ def patchify(cfg: RunConfig, index: dict, tokenizer=None):
     is used, checked against the shards' grid; `tokenizer` saves rebuilding it when at hand.
     """
     if pixel_content(index) != reads_pixels(cfg):
-        content = "pixel rows (tokenizer=patch or objective=mae)" if pixel_content(index) else "token ids"
+        content = "pixel rows (tokenizer=patch, objective=mae or patch_dvae)" if pixel_content(index) else "token ids"
         raise ValueError(f"{Path(cfg.out) / TOKENS_DIR} holds {content} but tokenizer.kind={cfg.tokenizer.kind!r}, "
                          f"objective={cfg.objective}: use the settings the shards were made with, or another out")
     if not pixel_content(index):
         return None
-    tokenizer = tokenizer if tokenizer is not None else prepare_tokenizer(cfg, [], train=False)
+    tokenizer = input_tokenizer(cfg, tokenizer if tokenizer is not None else prepare_tokenizer(cfg, [], train=False))
     resolution = index["settings"]["resolution"]
     if resolution // tokenizer.downsample != index["grid"]:
         raise ValueError(f"tokenizer {cfg.tokenizer.path or 'patch'!r} cuts {resolution}px frames into a "
@@ -181,10 +198,20 @@ def patchify(cfg: RunConfig, index: dict, tokenizer=None):
     return patch_sequences(tokenizer)
 
 
+def code_targets(cfg: RunConfig, tokenizer):
+    """objective=patch_dvae: uint8 rows -> the target tokenizer's codes (None for every other objective)."""
+    if cfg.objective != "patch_dvae":
+        return None
+    return code_sequences(tokenizer if tokenizer is not None else prepare_tokenizer(cfg, [], train=False))
+
+
 def code_values(cfg: RunConfig, tokenizer):
     """(K, d) quantized latent of every code, for train.code_embedding=fsq (None otherwise)."""
     if cfg.train.code_embedding != "fsq":
         return None
+    if cfg.objective != "ar":
+        raise ValueError(f"train.code_embedding=fsq starts a code embedding table; objective={cfg.objective} reads patches "
+                         "and has none: use train.code_embedding=normal")
     if tokenizer is None:
         tokenizer = prepare_tokenizer(cfg, [], train=False)
     if getattr(tokenizer, "kind", "") != "fsq":
@@ -214,7 +241,7 @@ def export_encoder(cfg: RunConfig, tokenizer, summary: dict | None = None) -> Pa
         raise FileNotFoundError(f"no checkpoint in {train_dir}: run stage=train (or stage=all) first")
     index = read_index(cfg)
     out = Path(cfg.out) / ENCODER_DIR
-    save_tokenizer(tokenizer, out)
+    save_tokenizer(input_tokenizer(cfg, tokenizer), out)  # what the frozen encoder reads frames with
     state, meta = load_weights(checkpoint, "toto", kind="toto")
     if cfg.objective == "mae":  # the frozen MAE: toto_robot.load_encoder reads it as encoder/frozen_mae.py
         frames = (summary or {}).get("tokens_seen", 0) // index["grid"] ** 2
@@ -258,7 +285,7 @@ def _join_tokenize(cfg: RunConfig, sources, tokenizer, info, marks: Path, nonce:
     if info.is_main:
         markers.wait_until(lambda: all(markers.is_marked(marks / f"tokenized.rank{r}", nonce) for r in range(info.world_size)),
                            "every rank to finish its tokenization share")
-        tokenize_sources(sources, tokenizer, Path(cfg.out) / TOKENS_DIR, cfg.tokenize, 0, 1)  # all done: index complete
+        tokenize_sources(sources, input_tokenizer(cfg, tokenizer), Path(cfg.out) / TOKENS_DIR, cfg.tokenize, 0, 1)  # index complete
         markers.mark(marks / "tokenized", nonce)
     else:
         markers.wait_for(marks / "tokenized", nonce, "rank 0 to complete the token index")
@@ -304,8 +331,8 @@ def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
             result["tokenizer"] = tokenizer.kind
         if "tokenize" in stages:
             tokens = Path(cfg.out) / TOKENS_DIR
-            result["tokenize"] = tokenize_sources(sources, tokenizer, tokens, cfg.tokenize, info.rank, info.world_size,
-                                                  device=info.device)
+            result["tokenize"] = tokenize_sources(sources, input_tokenizer(cfg, tokenizer), tokens, cfg.tokenize, info.rank,
+                                                  info.world_size, device=info.device)
             if info.world_size > 1:
                 _join_tokenize(cfg, sources, tokenizer, info, marks, nonce)
         if "train" in stages:
@@ -313,7 +340,8 @@ def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
             train_sets, val_sets = shard_sets(cfg, index)
             result["train"] = train(model_config(cfg, index), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
                                     init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), dist_info=info,
-                                    frame_tokens=index["grid"] ** 2, code_values=code_values(cfg, tokenizer))
+                                    frame_tokens=index["grid"] ** 2, code_values=code_values(cfg, tokenizer),
+                                    codes=code_targets(cfg, tokenizer))
         distributed.teardown(info)  # the ranks' shared work is done: leave together, then rank 0 exports alone
         if "export" in stages and info.is_main:
             result["encoder"] = str(export_encoder(cfg, tokenizer, result.get("train")))

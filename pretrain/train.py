@@ -30,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from encoder.model import Toto, TotoConfig
-from encoder.objectives import next_patch_loss, next_token_loss, next_token_losses
+from encoder.objectives import next_code_loss, next_code_losses, next_patch_loss, next_token_loss, next_token_losses
 from encoder.tokens import PAD
 from pretrain import checkpoints, distributed, sizing
 from pretrain.batches import TokenBatches, is_pixels, validation_batches
@@ -165,6 +165,10 @@ class Objective:
             return int((rows[:, 1:] != PAD).sum())
         return rows.shape[0] * (self.seq_len - 1)
 
+    # targets a row's frames lack against a token row's layout (whose start token is never a target): 1 for
+    # patch rows, whose first patch is not predicted; Fig. 10's frames are read with this shift
+    unpredicted = 0
+
     @property
     def positional(self) -> bool:
         """Whether `position_losses` applies: token rows only (a patch regression's or a masked
@@ -201,13 +205,42 @@ class MaskedObjective(Objective):
         return False
 
 
+class CodeObjective(Objective):
+    """Patches in, the next patch's code out (Table 3's patch-dVAE): `patchify` gives the inputs and
+    `codes` the targets, both from the same uint8 rows on the device; every patch after a row's
+    first is a target, and the loss by position is Fig. 10's, as for tokens."""
+
+    unpredicted = 1
+
+    def __init__(self, patchify, codes, seq_len: int):
+        super().__init__(patchify, seq_len)
+        self.codes = codes
+
+    def inputs(self, rows: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = rows.to(device, non_blocking=True)
+        return self.patchify(rows), self.codes(rows)
+
+    def loss(self, model, inputs) -> torch.Tensor:
+        return next_code_loss(model, *inputs)
+
+    @property
+    def positional(self) -> bool:
+        return True
+
+    def position_losses(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        return next_code_losses(model, *inputs)
+
+
 def build_model(model_config):
     """The network a config describes: a Toto (TotoConfig) or the MAE baseline (MAEConfig)."""
     return MAE(model_config) if isinstance(model_config, MAEConfig) else Toto(model_config)
 
 
-def _objective(model_config, probe: TokenBatches, patchify) -> Objective:
-    """The run's Objective, after checking that the model, the rows and `patchify` agree."""
+def _objective(model_config, probe: TokenBatches, patchify, codes=None) -> Objective:
+    """The run's Objective, after checking that the model, the rows, `patchify` and `codes` agree."""
+    if getattr(model_config, "code_head", False) != (codes is not None):
+        raise ValueError("a code_head model (patches in, codes out) trains with `codes` (pretrain.batches.code_sequences), "
+                         "and only such a model does")
     if isinstance(model_config, MAEConfig):
         if not probe.pixels or patchify is None:
             raise ValueError("the MAE objective trains on pixel rows (objective=mae tokenizes with the patch tokenizer)")
@@ -227,10 +260,19 @@ def _objective(model_config, probe: TokenBatches, patchify) -> Objective:
     if patchify is None:
         raise ValueError("pixel rows need patchify (uint8 rows -> patch sequences), e.g. "
                          "pretrain.batches.patch_sequences(load_tokenizer('patch'))")
-    sample = patchify(probe.micro_batch_tokens(0, 0, 0))
+    rows = probe.micro_batch_tokens(0, 0, 0)
+    sample = patchify(rows)
     if sample.ndim != 3 or sample.shape[-1] != model_config.patch_dim:
         raise ValueError(f"patchify gives patches of shape {tuple(sample.shape)} but the model's patch_dim is {model_config.patch_dim}")
-    return Objective(patchify, int(sample.shape[1]))
+    if codes is None:
+        return Objective(patchify, int(sample.shape[1]))
+    targets = codes(rows)
+    if tuple(targets.shape) != tuple(sample.shape[:2]):
+        raise ValueError(f"codes gives targets of shape {tuple(targets.shape)} for patches {tuple(sample.shape[:2])}: "
+                         "the code tokenizer must cut frames into the patch grid")
+    if int(targets.max()) >= model_config.vocab_size:
+        raise ValueError(f"code {int(targets.max())} is outside the model's vocab_size {model_config.vocab_size}")
+    return CodeObjective(patchify, codes, int(sample.shape[1]))
 
 
 @torch.no_grad()
@@ -280,7 +322,7 @@ def evaluate_by_position(model: nn.Module, batches: list[torch.Tensor], info: di
                          pad_ranks: bool, objective: Objective) -> tuple[float, list[float]]:
     """(target-mean loss, mean loss at each target position of a row) from one forward a batch: the
     validation's loss and the paper's Fig. 10 together. A position with no target in any row gets NaN."""
-    width = batches[0].shape[1] - 1
+    width = (objective.seq_len or batches[0].shape[1]) - 1  # targets a row: its tokens, or patches of pixel rows
 
     def measure(rows: torch.Tensor) -> torch.Tensor:
         losses, valid = objective.position_losses(model, objective.inputs(rows, info.device))
@@ -328,13 +370,15 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
           cfg: TrainConfig, out_dir, *, init_weights: dict | None = None,
           patchify: Callable[[torch.Tensor], torch.Tensor] | None = None, device: str = "auto",
           frame_tokens: int | None = None, code_values: torch.Tensor | None = None,
+          codes: Callable[[torch.Tensor], torch.Tensor] | None = None,
           dist_info: distributed.DistInfo | None = None) -> dict:
     """Train (or resume) in `out_dir`; return a summary dict (the same on every rank).
 
     Token shards train a token model (patch_dim None). Pixel shards train a patch model: give
     `patchify`, uint8 pixel rows (B, T, R, R, 3) -> float (B, L, patch_dim), e.g.
     pretrain.batches.patch_sequences(tokenizer); sequence lengths and token counts are then in
-    patches (L = T*g*g).
+    patches (L = T*g*g). A code_head model reads those patches and predicts each next patch's code:
+    give `codes` too, uint8 rows -> (B, L) ids (pretrain.batches.code_sequences).
 
     Summary: steps, final_train_loss, final_val_loss (NaN without val_sets), tokens_seen,
     tokens_per_s (training throughput of this call), checkpoint_dir, wall_time_s, resumed_from,
@@ -352,7 +396,7 @@ def train(model_config: TotoConfig, train_sets: Sequence[tuple[ShardSet, float]]
     joined_here = dist_info is None  # a caller's group (the pipeline's) is the caller's to leave
     try:
         summary = Trainer(model_config, train_sets, val_sets, cfg, Path(out_dir), info, init_weights, patchify, frame_tokens,
-                          code_values).run()
+                          code_values, codes).run()
     except BaseException:
         if joined_here:
             distributed.teardown(info, meet=False)
@@ -368,21 +412,22 @@ class Trainer:
     one checkpoint; `run` loops them and returns the summary. `train()` is the way in."""
 
     def __init__(self, model_config: TotoConfig, train_sets, val_sets, cfg: TrainConfig, out_dir: Path, info,
-                 init_weights=None, patchify=None, frame_tokens: int | None = None, code_values: torch.Tensor | None = None):
+                 init_weights=None, patchify=None, frame_tokens: int | None = None, code_values: torch.Tensor | None = None,
+                 codes=None):
         self.wall_start = time.perf_counter()
         self.model_config, self.cfg, self.out_dir, self.info, self.frame_tokens = model_config, cfg, out_dir, info, frame_tokens
         self.compute = resolve(info.device, cfg.precision)
         if info.is_main:
             self.compute.announce("train")
-        self._lay_out_data(train_sets, val_sets, patchify)
+        self._lay_out_data(train_sets, val_sets, patchify, codes)
         self._build(init_weights, code_values)
         self.start_step, self.tokens_seen, self.loss, self.resumed_from = 0, 0, float("nan"), None
         self.writer = checkpoints.BackgroundWriter()
 
-    def _lay_out_data(self, train_sets, val_sets, patchify) -> None:
+    def _lay_out_data(self, train_sets, val_sets, patchify, codes) -> None:
         cfg, info = self.cfg, self.info
         probe = TokenBatches(train_sets, seed=cfg.seed, micro_batch=1, grad_accum=1)
-        self.objective = _objective(self.model_config, probe, patchify)
+        self.objective = _objective(self.model_config, probe, patchify, codes)
         self.seq_len = seq_len = self.objective.seq_len
         if seq_len > getattr(self.model_config, "max_seq_len", seq_len):
             kind = "patch" if probe.pixels else "token"
@@ -485,6 +530,7 @@ class Trainer:
             counts[name] = sum(objective.targets(rows) for rows in group)
             if objective.positional:  # the mean comes from the per-position losses: one forward serves both
                 losses[name], positions[name] = evaluate_by_position(self.model, group, info, self.compute, fsdp, objective)
+                positions[name] = [float("nan")] * objective.unpredicted + positions[name]  # index p: frame p // frame_tokens
             else:
                 losses[name] = evaluate(self.model, group, info, self.compute, pad_ranks=fsdp, objective=objective)
         if info.is_main and objective.positional:

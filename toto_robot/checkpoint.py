@@ -130,7 +130,7 @@ def _type_problem(value, hint) -> str | None:
 
 def read_fields(data, schema, where: str, field: str = "config", require_all: bool = False) -> dict:
     """`data` (a saved JSON object) checked against the dataclass `schema`: an unknown key, a missing
-    required key (with `require_all`, any missing key: configs saved whole) or a value of the wrong
+    required key (with `require_all`, any missing key but the schema's ADDED_FIELDS: configs saved whole) or a value of the wrong
     type is one CheckpointError naming `where` and the field. Nested dataclass fields are checked too.
     Returns `data` (a dict) for the caller to build from."""
     import dataclasses
@@ -142,7 +142,8 @@ def read_fields(data, schema, where: str, field: str = "config", require_all: bo
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise CheckpointError(f"{where}: unknown field {field}.{unknown[0]} (valid: {', '.join(sorted(fields))})")
-    missing = [name for name, f in fields.items() if name not in data and (require_all or (
+    added = getattr(schema, "ADDED_FIELDS", ())  # newer than some saved files, which meant their defaults
+    missing = [name for name, f in fields.items() if name not in data and ((require_all and name not in added) or (
         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING))]
     if missing:
         raise CheckpointError(f"{where}: missing field {field}.{missing[0]}")

@@ -89,6 +89,29 @@ def test_mae_objective_trains_on_the_same_frames_and_exports_an_mae(tmp_path):
     assert isinstance(encoder, MAEEncoder) and encoder(torch.zeros(1, 128, 128, 3, dtype=torch.uint8)).shape == (1, 192)
 
 
+def test_patch_dvae_objective_reads_patches_and_predicts_the_tokenizers_codes(tmp_path):
+    """objective=patch_dvae (Table 3): the FSQ tokenizer is trained as for Toto but only as the target; the
+    shards hold pixels, the model reads 8x8 patches and scores the 8,192 codes, the export reads patches."""
+    import dataclasses
+
+    from encoder.frozen import load_encoder
+
+    cfg = dataclasses.replace(tiny_config(tmp_path / "pd"), objective="patch_dvae")
+    result = run(cfg)
+    assert result["tokenizer"] == "fsq" and result["train"]["steps"] == 2 and result["train"]["final_train_loss"] > 0
+    index = json.loads((tmp_path / "pd" / "tokens" / "index.json").read_text())
+    assert index["content"] == "pixels"
+    _, meta = load_weights(result["encoder"], "toto", kind="toto")
+    assert (meta["config"]["patch_dim"], meta["config"]["code_head"], meta["config"]["vocab_size"]) == (192, True, 8192)
+    assert json.loads((Path(result["encoder"]) / "tokenizer.json").read_text())["kind"] == "patch_tokenizer"
+    positions = json.loads((tmp_path / "pd" / "train" / "val_positions.json").read_text())
+    assert all(len(s["per_frame"]) == 2 for s in positions["sets"].values())  # Fig. 10 by frame, as for tokens
+    encoder = load_encoder(result["encoder"], dtype="fp32")
+    assert encoder(torch.zeros(1, 128, 128, 3, dtype=torch.uint8)).shape == (1, 192)
+    with pytest.raises(ValueError, match="objective=patch_dvae predicts the codes of a discrete tokenizer"):
+        run(dataclasses.replace(cfg, out=str(tmp_path / "bad"), tokenizer=TokenizerSettings(kind="patch")))
+
+
 def test_mae_objective_writes_beside_the_toto_run_and_bad_exclusions_are_one_line(tmp_path):
     import yaml
 

@@ -2,6 +2,7 @@
 normalized next-patch regression out; learning, checkpoints, exact resume, and the pipeline glue."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from encoder.model import TotoConfig
 from encoder.tokenizers import load_tokenizer
+from encoder.tokenizers.patch import patchify
 from pretrain.batches import TokenBatches, patch_sequences, validation_batches
 from pretrain.metrics import read_jsonl
 from pretrain.shards import ShardSet, write_shard
@@ -46,11 +48,11 @@ def pixels(tmp_path_factory) -> Path:
     return root
 
 
-def run(pixels: Path, out: Path, model: dict | None = None, patchify="patch", **overrides) -> dict:
-    patchify = patch_sequences(load_tokenizer(f"patch:{P}")) if patchify == "patch" else patchify
+def run(pixels: Path, out: Path, model: dict | None = None, patches="patch", codes=None, **overrides) -> dict:
+    patches = patch_sequences(load_tokenizer(f"patch:{P}")) if patches == "patch" else patches
     cfg = TrainConfig(**{**PATCH_TRAIN, **overrides})
     return train(TotoConfig(**(model or PATCH_MODEL)), [(ShardSet(pixels / "a"), 1.0)], [ShardSet(pixels / "val")], cfg, out,
-                 patchify=patchify)
+                 patchify=patches, codes=codes, frame_tokens=(R // P) ** 2)
 
 
 def test_pixel_batches_become_patch_sequences_in_frame_then_raster_order(pixels):
@@ -87,7 +89,7 @@ def test_patch_model_learns_checkpoints_and_resumes_exactly(pixels, tmp_path):
 
 def test_mismatched_rows_model_and_patchify_are_one_line_errors(pixels, tmp_path):
     with pytest.raises(ValueError, match="pixel rows need patchify") as error:
-        run(pixels, tmp_path / "a", patchify=None, steps=1)
+        run(pixels, tmp_path / "a", patches=None, steps=1)
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match=r"hold pixel rows .*\(set patch_dim\)"):
         run(pixels, tmp_path / "b", model={**PATCH_MODEL, "patch_dim": None, "vocab_size": 20}, steps=1)
@@ -120,3 +122,57 @@ def test_pipeline_builds_a_patch_model_and_patchify_for_pixel_shards():
         patchify(RunConfig(tokenizer=TokenizerSettings(kind="patch", path="patch:16")), index)
     tokens = {"content": "tokens", "vocab_size": 68, "seq_len": 34}
     assert patchify(RunConfig(), tokens) is None and model_config(RunConfig(), tokens).patch_dim is None
+
+
+class BrightnessCodes(torch.nn.Module):
+    """A stand-in discrete tokenizer: each 8x8 patch's code is its mean brightness in 8 bins, so the
+    next patch's code follows from the drifting waves before it."""
+
+    discrete, kind, codebook_size, downsample = True, "bins", 8, P
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # a device to follow, as a real tokenizer's weights
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        patches = patchify(frames.float(), P)  # (N, g, g, 3P^2)
+        return (patches.mean(-1) / 256 * self.codebook_size).long().clamp(0, self.codebook_size - 1).cpu()
+
+
+def test_patch_dvae_reads_patches_predicts_codes_and_resumes_exactly(pixels, tmp_path):
+    """Table 3's patch-dVAE: patches in, the next patch's code out; the loss falls below chance,
+    the loss by position has one value a frame (the first patch unpredicted), resume is exact."""
+    from pretrain.batches import code_sequences
+
+    model = {**PATCH_MODEL, "code_head": True, "vocab_size": 8}
+    reference = run(pixels, tmp_path / "ref", model=model, codes=code_sequences(BrightnessCodes()), steps=30)
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "ref/metrics.jsonl")]
+    val_codes = BrightnessCodes().encode(torch.from_numpy(smooth_clips(16, 1)).flatten(0, 1)).flatten()
+    frequency = torch.bincount(val_codes, minlength=8).double() / val_codes.numel()
+    marginal = float(-(frequency[frequency > 0] * frequency[frequency > 0].log()).sum())  # ~1.56 nats: no context used
+    assert np.mean(losses[:3]) > marginal and reference["final_val_loss"] < 0.9 * marginal  # 1.34 nats at 30 steps
+    positions = json.loads((tmp_path / "ref/val_positions.json").read_text())
+    (val_set,) = positions["sets"].values()
+    per_frame = val_set["per_frame"]
+    assert positions["frame_tokens"] == 4 and len(per_frame) == T and all(np.isfinite(per_frame))
+    assert np.isnan(val_set["per_position"][0]) and len(val_set["per_position"]) == T * 4  # the first patch is nobody's target
+
+    run(pixels, tmp_path / "run", model=model, codes=code_sequences(BrightnessCodes()), steps=20)
+    resumed = run(pixels, tmp_path / "run", model=model, codes=code_sequences(BrightnessCodes()), steps=30)
+    assert resumed["resumed_from"].endswith("step_0000020") and resumed["final_val_loss"] == reference["final_val_loss"]
+
+
+def test_patch_dvae_mismatches_are_one_line_errors(pixels, tmp_path):
+    from pretrain.batches import code_sequences
+
+    with pytest.raises(ValueError, match="code_head model .* trains with `codes`"):
+        run(pixels, tmp_path / "a", model={**PATCH_MODEL, "code_head": True, "vocab_size": 8}, steps=1)
+    with pytest.raises(ValueError, match="code_head model .* trains with `codes`"):
+        run(pixels, tmp_path / "b", codes=code_sequences(BrightnessCodes()), steps=1)
+    with pytest.raises(ValueError, match="outside the model's vocab_size 4"):
+        run(pixels, tmp_path / "c", model={**PATCH_MODEL, "code_head": True, "vocab_size": 4},
+            codes=code_sequences(BrightnessCodes()), steps=1)
+    with pytest.raises(ValueError, match="code_head=True: a bool, true only with patch_dim"):
+        TotoConfig(code_head=True)
+    with pytest.raises(ValueError, match="needs a discrete tokenizer"):
+        code_sequences(load_tokenizer("patch"))

@@ -172,6 +172,9 @@ def test_saved_json_is_read_strictly_one_line_naming_file_and_field(tmp_path):
         Policy.from_pretrained(tmp_path / "p")
     encoder = make_encoder_dir(tmp_path / "enc")
     meta = json.loads((encoder / "toto.json").read_text())
+    del meta["config"]["code_head"]  # an export made before patch-dVAE existed: read as the token model it is
+    (encoder / "toto.json").write_text(json.dumps(meta))
+    assert load_encoder(encoder).model.config.code_head is False
     del meta["config"]["n_layers"]
     (encoder / "toto.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"toto.json: missing field config.n_layers"):
