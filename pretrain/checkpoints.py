@@ -17,7 +17,7 @@ import re
 import shutil
 from pathlib import Path
 
-from toto_robot.checkpoint import CheckpointError, load_state, load_weights, read_meta, save_state, save_weights
+from toto_robot.checkpoint import CheckpointError, load_state, load_weights, read_meta, save_state, save_weights, with_added_fields
 from toto_robot.io import atomic_write, remove_stale_temps
 
 WEIGHTS_NAME = "toto"
@@ -76,9 +76,11 @@ def describe_config(config: dict) -> str:
     return " ".join(f"{k}={config[k]}" for k in keys if k in config)
 
 
-def check_compatible(directory: Path, saved: dict, current: dict) -> None:
-    """CheckpointError when the checkpoint's model config differs from this run's."""
+def check_compatible(directory: Path, saved: dict, current: dict, schema=None) -> None:
+    """CheckpointError when the checkpoint's model config differs from this run's (fields added to
+    `schema` since the checkpoint was saved count as their defaults)."""
     current = json.loads(json.dumps(current))  # tuples -> lists, as stored
+    saved = with_added_fields(saved, schema) if schema is not None else saved
     if saved == current:
         return
     keys = sorted(set(saved) | set(current))
@@ -89,12 +91,12 @@ def check_compatible(directory: Path, saved: dict, current: dict) -> None:
     )
 
 
-def load_checkpoint(directory: Path, model_config: dict, tensors: bool = True) -> tuple[dict, dict]:
+def load_checkpoint(directory: Path, model_config: dict, tensors: bool = True, schema=None) -> tuple[dict, dict]:
     """(model state dict, training state) of a checkpoint made for `model_config`.
 
     tensors=False only checks the config and returns ({}, {}) (FSDP ranks that receive rank 0's
     tensors by broadcast)."""
-    check_compatible(directory, read_meta(directory, WEIGHTS_NAME, kind="toto")["config"], model_config)
+    check_compatible(directory, read_meta(directory, WEIGHTS_NAME, kind="toto")["config"], model_config, schema)
     if not tensors:
         return {}, {}
     model_state, _ = load_weights(directory, WEIGHTS_NAME, kind="toto")

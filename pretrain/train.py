@@ -480,7 +480,8 @@ class Trainer:
         info = self.info
         # every rank checks the config; under FSDP only rank 0 reads the tensors and broadcasts them
         reads = self.strategy != "fsdp" or info.is_main
-        model_state, state = checkpoints.load_checkpoint(latest, self.model_config.to_dict(), tensors=reads)
+        model_state, state = checkpoints.load_checkpoint(latest, self.model_config.to_dict(), tensors=reads,
+                                                         schema=type(self.model_config))
         distributed.load_full_state(self.model, self.optimizer, model_state, state.get("optimizer", {}), self.strategy)
         small = ("step", "tokens_seen", "loss", "rng")
         state = distributed.broadcast_object({k: state[k] for k in small} if info.is_main else None, info)

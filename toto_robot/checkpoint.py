@@ -158,6 +158,14 @@ def read_fields(data, schema, where: str, field: str = "config", require_all: bo
     return data
 
 
+def with_added_fields(data: dict, schema) -> dict:
+    """`data` (a saved config) with the schema's ADDED_FIELDS it predates set to their defaults: what it meant."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(schema) if f.name in getattr(schema, "ADDED_FIELDS", ())}
+    return {**{k: v for k, v in defaults.items() if k not in data}, **data}
+
+
 def fingerprint(directory: str | os.PathLike) -> str:
     """Content hash (sha256, 16 hex digits) of the weight files in `directory`: which export a policy
     was trained on, wherever it was moved to since."""

@@ -127,6 +127,16 @@ def test_resume_refuses_another_model_size(data, tmp_path):
         run_inline(data, tmp_path / "short", model={**TINY_MODEL, "max_seq_len": 16}, steps=1)
 
 
+def test_a_checkpoint_saved_before_code_head_existed_resumes(data, tmp_path):
+    """A config field added later (TotoConfig.ADDED_FIELDS) is read as its default, not as a change of model."""
+    run_inline(data, tmp_path, steps=1)
+    meta_path = checkpoints.latest_checkpoint(tmp_path) / "toto.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["code_head"]
+    meta_path.write_text(json.dumps(meta))
+    assert run_inline(data, tmp_path, steps=2)["resumed_from"].endswith("step_0000001")
+
+
 def test_init_weights_carry_over_to_a_longer_context(data, tmp_path):
     run_inline(data, tmp_path / "coarse", steps=2)
     weights, _ = load_weights(tmp_path / "coarse/checkpoints/step_0000002", "toto")
