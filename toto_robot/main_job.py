@@ -99,6 +99,16 @@ def run_job(args: argparse.Namespace) -> None:
     print(f"\nreport: {report}")
 
 
+def _objective_line(encoder: Path) -> str:
+    """What the exported transformer was trained to do, from its saved config (the report names it)."""
+    config = (_read_json(encoder / "toto.json") or {}).get("config", {})
+    if config.get("code_head"):
+        return "patches in, the next patch's code out: objective=patch_dvae"
+    if config.get("patch_dim"):
+        return "patches in, the next patch out: tokenizer=patch"
+    return "next token"
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
@@ -144,7 +154,8 @@ def write_report(out: Path, pretrain: Path, run: Path, times: dict) -> Path:
         f"on {tokenizer['eval_frames']} held-out frames; code perplexity {tokenizer['code_perplexity']:.0f}, "
         f"usage {tokenizer['codebook_usage']:.1%} (diagnostics, not targets).",
         *stability_lines(tokenizer.get("stability"), _read_json(pretrain / "encoder" / "feature_stability.json")),
-        f"- Toto: {train_rows[-1]['step']} steps, {train_rows[-1]['tokens_seen']:,} tokens; train loss "
+        f"- Toto ({_objective_line(pretrain / 'encoder')}): {train_rows[-1]['step']} steps, "
+        f"{train_rows[-1]['tokens_seen']:,} tokens; train loss "
         f"{train_rows[0]['loss']:.2f} -> {train_rows[-1]['loss']:.2f}"
         + (f", validation loss {val[-1]['val_loss']:.2f}" if val else "") + f". Encoder: `{pretrain / 'encoder'}`.",
         "",
