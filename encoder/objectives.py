@@ -22,10 +22,14 @@ def next_token_losses(model, tokens: torch.Tensor, chunk: int = 512) -> tuple[to
     """Per-position cross-entropy (B, T-1) of predicting tokens[:, 1:], fp32, and the mask of non-PAD
     targets (padded positions hold 0). For evaluation (Fig. 10's loss per position): it asks the
     model for its logits, then scores them `chunk` positions at a time so the fp32 copy stays small."""
-    logits, targets = model(tokens[:, :-1]).logits, tokens[:, 1:]
-    losses = torch.cat([F.cross_entropy(logits[:, s:s + chunk].float().transpose(1, 2), targets[:, s:s + chunk],
-                                        ignore_index=PAD, reduction="none") for s in range(0, targets.shape[1], chunk)], 1)
-    return losses, targets != PAD
+    targets = tokens[:, 1:]
+    return _cross_entropy_by_position(model(tokens[:, :-1]).logits, targets, chunk, ignore_index=PAD), targets != PAD
+
+
+def _cross_entropy_by_position(logits: torch.Tensor, targets: torch.Tensor, chunk: int, ignore_index: int = -100) -> torch.Tensor:
+    """(B, T) fp32 cross-entropy of each position, `chunk` positions at a time so the fp32 copy of the logits stays small."""
+    return torch.cat([F.cross_entropy(logits[:, s:s + chunk].float().transpose(1, 2), targets[:, s:s + chunk],
+                                      ignore_index=ignore_index, reduction="none") for s in range(0, targets.shape[1], chunk)], 1)
 
 
 def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -56,7 +60,5 @@ def next_code_loss(model, patches: torch.Tensor, codes: torch.Tensor) -> torch.T
 @torch.no_grad()
 def next_code_losses(model, patches: torch.Tensor, codes: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-position cross-entropy (B, T-1) of `next_code_loss`, fp32, and its mask (every target counts)."""
-    logits, targets = model(patches[:, :-1]).logits, codes[:, 1:]
-    losses = torch.cat([F.cross_entropy(logits[:, s:s + chunk].float().transpose(1, 2), targets[:, s:s + chunk],
-                                        reduction="none") for s in range(0, targets.shape[1], chunk)], 1)
-    return losses, torch.ones_like(targets, dtype=torch.bool)
+    targets = codes[:, 1:]
+    return _cross_entropy_by_position(model(patches[:, :-1]).logits, targets, chunk), torch.ones_like(targets, dtype=torch.bool)

@@ -134,8 +134,9 @@ def pixel_content(index: dict) -> bool:
     return index.get("content", "tokens") == "pixels"
 
 
-def model_config(cfg: RunConfig, index: dict):
-    """The preset with the run's overrides; the vocabulary follows the tokenizer.
+def model_config(cfg: RunConfig, index: dict, tokenizer=None):
+    """The preset with the run's overrides; the vocabulary follows the tokenizer (objective=patch_dvae: the
+    target tokenizer's codes, from `tokenizer` when at hand, else loaded).
 
     Pixel shards train a patch model: patch_dim from the patch size the grid implies
     (resolution / grid, the tokenizer's downsample), and max_seq_len = frames x grid^2 patches,
@@ -150,17 +151,13 @@ def model_config(cfg: RunConfig, index: dict):
         patch = index["settings"]["resolution"] // index["grid"]
         overrides = {"patch_dim": 3 * patch**2, "max_seq_len": index["frames"] * index["grid"] ** 2}
         if cfg.objective == "patch_dvae":  # the head scores the target tokenizer's codes (no special ids)
-            overrides.update(code_head=True, vocab_size=int(target_codebook(cfg)))
+            target = tokenizer if tokenizer is not None else prepare_tokenizer(cfg, [], train=False)
+            overrides.update(code_head=True, vocab_size=int(target.codebook_size))
     else:
         overrides = {"vocab_size": index["vocab_size"], "max_seq_len": index["seq_len"]}
     if cfg.model.rope_base is not None:
         overrides["rope_base"] = cfg.model.rope_base
     return preset_config(cfg.model.preset, **overrides)
-
-
-def target_codebook(cfg: RunConfig) -> int:
-    """objective=patch_dvae: how many codes the target tokenizer (trained or given) has."""
-    return prepare_tokenizer(cfg, [], train=False).codebook_size
 
 
 def shard_sets(cfg: RunConfig, index: dict):
@@ -199,10 +196,8 @@ def patchify(cfg: RunConfig, index: dict, tokenizer=None):
 
 
 def code_targets(cfg: RunConfig, tokenizer):
-    """objective=patch_dvae: uint8 rows -> the target tokenizer's codes (None for every other objective)."""
-    if cfg.objective != "patch_dvae":
-        return None
-    return code_sequences(tokenizer if tokenizer is not None else prepare_tokenizer(cfg, [], train=False))
+    """objective=patch_dvae: uint8 rows -> `tokenizer`'s codes, the targets (None for every other objective)."""
+    return code_sequences(tokenizer) if cfg.objective == "patch_dvae" else None
 
 
 def code_values(cfg: RunConfig, tokenizer):
@@ -338,7 +333,9 @@ def _run(cfg: RunConfig, stages: tuple[str, ...] | None = None) -> dict:
         if "train" in stages:
             index = read_index(cfg)
             train_sets, val_sets = shard_sets(cfg, index)
-            result["train"] = train(model_config(cfg, index), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
+            if tokenizer is None and cfg.objective == "patch_dvae":  # stage=train alone: the targets' tokenizer, once
+                tokenizer = prepare_tokenizer(cfg, [], train=False)
+            result["train"] = train(model_config(cfg, index, tokenizer), train_sets, val_sets, cfg.train, Path(cfg.out) / TRAIN_DIR,
                                     init_weights=init_weights(cfg), patchify=patchify(cfg, index, tokenizer), dist_info=info,
                                     frame_tokens=index["grid"] ** 2, code_values=code_values(cfg, tokenizer),
                                     codes=code_targets(cfg, tokenizer))

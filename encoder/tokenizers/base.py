@@ -14,7 +14,9 @@ class Tokenizer(nn.Module):
     """Frames (N, H, W, 3) uint8 -> tokens on a (H/downsample) x (W/downsample) grid.
 
     Discrete tokenizers return LongTensor codes (N, g, g) in [0, codebook_size); continuous ones
-    (patch) return float vectors (N, g, g, dim). `decode` inverts `encode` where a decoder exists.
+    (patch) return float vectors (N, g, g, dim). Tokens stay on the device they were computed on (the
+    tokenizer's; for patches the frames'): a model on a GPU reads them without a round trip through
+    the host, and a caller that stores them calls .cpu(). `decode` inverts `encode` where a decoder exists.
     """
 
     downsample: int = 8

@@ -135,7 +135,7 @@ class DalleTokenizer(Tokenizer):
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         device = self.encoder.blocks.input.w.device
         x = map_pixels(frames_to_float(self.check_frames(frames), device))
-        return self.encoder(x).argmax(1).cpu()
+        return self.encoder(x).argmax(1)
 
     def decode(self, tokens):
         raise NotImplementedError("the DALL-E dVAE tokenizer is encoder-only (OpenAI's decoder weights are not loaded): "

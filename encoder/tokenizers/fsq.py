@@ -257,7 +257,7 @@ class FSQTokenizer(Tokenizer):
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         images = frames_to_float(self.check_frames(frames), self.device)
-        return self.quantizer.codes_to_indices(self.quantize(images)).cpu()
+        return self.quantizer.codes_to_indices(self.quantize(images))  # on the tokenizer's device, like its callers' models
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

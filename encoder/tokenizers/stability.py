@@ -30,7 +30,7 @@ CONTEXT = 7  # patches a side of the neighbourhood `static_context_flip` asks to
 def encode_video(tokenizer, frames: np.ndarray, batch: int = 64) -> np.ndarray:
     """(T, H, W, 3) uint8 -> (T, g, g) int64 codes."""
     out = [tokenizer.encode(torch.from_numpy(np.ascontiguousarray(frames[i:i + batch]))) for i in range(0, len(frames), batch)]
-    return torch.cat(out).numpy()
+    return torch.cat(out).cpu().numpy()
 
 
 def still_patches(frames: np.ndarray, patch: int) -> np.ndarray:
