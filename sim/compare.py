@@ -7,6 +7,7 @@
     python sim/compare.py encoders=[toto,mae] layers=[0.25,0.5,0.75,1.0]   # Fig. 8: success vs layer
     python sim/compare.py 'encoders=[toto_lr,mae_v,state]' pretrain_seeds=[0,1,2] \
         'variants={toto_lr:["train.lr=1e-3"],mae_v:["objective=mae"]}'   # pre-training seeds: one export per variant and seed
+    python sim/compare.py --config-name representation_study tasks=[franka_pick] confirm_seed=200000   # fresh episodes
     python sim/compare.py --help                                      # every option (CompareConfig)
 
 Every cell (task, encoder, pool, layer, seed) runs `python sim/train_policy.py` (DAgger by default)
@@ -44,7 +45,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
-from sim.policy_config import EVAL_EPISODES, TrainPolicyConfig, check_choices  # noqa: E402
+from sim.policy_config import EVAL_EPISODES, EVAL_SEED, TrainPolicyConfig, check_choices, result_file  # noqa: E402
 from sim.trainers import DaggerSettings, trainer_of  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
@@ -71,6 +72,10 @@ class CompareConfig:
     num_envs: int = TrainPolicyConfig.num_envs
     eval_episodes: int = TrainPolicyConfig.eval_episodes  # pure-student episodes after every round (the curves)
     episodes: int = EVAL_EPISODES  # final evaluation of every run (eval_policy.py, its held-out seeds)
+    # Once a variant was chosen on the held-out episodes, its result there is no longer unbiased: with a seed
+    # (e.g. 200000), every cell is also evaluated on `episodes` fresh episodes from it (eval_seed<seed>.json),
+    # pooled in summary_seed<seed>.md/.json beside the usual summary
+    confirm_seed: Optional[int] = None
     encoder_path: str = EncoderSpec.path  # toto, random and random_trunk read it
     mae_path: str = ENCODER_PATHS["mae"]  # the MAE baseline's export (python pretrain/run.py objective=mae)
     extra: list = field(default_factory=list)  # further train_policy.py overrides, the same for every run
@@ -218,8 +223,8 @@ def ensure_export(cfg: CompareConfig, variant: str, pretrain_seed: int) -> Path:
     return folder / "encoder"
 
 
-def evaluated(run: Path, episodes: int) -> dict | None:
-    path = run / "eval.json"
+def evaluated(run: Path, episodes: int, seed: int = EVAL_SEED) -> dict | None:
+    path = run / result_file(seed)
     if path.is_file():
         result = json.loads(path.read_text())
         if result.get("episodes") == episodes:
@@ -275,22 +280,34 @@ def compare(cfg: CompareConfig) -> dict:
         result = evaluated(run, cfg.episodes)
         if result is not None and "train_seconds" in record:
             print(f"[{i}/{len(jobs)}] {cell.name}: finished, {result['successes']}/{result['episodes']}", flush=True)
-            continue
-        start = time.time()
-        print(f"[{i}/{len(jobs)}] {cell.name}: training -> {run}", flush=True)
-        run_step("sim.train_policy", args, log=run / LOG_FILE)
-        if "train_seconds" not in record:  # this sitting's training (a resumed cell counts its last sitting)
-            _record(run, record, train_seconds=time.time() - start)
-        if evaluated(run, cfg.episodes) is None:
-            print(f"[{i}/{len(jobs)}] evaluating {cfg.episodes} episodes", flush=True)
-            run_step("sim.eval_policy", [f"run={run}", f"episodes={cfg.episodes}", "progress=false"], log=run / LOG_FILE)
-        result = evaluated(run, cfg.episodes)
-        print(f"[{i}/{len(jobs)}] success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)", flush=True)
+        else:
+            start = time.time()
+            print(f"[{i}/{len(jobs)}] {cell.name}: training -> {run}", flush=True)
+            run_step("sim.train_policy", args, log=run / LOG_FILE)
+            if "train_seconds" not in record:  # this sitting's training (a resumed cell counts its last sitting)
+                _record(run, record, train_seconds=time.time() - start)
+            result = evaluate(run, cfg.episodes, EVAL_SEED, f"[{i}/{len(jobs)}]")
+            print(f"[{i}/{len(jobs)}] success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)", flush=True)
+        if cfg.confirm_seed is not None:
+            confirmed = evaluate(run, cfg.episodes, cfg.confirm_seed, f"[{i}/{len(jobs)}]")
+            print(f"[{i}/{len(jobs)}] on fresh episodes (seed {cfg.confirm_seed}): "
+                  f"{confirmed['successes']}/{confirmed['episodes']}", flush=True)
+    if cfg.confirm_seed is not None:
+        summarize(out, jobs, cfg.confirm_seed)
     summary = summarize(out, jobs)
     plot_comparison(out / "compare.png", curves(out, jobs, cfg.layers[0]))
     if len(cfg.layers) > 1:
         plot_layers(out / "layers.png", layer_points(summary))
     return summary
+
+
+def evaluate(run: Path, episodes: int, seed: int, prefix: str) -> dict:
+    """The run's evaluation on `episodes` episodes from `seed`, made unless it exists."""
+    if evaluated(run, episodes, seed) is None:
+        print(f"{prefix} evaluating {episodes} episodes from seed {seed}", flush=True)
+        run_step("sim.eval_policy", [f"run={run}", f"episodes={episodes}", f"seed={seed}", "progress=false"],
+                 log=run / LOG_FILE)
+    return evaluated(run, episodes, seed)
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -301,13 +318,13 @@ def _row(key: dict) -> dict:
     return {**key, "seeds": [], "successes": 0, "episodes": 0, "env_steps": 0, "train_seconds": []}
 
 
-def summarize(out: Path, jobs: list[Cell]) -> dict:
-    """Pool every (task, encoder, pool, layer)'s evaluations over seeds, and every encoder's over tasks;
-    write summary.json and summary.md."""
+def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED) -> dict:
+    """Pool every (task, encoder, pool, layer)'s evaluations (from episode seed `seed`) over seeds, and every
+    encoder's over tasks; write summary.json and summary.md (summary_seed<seed>.* for another seed)."""
     rows, pooled = {}, {}
     for cell in jobs:
         run = out / cell.name
-        result, steps = json.loads((run / "eval.json").read_text()), _metrics(run)[-1]["env_steps"]
+        result, steps = json.loads((run / result_file(seed)).read_text()), _metrics(run)[-1]["env_steps"]
         seconds = json.loads((run / CELL_FILE).read_text()).get("train_seconds")
         key = {"task": cell.task, "encoder": cell.encoder, "pool": cell.pool, "layer": cell.layer}
         for table, group in ((rows, cell.group), (pooled, cell.group[1:])):
@@ -333,11 +350,12 @@ def summarize(out: Path, jobs: list[Cell]) -> dict:
                      f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} | {low:.0%}-{high:.0%} | "
                      f"{len(set(row['seeds']))} | {cost} |")
     summary = {"runs": list(rows.values()), "pooled_over_tasks": list(pooled.values())}
-    with atomic_write(out / "summary.json") as tmp:
+    stem = Path(result_file(seed).replace("eval", "summary", 1)).stem
+    with atomic_write(out / f"{stem}.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
-    with atomic_write(out / "summary.md") as tmp:
+    with atomic_write(out / f"{stem}.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(("" if seed == EVAL_SEED else f"On fresh episodes (seed {seed}):\n") + "\n".join(lines))
     return summary
 
 

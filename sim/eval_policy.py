@@ -6,7 +6,8 @@
 Rebuilds the run's env and features from its policy.json (train_policy.py), loads its actor and
 runs the pure student (no expert) in a single env, episode i reset with seed `seed + i`, so the
 numbers are reproducible and not biased toward short episodes as a vector env's first-to-finish
-count would be. Writes <run>/eval.json and, with videos=N, <run>/videos/eval_<i>.mp4. The export must
+count would be. Writes <run>/eval.json (eval_seed<seed>.json for a seed other than the held-out
+episodes' 100,000) and, with videos=N, <run>/videos/eval_<i>.mp4. The export must
 be the one the policy was trained on (its fingerprint in model.json); `allow_other_encoder=true` runs it
 on another one deliberately and writes <run>/eval_other_encoder.json, naming that export.
 """
@@ -26,7 +27,7 @@ import numpy as np  # noqa: E402
 from policies.curves import wilson_interval  # noqa: E402
 from sim.tasks import EnvOptions  # noqa: E402
 from policies.configuration import EncoderSpec  # noqa: E402
-from sim.policy_config import EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider  # noqa: E402
+from sim.policy_config import EvalPolicyConfig, TrainPolicyConfig, env_options, make_provider, result_file  # noqa: E402
 from sim.trainers import settings_from_saved  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
@@ -89,9 +90,10 @@ def episode(env, provider, actor, seed: int, camera: str | None) -> tuple[bool, 
 
 
 def result_name(summary: dict) -> str:
-    """eval.json, or eval_other_encoder.json for a deliberate run on another export than the trained one's."""
+    """eval.json; eval_other_encoder.json for a deliberate run on another export than the trained one's;
+    either with _seed<seed> for episodes other than the usual held-out ones (EVAL_SEED on)."""
     other = summary.get("encoder_fingerprint") and summary["encoder_fingerprint"] != summary.get("trained_on")
-    return "eval_other_encoder.json" if other else "eval.json"
+    return result_file(summary["seed"], other=bool(other))
 
 
 def evaluate_run(cfg: EvalPolicyConfig) -> dict:

@@ -43,13 +43,21 @@ class TrainPolicyConfig:
 
 
 EVAL_EPISODES = 50  # a final evaluation's held-out episodes: eval_policy.py, compare.py and the main job
+EVAL_SEED = 100_000  # their first reset seed
+
+
+def result_file(seed: int, other: bool = False) -> str:
+    """Where eval_policy.py writes an evaluation from episode seed `seed` (sim/compare.py reads it there)."""
+    return f"eval{'_other_encoder' if other else ''}{'' if seed == EVAL_SEED else f'_seed{seed}'}.json"
 
 
 @dataclass
 class EvalPolicyConfig:
     run: str = ""  # a run directory of train_policy.py (holds policy.json and actor.*)
     episodes: int = EVAL_EPISODES
-    seed: int = 100_000  # episode i resets with seed + i (far from the training seeds)
+    # episode i resets with seed + i (far from the training seeds). Another seed writes eval_seed<seed>.json and
+    # leaves eval.json as it was: fresh episodes for a result no choice has seen (sim/compare.py confirm_seed)
+    seed: int = EVAL_SEED
     videos: int = 0  # MP4s of the first N episodes in <run>/videos/
     camera: str = "wrist+third_person"  # camera(s) of the videos, '+'-joined side by side
     encoder_path: Optional[str] = None  # override the encoder path saved in the run (moved checkpoint)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.policy_config import EVAL_SEED, result_file
 from tests.cli_errors import one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,9 +76,10 @@ def fake_runs(monkeypatch, calls: list):
         if script == "sim.train_policy":
             rows = [{"round": r, "env_steps": 100 * (r + 1), "eval_success_rate": 0.5} for r in range(2)]
             (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        else:
-            successes = 3 if "toto" in run.name else 1
-            (run / "eval.json").write_text(json.dumps({"episodes": int(values["episodes"]), "successes": successes}))
+        else:  # fresh episodes (seed 200000) go worse for toto here: 2 successes against 3
+            seed = int(values.get("seed", EVAL_SEED))
+            successes = (3 if seed == EVAL_SEED else 2) if "toto" in run.name else 1
+            (run / result_file(seed)).write_text(json.dumps({"episodes": int(values["episodes"]), "successes": successes}))
 
     monkeypatch.setattr(compare, "run_step", run_step)
     return compare
@@ -171,3 +173,23 @@ def test_an_unfinished_cell_with_other_settings_is_discarded_and_a_failure_says_
     fixed = compare.CompareConfig(encoders=["state"], rounds=2, episodes=4, out=str(tmp_path))
     compare.compare(fixed)  # the cell never trained: discarded, not refused
     assert "discarded" in capsys.readouterr().out and len(calls) == 2
+
+
+def test_fresh_episodes_give_their_own_summary_and_leave_the_held_out_one(tmp_path, monkeypatch):
+    """confirm_seed: every cell (finished ones too) evaluated again from another episode seed, pooled apart."""
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    cfg = compare.CompareConfig(tasks=["franka_pick", "kuka_pick"], encoders=["toto", "state"], episodes=4, out=str(tmp_path))
+    compare.compare(cfg)
+    held_out = (tmp_path / "summary.json").read_text()
+    calls.clear()
+    summary = compare.compare(compare.CompareConfig(**{**cfg.__dict__, "confirm_seed": 200000}))
+    assert [s for s, _ in calls] == ["sim.eval_policy"] * 4 and all("seed=200000" in a for _, a in calls)  # no training
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(held_out) == summary
+    fresh = json.loads((tmp_path / "summary_seed200000.json").read_text())
+    toto = next(r for r in fresh["pooled_over_tasks"] if r["encoder"] == "toto")
+    assert (toto["successes"], toto["episodes"]) == (4, 8)  # 2 a task, against 3 on the held-out episodes
+    assert "| all | toto | grid4 | mid |" in (tmp_path / "summary_seed200000.md").read_text()
+    calls.clear()
+    compare.compare(compare.CompareConfig(**{**cfg.__dict__, "confirm_seed": 200000}))
+    assert calls == []

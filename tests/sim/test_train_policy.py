@@ -251,6 +251,9 @@ def test_evaluation_checks_the_export_the_policy_was_trained_on(tmp_path):
     result = json.loads((run / "eval_other_encoder.json").read_text())
     assert result["encoder_path"] == str(other) and result["encoder_fingerprint"] != result["trained_on"]
     assert (run / "eval.json").read_text() == before  # the trained export's result is kept
+    assert evaluate("seed=200000").returncode == 0  # fresh episodes: their own file, eval.json kept
+    assert json.loads((run / "eval_seed200000.json").read_text())["seed"] == 200000
+    assert (run / "eval.json").read_text() == before
 
 
 def test_a_bf16_trained_policy_acts_alike_on_an_fp32_host(tmp_path):
