@@ -21,8 +21,8 @@ over pre-training and policy seeds alike; a child that fails leaves its whole st
 folder's compare.log and the error names its cause. Writes out/compare.png (Fig. 6: student success vs env steps, a panel
 per task, a line per encoder and pool: mean over seeds, band = min..max), out/layers.png with
 more than one layer (Fig. 8: final success vs layer), out/summary.json and out/summary.md (final
-evaluation pooled over seeds with Wilson 95% intervals, pooled over tasks too, and each run's
-wall time and env steps/s).
+evaluation pooled over seeds, and over tasks too, with two 95% intervals: Wilson's over episodes, and Student's t
+over runs, which widens when seeds disagree more than their episodes would; and each run's wall time and env steps/s).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ from sim.policy_config import EVAL_EPISODES, EVAL_SEED, TrainPolicyConfig, check
 from sim.trainers import DaggerSettings, trainer_of  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
-from policies.curves import wilson_interval  # noqa: E402
+from policies.curves import runs_interval, wilson_interval  # noqa: E402
 from toto_robot.io import atomic_write  # noqa: E402
 
 CELL_FILE = "cell.json"
@@ -315,7 +315,7 @@ def _metrics(run: Path) -> list[dict]:
 
 
 def _row(key: dict) -> dict:
-    return {**key, "seeds": [], "successes": 0, "episodes": 0, "env_steps": 0, "train_seconds": []}
+    return {**key, "seeds": [], "successes": 0, "episodes": 0, "env_steps": 0, "train_seconds": [], "run_rates": []}
 
 
 def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED) -> dict:
@@ -332,23 +332,27 @@ def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED) -> dict:
             row["seeds"].append(cell.seed if cell.pretrain_seed is None else f"p{cell.pretrain_seed}s{cell.seed}")
             row["successes"] += result["successes"]
             row["episodes"] += result["episodes"]
+            row["run_rates"].append(result["successes"] / result["episodes"])
             row["env_steps"] = steps
             if seconds:
                 row["train_seconds"].append(seconds)
     for row in [*rows.values(), *pooled.values()]:
         row["success_rate"] = row["successes"] / row["episodes"]
         row["ci95"] = list(wilson_interval(row["successes"], row["episodes"]))
+        runs = runs_interval(row["run_rates"])  # over runs: sees seed-to-seed spread that Wilson's cannot
+        row["ci95_runs"] = list(runs) if runs else None
         times = row.pop("train_seconds")
         row["train_minutes"] = sum(times) / len(times) / 60 if times else None
         row["env_steps_per_s"] = row["env_steps"] / (sum(times) / len(times)) if times else None
-    lines = ["| task | encoder | pool | layer | env steps | success | 95% CI | seeds | train min/run | env steps/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | encoder | pool | layer | env steps | success | 95% CI (episodes) | 95% CI (runs) | runs | "
+             "train min/run | env steps/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in [*rows.values(), *(pooled.values() if len(set(c.task for c in jobs)) > 1 else [])]:
         low, high = row["ci95"]
         cost = (f"{row['train_minutes']:.1f} | {row['env_steps_per_s']:.0f}" if row["train_minutes"] else "- | -")
+        over_runs = "{:.0%}-{:.0%}".format(*row["ci95_runs"]) if row["ci95_runs"] else "-"
         lines.append(f"| {row['task']} | {row['encoder']} | {row['pool']} | {row['layer']} | {row['env_steps']:,} | "
-                     f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} | {low:.0%}-{high:.0%} | "
-                     f"{len(set(row['seeds']))} | {cost} |")
+                     f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} | {low:.0%}-{high:.0%} | {over_runs} | "
+                     f"{len(row['run_rates'])} | {cost} |")
     summary = {"runs": list(rows.values()), "pooled_over_tasks": list(pooled.values())}
     stem = Path(result_file(seed).replace("eval", "summary", 1)).stem
     with atomic_write(out / f"{stem}.json") as tmp:

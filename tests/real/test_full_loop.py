@@ -175,6 +175,7 @@ def _worst(env: SafetyEnvelope, qs, lower, upper) -> tuple[float, float]:
             max(np.max(env.box_min - points), np.max(points - env.box_max)))
 
 
+@pytest.mark.wallclock
 def test_camera_stops_the_arm_holds_within_200_ms(stack):
     """Holding means: the last action comes within 200 ms of the camera's death, no action (so no new
     target) follows, and the arm settles at the last target and stays there. How long settling takes

@@ -102,6 +102,7 @@ def test_cells_cover_pools_and_layers_and_resume_skips_finished_ones(tmp_path, m
     pooled = next(r for r in summary["pooled_over_tasks"] if (r["encoder"], r["pool"], r["layer"]) == ("toto", "grid4", "0.5"))
     assert (pooled["task"], pooled["successes"], pooled["episodes"]) == ("all", 12, 16)
     assert pooled["ci95"][0] < 0.75 < pooled["ci95"][1] and toto["env_steps_per_s"] > 0
+    assert pooled["ci95_runs"] == [0.75, 0.75] and len(pooled["run_rates"]) == 4  # every fake run scores 3/4
     for png in ("compare.png", "layers.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert "| all | toto | grid4 | 0.5 |" in (tmp_path / "summary.md").read_text()
@@ -193,3 +194,15 @@ def test_fresh_episodes_give_their_own_summary_and_leave_the_held_out_one(tmp_pa
     calls.clear()
     compare.compare(compare.CompareConfig(**{**cfg.__dict__, "confirm_seed": 200000}))
     assert calls == []
+
+
+def test_the_interval_over_runs_sees_seeds_that_disagree():
+    """Wilson's interval counts episodes; runs_interval counts runs: seeds at 18, 0 and 6 of 30 (an MAE on kuka_pick)
+    pool to 24/90 with a Wilson interval of 18-37%, but over runs the mean's interval spans far wider."""
+    from policies.curves import runs_interval, wilson_interval
+
+    low, high = wilson_interval(24, 90)
+    spread = runs_interval([18 / 30, 0 / 30, 6 / 30])
+    assert spread[0] == 0.0 and spread[1] > 0.9 and high - low < 0.2  # clipped at 0; mean 0.27, sd 0.31, t(2) 4.30
+    agree = runs_interval([8 / 30, 8 / 30, 8 / 30])
+    assert agree == (8 / 30, 8 / 30) and runs_interval([0.5]) is None
