@@ -129,6 +129,11 @@ def test_a_truncated_buffer_and_an_empty_frame_are_one_line(tmp_path):
 
 
 def test_ctrl_c_is_one_line_exit_130_and_nothing_truncated(tmp_path):
+    # a child inherits an ignored or blocked SIGINT; say so rather than fail as "recorded every episode"
+    # (twice under load, right after a failed tests/real/test_full_loop.py test: not yet explained)
+    inherited = {"ignored": signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+                 "blocked": signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])}
+    assert not any(inherited.values()), f"an earlier test left SIGINT {inherited} in the test process"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     child = subprocess.Popen([sys.executable, "sim/record.py", "task=franka_pick", "episodes=200", "demos=false",
                               f"out={tmp_path}"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
