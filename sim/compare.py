@@ -45,7 +45,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
-from sim.policy_config import EVAL_EPISODES, EVAL_SEED, TrainPolicyConfig, check_choices, result_file  # noqa: E402
+from sim.policy_config import EVAL_EPISODES, EVAL_SEED, TrainPolicyConfig, check_choices, result_file, seed_suffix  # noqa: E402
 from sim.trainers import DaggerSettings, trainer_of  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
@@ -354,7 +354,7 @@ def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED) -> dict:
                      f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} | {low:.0%}-{high:.0%} | {over_runs} | "
                      f"{len(row['run_rates'])} | {cost} |")
     summary = {"runs": list(rows.values()), "pooled_over_tasks": list(pooled.values())}
-    stem = Path(result_file(seed).replace("eval", "summary", 1)).stem
+    stem = f"summary{seed_suffix(seed)}"
     with atomic_write(out / f"{stem}.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     with atomic_write(out / f"{stem}.md") as tmp:

@@ -46,9 +46,14 @@ EVAL_EPISODES = 50  # a final evaluation's held-out episodes: eval_policy.py, co
 EVAL_SEED = 100_000  # their first reset seed
 
 
+def seed_suffix(seed: int) -> str:
+    """"" for the held-out episodes, "_seed<seed>" for others: evaluations and their summaries keep apart."""
+    return "" if seed == EVAL_SEED else f"_seed{seed}"
+
+
 def result_file(seed: int, other: bool = False) -> str:
     """Where eval_policy.py writes an evaluation from episode seed `seed` (sim/compare.py reads it there)."""
-    return f"eval{'_other_encoder' if other else ''}{'' if seed == EVAL_SEED else f'_seed{seed}'}.json"
+    return f"eval{'_other_encoder' if other else ''}{seed_suffix(seed)}.json"
 
 
 @dataclass
