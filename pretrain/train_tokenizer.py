@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from encoder.tokenizers import TOKENIZER_NAME, save_tokenizer
 from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
+from encoder.tokenizers.stability import frame_psnr
 from pretrain.schedule import lr_at
 from toto_robot.checkpoint import CheckpointError, read_meta
 from toto_robot.compute import PRECISIONS, resolve
@@ -128,8 +129,7 @@ def evaluate(tokenizer: FSQTokenizer, frames: np.ndarray, batch_size: int = 64) 
         batch = torch.from_numpy(frames[i:i + batch_size])
         codes = tokenizer.encode(batch).cpu()  # encode moves the frames to the tokenizer's device
         recon = tokenizer.decode(codes).cpu()
-        mse = (recon.float() - batch.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-        psnrs.append(10 * torch.log10(255.0**2 / mse))
+        psnrs.append(frame_psnr(batch, recon))
         counts += torch.bincount(codes.reshape(-1), minlength=tokenizer.codebook_size)
         if i == 0:
             recons = recon[:8].numpy()

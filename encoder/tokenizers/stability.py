@@ -93,12 +93,17 @@ def measure(tokenizer, videos: dict[str, np.ndarray], stored: dict[str, np.ndarr
     return result
 
 
+def frame_psnr(frames: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """(B,) PSNR (dB) of uint8 frames against their reconstructions, on the CPU: a tokenizer on a GPU
+    decodes there, and the frames stay where the caller read them."""
+    mse = (recon.cpu().float() - frames.cpu().float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return 10 * torch.log10(255.0**2 / mse)
+
+
 def psnr(tokenizer, frames: np.ndarray, batch: int = 64) -> float:
     """Mean PSNR (dB) of the uint8 encode -> decode round trip over `frames`."""
     values = []
     for i in range(0, len(frames), batch):
         x = torch.from_numpy(np.ascontiguousarray(frames[i:i + batch]))
-        recon = tokenizer.decode(tokenizer.encode(x))
-        mse = (recon.float() - x.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-        values.append(10 * torch.log10(255.0**2 / mse))
+        values.append(frame_psnr(x, tokenizer.decode(tokenizer.encode(x))))
     return round(float(torch.cat(values).mean()), 2)

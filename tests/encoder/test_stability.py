@@ -67,6 +67,19 @@ def test_measure_counts_flips_of_still_patches():
     assert wild["static_flip"] == 1.0 and wild["stored_agreement"] is None
 
 
+def test_psnr_is_the_known_value_and_the_tokenizer_stage_reports_the_same():
+    from pretrain.train_tokenizer import evaluate
+
+    frames = _frames(3).numpy()
+    exact = np.full((3, 64, 64, 3), 100, np.uint8)
+    assert stability.frame_psnr(torch.from_numpy(exact), torch.from_numpy(exact + 1)).tolist() == pytest.approx(
+        [10 * np.log10(255**2)] * 3)  # an error of 1 everywhere: MSE 1
+    tokenizer = _scaled(FSQTokenizer(FSQConfig(channels=(16, 32, 32))))
+    with torch.no_grad():
+        metrics, _ = evaluate(tokenizer, frames, batch_size=2)
+        assert stability.psnr(tokenizer, frames, batch=2) == pytest.approx(metrics["psnr_db"], abs=0.01)
+
+
 def test_lossless_mp4_keeps_every_value_and_yuv420p_does_not(tmp_path):
     from toto_robot.media.video import read_frames
     from toto_robot.video_writer import write_mp4
