@@ -7,7 +7,8 @@
     python sim/compare.py encoders=[toto,mae] layers=[0.25,0.5,0.75,1.0]   # Fig. 8: success vs layer
     python sim/compare.py 'encoders=[toto_lr,mae_v,state]' pretrain_seeds=[0,1,2] \
         'variants={toto_lr:["train.lr=1e-3"],mae_v:["objective=mae"]}'   # pre-training seeds: one export per variant and seed
-    python sim/compare.py --config-name representation_study tasks=[franka_pick] confirm_seed=200000   # fresh episodes
+    python sim/compare.py 'also=[{encoders:[toto],layers:[1,mid,3,4]},{tasks:[kuka_pick],seeds:[1]}]'   # more cells, same folder
+    python sim/compare.py --config-name representation_study tasks=[franka_pick] 'also=[]' confirm_seed=200000   # fresh episodes
     python sim/compare.py --help                                      # every option (CompareConfig)
 
 Every cell (task, encoder, pool, layer, seed) runs `python sim/train_policy.py` (DAgger by default)
@@ -36,8 +37,8 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import shutil  # noqa: E402
-from dataclasses import dataclass, field, fields  # noqa: E402
-from typing import Dict, List, Optional  # noqa: E402
+from dataclasses import dataclass, field, fields, replace  # noqa: E402
+from typing import Any, Dict, List, Optional  # noqa: E402
 
 import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
@@ -85,10 +86,16 @@ class CompareConfig:
     # cells read that export. A variant is Toto unless its overrides set objective=mae.
     variants: Dict[str, List[str]] = field(default_factory=dict)
     pretrain_seeds: list = field(default_factory=list)
+    # Further cells in the same folder: each entry replaces some of the axes above (AXES), the others stay, e.g.
+    # the Fig. 8 layer sweep of one encoder on two tasks, or a second policy seed where intervals overlap:
+    #   also=[{tasks: [franka_pick], encoders: [toto], layers: [1, mid, 3, 4]}]
+    # Pooled over tasks, only the cells of `seeds` above count, so an added seed does not weigh its tasks more.
+    also: List[Any] = field(default_factory=list)
     out: str = "runs/compare"
 
 
 ConfigStore.instance().store(name="compare_schema", node=CompareConfig)
+AXES = ("tasks", "encoders", "seeds", "pools", "layers")  # what an `also` entry may replace
 
 
 @dataclass(frozen=True)
@@ -114,16 +121,17 @@ class Cell:
 
 
 def cells(cfg: CompareConfig) -> list[Cell]:
-    """Every run of the study, in order; the state encoder once per task and seed (no pool, no layer),
-    a variant once per pre-training seed too."""
+    """Every run of the study, in order: the grid, then each `also` entry's cells not in it yet; the state
+    encoder once per task and seed (no pool, no layer), a variant once per pre-training seed too."""
     out = []
-    for task in cfg.tasks:
-        for encoder in cfg.encoders:
-            settings = [("-", "-")] if encoder == "state" else [(str(p), str(n)) for p in cfg.pools for n in cfg.layers]
-            pretrain_seeds = [int(p) for p in cfg.pretrain_seeds] if encoder in cfg.variants else [None]
-            out += [Cell(task, encoder, pool, layer, int(seed), pseed)
-                    for pool, layer in settings for pseed in pretrain_seeds for seed in cfg.seeds]
-    return out
+    for grid in (cfg, *(replace(cfg, also=[], **dict(entry)) for entry in cfg.also)):
+        for task in grid.tasks:
+            for encoder in grid.encoders:
+                settings = [("-", "-")] if encoder == "state" else [(str(p), str(n)) for p in grid.pools for n in grid.layers]
+                pretrain_seeds = [int(p) for p in cfg.pretrain_seeds] if encoder in cfg.variants else [None]
+                out += [Cell(task, encoder, pool, layer, int(seed), pseed)
+                        for pool, layer in settings for pseed in pretrain_seeds for seed in grid.seeds]
+    return list(dict.fromkeys(out))
 
 
 def kind_of(cfg: CompareConfig, encoder: str) -> str:
@@ -144,6 +152,16 @@ def pretrain_args(cfg: CompareConfig, variant: str, pretrain_seed: int) -> list[
 
 def check(cfg: CompareConfig) -> None:
     """One-line ValueErrors for names no run could use, before anything starts."""
+    for i, entry in enumerate(cfg.also):
+        bad = sorted(set(entry) - set(AXES)) if hasattr(entry, "keys") else [repr(entry)]
+        bad += [f"{key}={value!r} (not a list)" for key, value in (entry.items() if not bad else ()) if not isinstance(value, list)]
+        if bad or not entry:
+            raise ValueError(f"also[{i}]: {', '.join(bad) or 'an empty entry'}: an entry sets some of {', '.join(AXES)}, "
+                             "e.g. also=[{tasks: [franka_pick], layers: [1, mid, 3, 4]}]")
+        try:
+            check(replace(cfg, also=[], **dict(entry)))
+        except ValueError as error:
+            raise ValueError(f"also[{i}]: {error}") from None
     if not cfg.tasks or not cfg.encoders or not cfg.seeds or not cfg.pools or not cfg.layers:
         raise ValueError("tasks, encoders, seeds, pools and layers must each name at least one value")
     clash = sorted(set(cfg.variants) & set(COMPARED + ("random_trunk",)))
@@ -292,11 +310,12 @@ def compare(cfg: CompareConfig) -> dict:
             confirmed = evaluate(run, cfg.episodes, cfg.confirm_seed, f"[{i}/{len(jobs)}]")
             print(f"[{i}/{len(jobs)}] on fresh episodes (seed {cfg.confirm_seed}): "
                   f"{confirmed['successes']}/{confirmed['episodes']}", flush=True)
+    base_seeds = [int(s) for s in cfg.seeds]
     if cfg.confirm_seed is not None:
-        summarize(out, jobs, cfg.confirm_seed)
-    summary = summarize(out, jobs)
+        summarize(out, jobs, cfg.confirm_seed, base_seeds)
+    summary = summarize(out, jobs, pooled_seeds=base_seeds)
     plot_comparison(out / "compare.png", curves(out, jobs, cfg.layers[0]))
-    if len(cfg.layers) > 1:
+    if len({c.layer for c in jobs if c.encoder != "state"}) > 1:
         plot_layers(out / "layers.png", layer_points(summary))
     return summary
 
@@ -318,9 +337,10 @@ def _row(key: dict) -> dict:
     return {**key, "seeds": [], "successes": 0, "episodes": 0, "env_steps": 0, "train_seconds": [], "run_rates": []}
 
 
-def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED) -> dict:
+def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED, pooled_seeds=None) -> dict:
     """Pool every (task, encoder, pool, layer)'s evaluations (from episode seed `seed`) over seeds, and every
-    encoder's over tasks; write summary.json and summary.md (summary_seed<seed>.* for another seed)."""
+    encoder's over tasks (the cells of `pooled_seeds` only, if given, so that every task weighs alike);
+    write summary.json and summary.md (summary_seed<seed>.* for another seed)."""
     rows, pooled = {}, {}
     for cell in jobs:
         run = out / cell.name
@@ -328,6 +348,8 @@ def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED) -> dict:
         seconds = json.loads((run / CELL_FILE).read_text()).get("train_seconds")
         key = {"task": cell.task, "encoder": cell.encoder, "pool": cell.pool, "layer": cell.layer}
         for table, group in ((rows, cell.group), (pooled, cell.group[1:])):
+            if table is pooled and pooled_seeds is not None and cell.seed not in pooled_seeds:
+                continue
             row = table.setdefault(group, _row(key if table is rows else {**key, "task": "all"}))
             row["seeds"].append(cell.seed if cell.pretrain_seed is None else f"p{cell.pretrain_seed}s{cell.seed}")
             row["successes"] += result["successes"]
@@ -396,7 +418,7 @@ def main(cfg) -> None:
         with run_lock(config.out):
             compare(config)
     print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'summary.md'}"
-          + (f", {Path(cfg.out) / 'layers.png'}" if len(cfg.layers) > 1 else ""))
+          + (f", {Path(cfg.out) / 'layers.png'}" if len({c.layer for c in cells(config) if c.encoder != "state"}) > 1 else ""))
 
 
 cli = hydra_entry(main)  # the console script's target (pyproject.toml)

@@ -56,7 +56,8 @@ def test_compare_runs_encoders_on_the_same_seeds_and_resumes(tmp_path):
 def test_bad_settings_are_one_line(tmp_path):
     for override, expected in (("tasks=[franka_pik]", "unknown task 'franka_pik'"),
                                ("encoders=[dino]", "unknown encoder 'dino'"),
-                               ('extra=["seed=3"]', "seed is set by the comparison")):
+                               ('extra=["seed=3"]', "seed is set by the comparison"),
+                               ("also=[{task:[kuka_pick]}]", "also[0]: task: an entry sets some of tasks")):
         assert expected in one_line_error(cli(override, f"out={tmp_path / 'x'}"))
 
 
@@ -109,6 +110,31 @@ def test_cells_cover_pools_and_layers_and_resume_skips_finished_ones(tmp_path, m
     calls.clear()
     compare.compare(cfg)  # everything finished: no child process at all
     assert calls == []
+
+
+def test_also_adds_a_layer_sweep_and_a_seed_to_the_same_folder_and_pools_tasks_alike(tmp_path, monkeypatch):
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    cfg = compare.CompareConfig(tasks=["franka_pick", "kuka_pick"], encoders=["toto", "mae", "state"], episodes=4, out=str(tmp_path),
+                                also=[{"tasks": ["kuka_pick"], "encoders": ["toto"], "layers": ["1", "mid", "3"]},
+                                      {"tasks": ["kuka_pick"], "encoders": ["mae", "toto"], "seeds": [1]}])
+    summary = compare.compare(cfg)
+    names = [c.name for c in compare.cells(cfg)]
+    assert len(names) == len(set(names)) == 6 + 2 + 2  # the grid, two more layers, seed 1 for two encoders
+    assert {"kuka_pick_toto_grid4_L1_s0", "kuka_pick_toto_grid4_L3_s0", "kuka_pick_mae_grid4_Lmid_s1"} < set(names)
+    assert "franka_pick_toto_grid4_L1_s0" not in names and "kuka_pick_state_s1" not in names
+    mae = {r["task"]: r for r in summary["runs"] if r["encoder"] == "mae"}
+    assert mae["kuka_pick"]["seeds"] == [0, 1] and mae["franka_pick"]["seeds"] == [0]
+    pooled = next(r for r in summary["pooled_over_tasks"] if (r["encoder"], r["layer"]) == ("mae", "mid"))
+    assert (pooled["successes"], pooled["episodes"]) == (2, 8)  # seed 0 of each task: the added seed is not pooled
+    assert (tmp_path / "layers.png").read_bytes()[:4] == b"\x89PNG"
+    calls.clear()
+    compare.compare(cfg)
+    assert calls == []
+    with pytest.raises(ValueError, match=r"also\[0\]: unknown task 'kuka_pik'"):
+        compare.check(compare.CompareConfig(also=[{"tasks": ["kuka_pik"]}]))
+    with pytest.raises(ValueError, match=r"also\[0\]: task: an entry sets some of tasks"):
+        compare.check(compare.CompareConfig(also=[{"task": ["kuka_pick"]}]))
 
 
 def test_a_cell_made_with_other_settings_is_refused(tmp_path, monkeypatch):
