@@ -75,25 +75,29 @@ def plot_success(path: Path, stats: list[dict], title: str) -> None:
     _save(fig, path)
 
 
-def plot_comparison(path: Path, panels: dict[str, dict[str, list[list[tuple[int, float]]]]]) -> None:
-    """Student success vs env steps: a panel per task, a line per encoder; `panels[task][encoder]` holds one
-    curve [(env_steps, success), ...] per seed, drawn as the mean over seeds with a min..max band."""
+def plot_comparison(path: Path, rows: dict[str, dict[str, dict[str, list[list[tuple[int, float]]]]]]) -> None:
+    """Student success vs env steps: a row per pooling, a panel per task, a line per encoder; `rows[pool][task][encoder]`
+    holds one curve [(env_steps, success), ...] per seed, drawn as the mean over seeds with a min..max band."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (task, lines) in zip(axes[0], panels.items()):
-        for encoder, curves in lines.items():
-            length = min(len(c) for c in curves)
-            if not length:
-                continue
-            steps = np.array([x for x, _ in curves[0][:length]])
-            rates = np.array([[y for _, y in c[:length]] for c in curves])
-            (line,) = ax.plot(steps, rates.mean(0), "o-", label=encoder, markersize=3)
-            if len(curves) > 1:
-                ax.fill_between(steps, rates.min(0), rates.max(0), color=line.get_color(), alpha=0.2)
-        ax.set(title=task, xlabel="env steps", ylim=(-0.02, 1.02))
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("student success rate")
-    axes[0][0].legend(loc="best")
+    tasks = list(dict.fromkeys(task for panels in rows.values() for task in panels))
+    names = sorted({encoder for panels in rows.values() for lines in panels.values() for encoder in lines})
+    colour = {encoder: f"C{i % 10}" for i, encoder in enumerate(names)}  # one colour per encoder in every row
+    fig, axes = plt.subplots(len(rows), len(tasks), figsize=(4.2 * len(tasks), 3.4 * len(rows)), squeeze=False)
+    for r, (pool, panels) in enumerate(rows.items()):
+        for ax, task in zip(axes[r], tasks):
+            for encoder, curves in panels.get(task, {}).items():
+                length = min(len(c) for c in curves)
+                if not length:
+                    continue
+                steps = np.array([x for x, _ in curves[0][:length]])
+                rates = np.array([[y for _, y in c[:length]] for c in curves])
+                ax.plot(steps, rates.mean(0), "o-", label=encoder, markersize=3, color=colour[encoder])
+                if len(curves) > 1:
+                    ax.fill_between(steps, rates.min(0), rates.max(0), color=colour[encoder], alpha=0.2)
+            ax.set(title=task if r == 0 else "", xlabel="env steps" if r == len(rows) - 1 else "", ylim=(-0.02, 1.02))
+            ax.grid(alpha=0.3)
+        axes[r][0].set_ylabel(f"{pool}: student success" if len(rows) > 1 else "student success rate")
+        axes[r][0].legend(loc="best", fontsize=7)
     _save(fig, path)
 
 

@@ -315,8 +315,9 @@ def compare(cfg: CompareConfig) -> dict:
         summarize(out, jobs, cfg.confirm_seed, base_seeds)
     summary = summarize(out, jobs, pooled_seeds=base_seeds)
     plot_comparison(out / "compare.png", curves(out, jobs, cfg.layers[0]))
-    if len({c.layer for c in jobs if c.encoder != "state"}) > 1:
-        plot_layers(out / "layers.png", layer_points(summary))
+    sweep = layer_points(summary, layer_order(cfg))
+    if sweep:
+        plot_layers(out / "layers.png", sweep)
     return summary
 
 
@@ -385,30 +386,41 @@ def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED, pooled_seeds=N
     return summary
 
 
-def _label(cell: Cell, pools: set) -> str:
-    return cell.encoder if cell.encoder == "state" or len(pools) == 1 else f"{cell.encoder} ({cell.pool})"
-
-
 def curves(out: Path, jobs: list[Cell], layer) -> dict:
-    """{task: {line: [per-seed [(env_steps, student success), ...]]}} from the runs' metrics.jsonl, at one layer."""
-    panels, pools = {}, {c.pool for c in jobs if c.encoder != "state"}
+    """{pool: {task: {encoder: [per-seed [(env_steps, student success), ...]]}}} from the runs' metrics.jsonl, at
+    one layer; the state encoder (no pool) is drawn in every pool's row as the reference."""
+    pools = list(dict.fromkeys(c.pool for c in jobs if c.encoder != "state")) or ["-"]
+    rows = {pool: {} for pool in pools}
     for cell in jobs:
         if cell.encoder != "state" and cell.layer != str(layer):
             continue
-        rows = _metrics(out / cell.name)
-        curve = [(r["env_steps"], r["eval_success_rate"]) for r in rows if r.get("eval_success_rate") is not None]
-        panels.setdefault(cell.task, {}).setdefault(_label(cell, pools), []).append(curve)
-    return panels
+        rows_of_cell = pools if cell.encoder == "state" else [cell.pool]
+        metrics = _metrics(out / cell.name)
+        curve = [(r["env_steps"], r["eval_success_rate"]) for r in metrics if r.get("eval_success_rate") is not None]
+        for pool in rows_of_cell:
+            rows[pool].setdefault(cell.task, {}).setdefault(cell.encoder, []).append(curve)
+    return rows
 
 
-def layer_points(summary: dict) -> dict:
-    """{task: {encoder (pool): [(layer, success, low, high), ...]}} for the layer sweep."""
+def layer_order(cfg: CompareConfig) -> list[str]:
+    """The layers in the order the longest sweep names them (an `also` entry's [1, mid, 3, 4] before the grid's [mid])."""
+    sweeps = sorted([[str(n) for n in dict(entry).get("layers", [])] for entry in cfg.also] + [[str(n) for n in cfg.layers]],
+                    key=len, reverse=True)
+    return list(dict.fromkeys(n for sweep in sweeps for n in sweep))
+
+
+def layer_points(summary: dict, order=()) -> dict:
+    """{task: {encoder (pool): [(layer, success, low, high), ...]}} for the layer sweep: the lines read at more
+    than one layer, and the tasks that have one; points in `order` (layer names), others after them."""
     panels = {}
     for row in summary["runs"]:
         if row["encoder"] != "state":
             line = f"{row['encoder']} ({row['pool']})"
             panels.setdefault(row["task"], {}).setdefault(line, []).append((row["layer"], row["success_rate"], *row["ci95"]))
-    return panels
+    rank = {str(n): i for i, n in enumerate(order)}
+    swept = {task: {line: sorted(points, key=lambda p: rank.get(str(p[0]), len(rank))) for line, points in lines.items()
+                    if len(points) > 1} for task, lines in panels.items()}
+    return {task: lines for task, lines in swept.items() if lines}
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(__file__), config_name="compare")

@@ -106,6 +106,8 @@ def test_cells_cover_pools_and_layers_and_resume_skips_finished_ones(tmp_path, m
     assert pooled["ci95_runs"] == [0.75, 0.75] and len(pooled["run_rates"]) == 4  # every fake run scores 3/4
     for png in ("compare.png", "layers.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    rows = compare.curves(tmp_path, compare.cells(cfg), "0.5")  # compare.png: a row per pool, state in each
+    assert list(rows) == ["avg", "grid4"] and all(set(rows[p]["kuka_pick"]) == {"toto", "state"} for p in rows)
     assert "| all | toto | grid4 | 0.5 |" in (tmp_path / "summary.md").read_text()
     calls.clear()
     compare.compare(cfg)  # everything finished: no child process at all
@@ -128,6 +130,11 @@ def test_also_adds_a_layer_sweep_and_a_seed_to_the_same_folder_and_pools_tasks_a
     pooled = next(r for r in summary["pooled_over_tasks"] if (r["encoder"], r["layer"]) == ("mae", "mid"))
     assert (pooled["successes"], pooled["episodes"]) == (2, 8)  # seed 0 of each task: the added seed is not pooled
     assert (tmp_path / "layers.png").read_bytes()[:4] == b"\x89PNG"
+    sweep = compare.layer_points(summary, compare.layer_order(cfg))
+    assert list(sweep) == ["kuka_pick"] and list(sweep["kuka_pick"]) == ["toto (grid4)"]  # only lines read at several layers
+    assert [p[0] for p in sweep["kuka_pick"]["toto (grid4)"]] == ["1", "mid", "3"]  # in the sweep's order, not the cells'
+    rows = compare.curves(tmp_path, compare.cells(cfg), "mid")
+    assert list(rows) == ["grid4"] and set(rows["grid4"]["kuka_pick"]) == {"toto", "mae", "state"}
     calls.clear()
     compare.compare(cfg)
     assert calls == []
