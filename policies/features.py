@@ -116,19 +116,21 @@ def random_encoder(encoder_dir, *, layer=DEFAULT_LAYER, pool: str, seed: int = 0
                    trained_tokenizer: bool = False):
     """A frozen `TotoEncoder` with the configs of `encoder_dir` (toto.json + tokenizer.json) and
     seeded random weights (no trained weights are read). The global torch RNG is left as it was.
-    Only FSQ tokenizers are supported (the pipeline's own); others raise ValueError.
+    FSQ tokenizers (the pipeline's own) and patch input (no tokenizer weights: both baselines read
+    the same patches) are supported; others raise ValueError.
     trained_tokenizer=True keeps the directory's trained tokenizer and randomizes only the
     transformer: what the transformer's pre-training adds, apart from the tokenizer's."""
     directory = Path(encoder_dir).expanduser()
     meta = read_meta(directory, "toto", kind="toto")
     tok_meta = read_meta(directory, meta.get("tokenizer", "tokenizer"))
-    if tok_meta.get("kind") != "fsq_tokenizer":
-        raise ValueError(f"{directory}: random baseline needs an FSQ tokenizer config, found {tok_meta.get('kind')!r}")
+    kind = tok_meta.get("kind")
+    if kind not in ("fsq_tokenizer", "patch_tokenizer"):
+        raise ValueError(f"{directory}: a random baseline needs an FSQ or patch tokenizer, found {kind!r}")
     resolution = int(meta["resolution"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Toto(TotoConfig.from_dict(meta["config"]))
-        if trained_tokenizer:
+        if trained_tokenizer or kind == "patch_tokenizer":
             tokenizer = load_tokenizer(directory / f"{meta.get('tokenizer', 'tokenizer')}.safetensors")
         else:
             tokenizer = FSQTokenizer(FSQConfig.from_saved(tok_meta["config"])).eval()

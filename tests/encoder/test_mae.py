@@ -127,3 +127,28 @@ def test_random_trunk_keeps_the_trained_tokenizer_and_randomizes_the_transformer
     assert torch.equal(trunk.token_ids(frames), trained.token_ids(frames))
     assert not torch.equal(full.token_ids(frames), trained.token_ids(frames))
     assert not torch.allclose(trunk.model.layers[0].attention.wq.weight, trained.model.layers[0].attention.wq.weight)
+
+
+def test_random_baselines_on_a_patch_input_export_read_the_same_patches_through_a_random_transformer(tmp_path):
+    """patch-dVAE exports: no tokenizer weights to draw, so random and random_trunk are one control (seeded)."""
+    from encoder import tokens
+    from encoder.frozen import load_encoder
+    from encoder.model import Toto, TotoConfig
+    from encoder.tokenizers import save_tokenizer
+    from encoder.tokenizers.patch import PatchTokenizer
+    from policies.features import random_encoder
+    from toto_robot.checkpoint import save_weights
+
+    save_tokenizer(PatchTokenizer(8), tmp_path)
+    seq_len = tokens.sequence_length(16, 4)
+    config = TotoConfig(dim=32, n_layers=4, n_heads=2, vocab_size=64, ffn_hidden=64, max_seq_len=seq_len, patch_dim=192,
+                        code_head=True)
+    torch.manual_seed(1)
+    save_weights(tmp_path, "toto", Toto(config).state_dict(), kind="toto", config=config.to_dict(), frames=16, grid=4,
+                 seq_len=seq_len, resolution=32, tokenizer="tokenizer")
+    frames = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    trained = load_encoder(tmp_path, pool="avg", dtype="fp32")(frames)
+    trunk = random_encoder(tmp_path, pool="avg", seed=5, dtype="fp32", trained_tokenizer=True)(frames)
+    full = random_encoder(tmp_path, pool="avg", seed=5, dtype="fp32")(frames)
+    assert torch.equal(trunk, full) and not torch.allclose(trunk, trained, atol=1e-3)
+    assert not torch.equal(random_encoder(tmp_path, pool="avg", seed=6, dtype="fp32")(frames), full)
