@@ -39,7 +39,7 @@ def column(path: str, args, frames_by_source) -> dict:
     """Every figure of one tokenizer or export, as {row label: text}."""
     import torch
 
-    from encoder.feature_stability import code_neighbour_cosine, self_match
+    from encoder.feature_stability import code_neighbour_cosine, position_readout, self_match
     from encoder.frozen import load_encoder
     from encoder.tokenizers import load_tokenizer
     from encoder.tokens import CODE_OFFSET
@@ -57,8 +57,9 @@ def column(path: str, args, frames_by_source) -> dict:
         from pretrain.token_stability import held_out_videos
 
         layers = list(range(1, encoder.model.config.n_layers + 1))
-        matches = self_match(encoder, held_out_videos(encoder.resolution), layers)
-        rows.update({f"self-match layer {n}": v for n, v in matches.items()})
+        videos = held_out_videos(encoder.resolution)
+        rows.update({f"self-match layer {n}": v for n, v in self_match(encoder, videos, layers).items()})
+        rows.update({f"place read-out layer {n}": v for n, v in position_readout(encoder, videos, layers).items()})
         if getattr(tokenizer, "kind", "") == "fsq" and encoder.model.config.patch_dim is None:
             weight = encoder.model.tok_embeddings.weight
             cos = code_neighbour_cosine(weight.detach().to(torch.float32), tokenizer.cfg.levels, CODE_OFFSET)

@@ -6,6 +6,10 @@
   held-out renders; the first Toto nano: 64-66%). Read it next to raw pixel patches on the same
   frames (40% on the sim renders): identical flat-shaded patches tie, and features with absolute
   position (MAE's sin-cos embedding) break the ties where Toto's (RoPE only) cannot.
+- `position_readout`: how well a linear read-out tells a patch's place in the grid from its feature
+  alone (chance: one over the patches). Average and attention pooling sum the patches, so a policy
+  reading them learns where the cube is only from what each feature carries of its own place; a
+  grid pool keeps the layout whatever the features carry.
 - `code_neighbour_cosine`: the cosine between the embeddings of FSQ codes one level apart in one
   digit, against random pairs. If a one-level flip (most flips of a still patch) lands on an
   unrelated vector, the transformer cannot tell a flip from a new object.
@@ -36,6 +40,37 @@ def self_match(encoder, videos: dict[str, np.ndarray], layers: list[int], batch:
             hits[n] += int((nearest == torch.arange(h.shape[1])).sum())
         total += (len(x) - 1) * h.shape[1]
     return {n: round(hits[n] / total, 4) for n in layers}
+
+
+@torch.no_grad()
+def position_readout(encoder, videos: dict[str, np.ndarray], layers: list[int], batch: int = 32,
+                     ridge: float = 1.0) -> dict[int, float]:
+    """{layer: accuracy of a ridge read-out of each patch's grid index from its feature}: fit on the first
+    half of every video's frames, scored on the second half (chance: 1 / patches per frame)."""
+    fit, test = {n: [] for n in layers}, {n: [] for n in layers}
+    for frames in videos.values():
+        x = torch.from_numpy(np.ascontiguousarray(frames))
+        feats = {n: [] for n in layers}
+        for start in range(0, len(x), batch):
+            for n, h in encoder.token_features(x[start:start + batch], layers).items():
+                feats[n].append(h.double().cpu())
+        for n in layers:
+            h = torch.cat(feats[n])  # (T, N, dim)
+            half = len(h) // 2
+            fit[n].append(h[:half])
+            test[n].append(h[half:])
+    accuracy = {}
+    for n in layers:
+        a, b = torch.cat(fit[n]), torch.cat(test[n])  # (frames, N, dim)
+        patches = a.shape[1]
+        mean, std = a.mean((0, 1)), a.std((0, 1)).clamp_min(1e-6)
+        xa = F.pad((a - mean) / std, (0, 1), value=1.0).reshape(-1, a.shape[-1] + 1)
+        xb = F.pad((b - mean) / std, (0, 1), value=1.0).reshape(-1, b.shape[-1] + 1)
+        target = torch.eye(patches, dtype=torch.float64).repeat(len(a), 1)  # row i of a frame: one-hot of i
+        w = torch.linalg.solve(xa.T @ xa + ridge * torch.eye(xa.shape[1], dtype=torch.float64), xa.T @ target)
+        truth = torch.arange(patches).repeat(len(b))
+        accuracy[n] = round(float(((xb @ w).argmax(-1) == truth).double().mean()), 4)
+    return accuracy
 
 
 def fsq_neighbours(levels: tuple[int, ...], count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

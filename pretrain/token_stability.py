@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from encoder.tokenizers import stability
-from encoder.feature_stability import code_neighbour_cosine, self_match
+from encoder.feature_stability import code_neighbour_cosine, position_readout, self_match
 from encoder.frozen import load_encoder
 from encoder.tokens import CODE_OFFSET
 from pretrain.data.sources import list_media, split_files
@@ -189,7 +189,8 @@ FEATURE_REPORT = "feature_stability.json"  # beside the export's weights
 
 def feature_report(encoder_dir, device: str = "auto") -> dict:
     """The export's features on the held-out renders: nearest-neighbour self-match between consecutive
-    frames at every layer and, for an FSQ Toto, the embedding cosine of codes one level apart."""
+    frames and the linear read-out of a patch's place, at every layer, and, for an FSQ Toto, the
+    embedding cosine of codes one level apart."""
     from encoder.tracking.run import PixelPatches  # (lazy: hydra)
 
     # fp32 whatever the device, so figures compare across machines; the run's device (a GPU at scale)
@@ -199,7 +200,9 @@ def feature_report(encoder_dir, device: str = "auto") -> dict:
     # raw 8x8 pixel patches on the same frames: flat-shaded renders have many identical patches, whose
     # nearest neighbour is any of them; features without absolute position (Toto's) inherit those ties
     report = {"self_match": self_match(encoder, videos, layers), "kind": encoder.kind,
-              "self_match_pixels": self_match(PixelPatches(encoder.resolution), videos, [1])[1]}
+              "self_match_pixels": self_match(PixelPatches(encoder.resolution), videos, [1])[1],
+              "position_readout": position_readout(encoder, videos, layers),
+              "position_chance": 1 / (encoder.resolution // encoder.tokenizer.downsample) ** 2}
     tokenizer = encoder.tokenizer
     if getattr(tokenizer, "kind", "") == "fsq" and getattr(encoder.model.config, "patch_dim", None) is None:
         weight = encoder.model.tok_embeddings.weight.detach()
@@ -212,6 +215,10 @@ def feature_lines(report: dict) -> list[str]:
     pixels = report.get("self_match_pixels")
     lines = [f"nearest-neighbour self-match between consecutive held-out frames: {matches}"
              + (f" (raw pixel patches: {pixels:.1%})" if pixels is not None else "")]
+    position = report.get("position_readout")
+    if position:
+        places = ", ".join(f"layer {n} {v:.1%}" for n, v in position.items())
+        lines.append(f"a patch's place read linearly from its feature: {places} (chance {report['position_chance']:.1%})")
     cosine = report.get("code_neighbour_cosine")
     if cosine:
         lines.append(f"code embedding cosine, one FSQ level apart {cosine['one_level']:.3f} (random pairs {cosine['random']:.3f})")

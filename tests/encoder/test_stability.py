@@ -3,9 +3,10 @@ the FSQ-aware embedding start."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from encoder.code_embedding import fsq_code_embedding
-from encoder.feature_stability import code_neighbour_cosine, fsq_neighbours, self_match
+from encoder.feature_stability import code_neighbour_cosine, fsq_neighbours, position_readout, self_match
 from encoder.tokenizers import stability
 from encoder.tokenizers.fsq import FSQ, FSQConfig, FSQTokenizer
 from encoder.tracking.run import PixelPatches
@@ -118,3 +119,24 @@ def test_self_match_is_one_for_a_still_video_and_lower_when_it_shifts():
     assert self_match(PixelPatches(), {"v": still}, [1]) == {1: 1.0}
     moving = np.stack([np.roll(still[0], 8 * t, axis=1) for t in range(3)])
     assert self_match(PixelPatches(), {"v": moving}, [1])[1] < 0.1
+
+
+def test_position_readout_finds_a_place_written_in_the_features_and_not_one_that_is_absent():
+    class Features:
+        """Token features of the frames' 16 x 16 pixel patches, with or without the patch's row and column (one-hot)."""
+        def __init__(self, with_place):
+            self.pixels, self.with_place = PixelPatches(128), with_place
+
+        def token_features(self, frames, layers):
+            h = self.pixels.token_features(frames, [1])[1][..., :16].float()
+            if self.with_place:
+                index = torch.arange(h.shape[1])
+                place = torch.cat([F.one_hot(index // 16, 16), F.one_hot(index % 16, 16)], -1).float()
+                h = torch.cat([h, place.expand(len(h), -1, -1)], -1)
+            return {n: h for n in layers}
+
+    rng = np.random.default_rng(0)
+    videos = {f"v{i}": rng.integers(0, 256, (6, 128, 128, 3), dtype=np.uint8) for i in range(2)}
+    placed = position_readout(Features(True), videos, [1])[1]
+    blind = position_readout(Features(False), videos, [1])[1]
+    assert placed > 0.5 and blind < 0.02  # chance: 1 / 256

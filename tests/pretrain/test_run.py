@@ -60,6 +60,7 @@ def test_all_stages_leave_a_frozen_encoder(finished_run):
     assert set(stability["psnr_db"]) == {"clips", "photos"} and "crops" not in stability and stability["cube"]["per_view"]
     features = json.loads((encoder / "feature_stability.json").read_text())
     assert set(features["self_match"]) == {"1", "2", "3", "4"} and "one_level" in features["code_neighbour_cosine"]
+    assert set(features["position_readout"]) == {"1", "2", "3", "4"} and features["position_chance"] == 1 / 256
     assert (Path(cfg.out) / "train" / "metrics.jsonl").is_file()
 
 
