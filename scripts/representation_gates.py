@@ -6,7 +6,8 @@ study does it (sim/compare.ensure_export: `python pretrain/run.py <overrides> tr
 tokenizer.train.seed=<seed>` into <out>/exports/<variant>_p<seed>, resumed or reused, so the study
 reuses these exports), then `python -m encoder.track` runs on every export beside raw pixels. Gates:
 token stability of its tokenizer (still patches that flip, worst wrist view), the export's
-nearest-neighbour self-match between consecutive held-out frames (best layer) and the
+nearest-neighbour self-match between consecutive held-out frames (best layer), the linear read-out
+of a patch's place from its feature (the layer policies read; what avg and attn pooling can use) and the
 embedding cosine of FSQ codes one level apart, the validation loss by position (the paper's
 Fig. 10: loss on the first frame of a robot clip against the mean of the later ones: a model that
 uses its context predicts later frames better), and tracking J&F at its best layer.
@@ -61,6 +62,35 @@ def track(encoders: list[Path], out: Path) -> dict:
     return json.loads((folder / "results.json").read_text())
 
 
+def features_of(encoder: Path) -> dict:
+    """The export's feature report (pretrain/token_stability.py); one written before the place read-out
+    existed is measured again and rewritten."""
+    from pretrain.token_stability import FEATURE_REPORT, feature_report
+    from toto_robot.io import atomic_write
+
+    path = encoder / FEATURE_REPORT
+    features = json.loads(path.read_text()) if path.is_file() else {}
+    if features and "position_readout" not in features:
+        features = feature_report(encoder)
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(features, indent=1))
+    return features
+
+
+def pixel_place() -> float:
+    """The place read-out of raw 8x8 pixel patches on the same held-out renders: what content alone tells."""
+    from encoder.feature_stability import position_readout
+    from encoder.tracking.run import PixelPatches
+    from pretrain.token_stability import held_out_videos
+
+    return position_readout(PixelPatches(128), held_out_videos(128), [1])[1]
+
+
+def mid(values: dict):
+    """The value at the layer policies read ("mid": n_layers // 2) of a {layer: value} report."""
+    return values[str(len(values) // 2)] if values else None
+
+
 def main(argv=None) -> None:
     with bad_input_exits():  # a failed child is one line naming its cause and log (sim.compare.run_step)
         gates(argv)
@@ -87,14 +117,14 @@ def gates(argv=None) -> None:
         folder = encoder.parent
         metrics = folder / "tokenizer" / "metrics.json"
         stability = json.loads(metrics.read_text()).get("stability", {}) if metrics.is_file() else {}
-        report = encoder / "feature_stability.json"
-        features = json.loads(report.read_text()) if report.is_file() else {}
+        features = features_of(encoder)
         matches = features.get("self_match", {})
         rows[name] = {"static_flip": stability.get("static_flip"), "wrist_static_flip": stability.get("wrist_static_flip"),
                       "self_match_best": max(matches.values()) if matches else None,
+                      "place_mid": mid(features.get("position_readout", {})),
                       "code_cosine": (features.get("code_neighbour_cosine") or {}).get("one_level"),
                       **{f"loss_{k}": v for k, v in loss_by_position(folder).items()}, **tracking_row(tracking, str(encoder))}
-    rows["pixels"] = tracking_row(tracking, "pixels")
+    rows["pixels"] = {**tracking_row(tracking, "pixels"), "place_mid": pixel_place()}
     floor = tracking["copy_first_frame"]["JF"]
     saved = out / "gates.json"  # rows of earlier runs on other variants are kept: one table for the seed
     rows = {**(json.loads(saved.read_text())["rows"] if saved.is_file() else {}), **rows}
@@ -115,11 +145,12 @@ def table(rows: dict, floor) -> str:
     def cell(value, pct=False, digits=3):
         return "-" if value is None else f"{value:.1%}" if pct else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
-    lines = ["| variant | still-patch flips (worst wrist) | self-match (best layer) | code cos one level | loss frame 1 | "
-             "loss frames 2+ | drop | tracking J&F (layer) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | still-patch flips (worst wrist) | self-match (best layer) | place read-out (mid) | code cos one level | "
+             "loss frame 1 | loss frames 2+ | drop | tracking J&F (layer) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {cell(r.get('static_flip'), True)} ({cell(r.get('wrist_static_flip'), True)}) | "
-                     f"{cell(r.get('self_match_best'), True)} | {cell(r.get('code_cosine'))} | {cell(r.get('loss_first_frame'))} | "
+                     f"{cell(r.get('self_match_best'), True)} | {cell(r.get('place_mid'), True)} | {cell(r.get('code_cosine'))} | "
+                     f"{cell(r.get('loss_first_frame'))} | "
                      f"{cell(r.get('loss_later_frames'))} | {cell(r.get('loss_drop'))} | "
                      f"{cell(None if r.get('track_jf') is None else 100 * r['track_jf'], digits=1)} ({cell(r.get('track_layer'))}) |")
     if floor is not None:

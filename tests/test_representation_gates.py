@@ -29,3 +29,22 @@ def test_gate_rows_read_loss_by_position_and_tracking(tmp_path):
     assert row == {"track_jf": 0.415, "track_layer": "2/4"} and gates.tracking_row(results, "pixels") == {}
     text = gates.table({"a": {"static_flip": 0.25, "wrist_static_flip": 0.5, "loss_drop": 1.5, **row}}, 0.304)
     assert "| a | 25.0% (50.0%) |" in text and "41.5 (2/4)" in text and "floor): J&F 30.4" in text
+
+
+def test_an_export_reported_before_the_place_read_out_is_measured_again(tmp_path, monkeypatch):
+    import pretrain.token_stability as stability
+
+    (tmp_path / "feature_stability.json").write_text(json.dumps({"self_match": {"1": 0.5, "2": 0.6}}))
+    measured = []
+
+    def report(encoder_dir, device="auto"):
+        measured.append(encoder_dir)
+        return {"self_match": {"1": 0.5, "2": 0.6}, "position_readout": {"1": 0.3, "2": 0.25}, "position_chance": 1 / 256}
+
+    monkeypatch.setattr(stability, "feature_report", report)
+    features = gates.features_of(tmp_path)
+    assert measured == [tmp_path] and gates.mid(features["position_readout"]) == 0.3  # block 1 of 2 is the mid one
+    assert json.loads((tmp_path / "feature_stability.json").read_text()) == features
+    gates.features_of(tmp_path)
+    assert measured == [tmp_path]  # now current: read, not measured
+    assert "| a | - (-) | - | 30.0% |" in gates.table({"a": {"place_mid": 0.3}}, None)
