@@ -5,8 +5,9 @@ the flip rate of bit-identical 8 x 8 patches between consecutive steps (overall,
 camera), the flip rate of all patches at strides 1 and 4, the code agreement between a raw frame
 and its stored version (the corpus's MP4 round trip: lossless by default, yuv420p for the earlier
 corpus), and the reconstruction PSNR per embedded source. For an export (a folder with toto.json)
-also the features' nearest-neighbour self-match between consecutive frames at every layer and
-the embedding cosine of FSQ codes one level apart (against random pairs).
+also its feature report (pretrain/token_stability.feature_report): the nearest-neighbour self-match
+between consecutive frames and the linear read-out of a patch's place at every layer, and the
+embedding cosine of FSQ codes one level apart (against random pairs).
 
     python benchmarks/token_stability.py                                   # runs/pretrain/encoder
     python benchmarks/token_stability.py runs/a/tokenizer runs/b/encoder --storage yuv420p
@@ -37,13 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def column(path: str, args, frames_by_source) -> dict:
     """Every figure of one tokenizer or export, as {row label: text}."""
-    import torch
-
-    from encoder.feature_stability import code_neighbour_cosine, position_readout, self_match
-    from encoder.frozen import load_encoder
     from encoder.tokenizers import load_tokenizer
-    from encoder.tokens import CODE_OFFSET
-    from pretrain.token_stability import measure
+    from pretrain.token_stability import feature_report, measure
 
     tokenizer = load_tokenizer(path)
     result = measure(tokenizer, frames_by_source, lossless=args.storage == "lossless")
@@ -52,17 +48,13 @@ def column(path: str, args, frames_by_source) -> dict:
             "all flips, stride 4": result["flip_stride4"], f"raw vs {result['storage']} agreement": result["stored_agreement"]}
     rows.update({f"  static flips {name}": v["static_flip"] for name, v in result["videos"].items()})
     rows.update({f"PSNR {name} (dB)": db for name, db in result.get("psnr_db", {}).items()})
-    if (Path(path) / "toto.json").is_file():
-        encoder = load_encoder(path, layer=-1, dtype=args.dtype, device="cpu")
-        from pretrain.token_stability import held_out_videos
-
-        layers = list(range(1, encoder.model.config.n_layers + 1))
-        videos = held_out_videos(encoder.resolution)
-        rows.update({f"self-match layer {n}": v for n, v in self_match(encoder, videos, layers).items()})
-        rows.update({f"place read-out layer {n}": v for n, v in position_readout(encoder, videos, layers).items()})
-        if getattr(tokenizer, "kind", "") == "fsq" and encoder.model.config.patch_dim is None:
-            weight = encoder.model.tok_embeddings.weight
-            cos = code_neighbour_cosine(weight.detach().to(torch.float32), tokenizer.cfg.levels, CODE_OFFSET)
+    if (Path(path) / "toto.json").is_file():  # the export's own report (the pipeline writes it beside the weights)
+        report = feature_report(path, device="cpu", dtype=args.dtype)
+        rows.update({f"self-match layer {n}": v for n, v in report["self_match"].items()})
+        rows.update({f"place read-out layer {n}": v for n, v in report["position_readout"].items()})
+        rows.update({"self-match raw pixels": report["self_match_pixels"], "place read-out raw pixels": report["position_readout_pixels"]})
+        cos = report.get("code_neighbour_cosine")
+        if cos:
             rows.update({"embedding cos, one level": cos["one_level"], "embedding cos, random": cos["random"]})
     return rows
 

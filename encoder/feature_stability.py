@@ -24,44 +24,40 @@ from encoder.tokenizers.fsq import FSQ
 
 
 @torch.no_grad()
-def self_match(encoder, videos: dict[str, np.ndarray], layers: list[int], batch: int = 32) -> dict[int, float]:
-    """{layer: fraction of patches whose nearest neighbour in the next frame is itself}, each frame encoded as an image."""
-    hits = {n: 0 for n in layers}
-    total = 0
+def video_features(encoder, videos: dict[str, np.ndarray], layers: list[int], batch: int = 32) -> list[dict[int, torch.Tensor]]:
+    """Each video's token features, {layer: (T, N, dim) float32 on the CPU}: one encoder pass serves every
+    measure below, each frame encoded as an image."""
+    out = []
     for frames in videos.values():
         x = torch.from_numpy(np.ascontiguousarray(frames))
         feats = {n: [] for n in layers}
         for start in range(0, len(x), batch):
             for n, h in encoder.token_features(x[start:start + batch], layers).items():
-                feats[n].append(F.normalize(h.float().cpu(), dim=-1))
+                feats[n].append(h.float().cpu())
+        out.append({n: torch.cat(feats[n]) for n in layers})
+    return out
+
+
+def self_match(features: list[dict[int, torch.Tensor]]) -> dict[int, float]:
+    """{layer: fraction of patches whose nearest neighbour (cosine) in the next frame is itself} (`video_features`)."""
+    layers = list(features[0])
+    hits, total = {n: 0 for n in layers}, 0
+    for video in features:
         for n in layers:
-            h = torch.cat(feats[n])  # (T, N, dim)
+            h = F.normalize(video[n], dim=-1)  # (T, N, dim)
             nearest = (h[:-1] @ h[1:].transpose(1, 2)).argmax(-1)  # (T-1, N)
             hits[n] += int((nearest == torch.arange(h.shape[1])).sum())
-        total += (len(x) - 1) * h.shape[1]
+        total += (len(h) - 1) * h.shape[1]
     return {n: round(hits[n] / total, 4) for n in layers}
 
 
-@torch.no_grad()
-def position_readout(encoder, videos: dict[str, np.ndarray], layers: list[int], batch: int = 32,
-                     ridge: float = 1.0) -> dict[int, float]:
-    """{layer: accuracy of a ridge read-out of each patch's grid index from its feature}: fit on the first
-    half of every video's frames, scored on the second half (chance: 1 / patches per frame)."""
-    fit, test = {n: [] for n in layers}, {n: [] for n in layers}
-    for frames in videos.values():
-        x = torch.from_numpy(np.ascontiguousarray(frames))
-        feats = {n: [] for n in layers}
-        for start in range(0, len(x), batch):
-            for n, h in encoder.token_features(x[start:start + batch], layers).items():
-                feats[n].append(h.double().cpu())
-        for n in layers:
-            h = torch.cat(feats[n])  # (T, N, dim)
-            half = len(h) // 2
-            fit[n].append(h[:half])
-            test[n].append(h[half:])
+def position_readout(features: list[dict[int, torch.Tensor]], ridge: float = 1.0) -> dict[int, float]:
+    """{layer: accuracy of a ridge read-out of each patch's grid index from its feature} (`video_features`): fit on
+    the first half of every video's frames, scored on the second half (chance: 1 / patches per frame)."""
     accuracy = {}
-    for n in layers:
-        a, b = torch.cat(fit[n]), torch.cat(test[n])  # (frames, N, dim)
+    for n in features[0]:
+        a = torch.cat([v[n][:len(v[n]) // 2] for v in features]).double()  # (frames, N, dim)
+        b = torch.cat([v[n][len(v[n]) // 2:] for v in features]).double()
         patches = a.shape[1]
         mean, std = a.mean((0, 1)), a.std((0, 1)).clamp_min(1e-6)
         xa = F.pad((a - mean) / std, (0, 1), value=1.0).reshape(-1, a.shape[-1] + 1)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from encoder.tokenizers import stability
-from encoder.feature_stability import code_neighbour_cosine, position_readout, self_match
+from encoder.feature_stability import code_neighbour_cosine, position_readout, self_match, video_features
 from encoder.frozen import load_encoder
 from encoder.tokens import CODE_OFFSET
 from pretrain.data.sources import list_media, split_files
@@ -187,25 +187,26 @@ def cube_check(tokenizer, image_size: int = 128) -> tuple[dict, tuple[np.ndarray
 FEATURE_REPORT = "feature_stability.json"  # beside the export's weights
 
 
-def feature_report(encoder_dir, device: str = "auto") -> dict:
+def feature_report(encoder_dir, device: str = "auto", dtype: str = "fp32") -> dict:
     """The export's features on the held-out renders: nearest-neighbour self-match between consecutive
-    frames and the linear read-out of a patch's place, at every layer, and, for an FSQ Toto, the
-    embedding cosine of codes one level apart."""
+    frames and the linear read-out of a patch's place, at every layer (raw pixel patches beside them), and,
+    for an FSQ Toto, the embedding cosine of codes one level apart."""
     from encoder.tracking.run import PixelPatches  # (lazy: hydra)
 
-    # fp32 whatever the device, so figures compare across machines; the run's device (a GPU at scale)
-    encoder = load_encoder(str(encoder_dir), layer=-1, pool="avg", dtype="fp32", device=device)
+    # fp32 by default whatever the device, so figures compare across machines; the run's device (a GPU at scale)
+    encoder = load_encoder(str(encoder_dir), layer=-1, pool="avg", dtype=dtype, device=device)
     layers = list(range(1, encoder.model.config.n_layers + 1))
     videos = held_out_videos(encoder.resolution)
-    # raw 8x8 pixel patches on the same frames: flat-shaded renders have many identical patches, whose
-    # nearest neighbour is any of them; features without absolute position (Toto's) inherit those ties
-    report = {"self_match": self_match(encoder, videos, layers), "kind": encoder.kind,
-              "self_match_pixels": self_match(PixelPatches(encoder.resolution), videos, [1])[1],
-              "position_readout": position_readout(encoder, videos, layers),
-              "position_chance": 1 / (encoder.resolution // encoder.tokenizer.downsample) ** 2}
+    features, pixels = video_features(encoder, videos, layers), video_features(PixelPatches(encoder.resolution), videos, [1])
+    # raw 8x8 pixel patches on the same frames: flat-shaded renders have many identical patches, whose nearest
+    # neighbour is any of them, and content alone tells some places (floors low); Toto's features (RoPE, no
+    # absolute position) inherit those ties
+    report = {"self_match": self_match(features), "kind": encoder.kind, "self_match_pixels": self_match(pixels)[1],
+              "position_readout": position_readout(features), "position_readout_pixels": position_readout(pixels)[1],
+              "position_chance": 1 / features[0][layers[0]].shape[1]}
     tokenizer = encoder.tokenizer
     if getattr(tokenizer, "kind", "") == "fsq" and getattr(encoder.model.config, "patch_dim", None) is None:
-        weight = encoder.model.tok_embeddings.weight.detach()
+        weight = encoder.model.tok_embeddings.weight.detach().float()
         report["code_neighbour_cosine"] = code_neighbour_cosine(weight, tokenizer.cfg.levels, CODE_OFFSET)
     return report
 
@@ -218,7 +219,9 @@ def feature_lines(report: dict) -> list[str]:
     position = report.get("position_readout")
     if position:
         places = ", ".join(f"layer {n} {v:.1%}" for n, v in position.items())
-        lines.append(f"a patch's place read linearly from its feature: {places} (chance {report['position_chance']:.1%})")
+        pixels = report.get("position_readout_pixels")
+        lines.append(f"a patch's place read linearly from its feature: {places} (chance {report['position_chance']:.1%}"
+                     + (f", raw pixel patches {pixels:.1%})" if pixels is not None else ")"))
     cosine = report.get("code_neighbour_cosine")
     if cosine:
         lines.append(f"code embedding cosine, one FSQ level apart {cosine['one_level']:.3f} (random pairs {cosine['random']:.3f})")

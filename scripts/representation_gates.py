@@ -64,26 +64,17 @@ def track(encoders: list[Path], out: Path) -> dict:
 
 def features_of(encoder: Path) -> dict:
     """The export's feature report (pretrain/token_stability.py); one written before the place read-out
-    existed is measured again and rewritten."""
+    (and its raw-pixel reference) existed is measured again and rewritten."""
     from pretrain.token_stability import FEATURE_REPORT, feature_report
     from toto_robot.io import atomic_write
 
     path = encoder / FEATURE_REPORT
     features = json.loads(path.read_text()) if path.is_file() else {}
-    if features and "position_readout" not in features:
+    if features and "position_readout_pixels" not in features:
         features = feature_report(encoder)
         with atomic_write(path) as tmp:
             tmp.write_text(json.dumps(features, indent=1))
     return features
-
-
-def pixel_place() -> float:
-    """The place read-out of raw 8x8 pixel patches on the same held-out renders: what content alone tells."""
-    from encoder.feature_stability import position_readout
-    from encoder.tracking.run import PixelPatches
-    from pretrain.token_stability import held_out_videos
-
-    return position_readout(PixelPatches(128), held_out_videos(128), [1])[1]
 
 
 def mid(values: dict):
@@ -112,19 +103,20 @@ def gates(argv=None) -> None:
     out = Path(study.out) / "gates" / f"seed{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
     tracking = track(list(exports.values()), out)
-    rows = {}
+    rows, reports = {}, {}
     for name, encoder in exports.items():
         folder = encoder.parent
         metrics = folder / "tokenizer" / "metrics.json"
         stability = json.loads(metrics.read_text()).get("stability", {}) if metrics.is_file() else {}
-        features = features_of(encoder)
+        features = reports[name] = features_of(encoder)
         matches = features.get("self_match", {})
         rows[name] = {"static_flip": stability.get("static_flip"), "wrist_static_flip": stability.get("wrist_static_flip"),
                       "self_match_best": max(matches.values()) if matches else None,
                       "place_mid": mid(features.get("position_readout", {})),
                       "code_cosine": (features.get("code_neighbour_cosine") or {}).get("one_level"),
                       **{f"loss_{k}": v for k, v in loss_by_position(folder).items()}, **tracking_row(tracking, str(encoder))}
-    rows["pixels"] = {**tracking_row(tracking, "pixels"), "place_mid": pixel_place()}
+    pixel_places = [r["position_readout_pixels"] for r in reports.values() if "position_readout_pixels" in r]
+    rows["pixels"] = {**tracking_row(tracking, "pixels"), "place_mid": pixel_places[0] if pixel_places else None}
     floor = tracking["copy_first_frame"]["JF"]
     saved = out / "gates.json"  # rows of earlier runs on other variants are kept: one table for the seed
     rows = {**(json.loads(saved.read_text())["rows"] if saved.is_file() else {}), **rows}

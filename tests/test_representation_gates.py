@@ -39,7 +39,8 @@ def test_an_export_reported_before_the_place_read_out_is_measured_again(tmp_path
 
     def report(encoder_dir, device="auto"):
         measured.append(encoder_dir)
-        return {"self_match": {"1": 0.5, "2": 0.6}, "position_readout": {"1": 0.3, "2": 0.25}, "position_chance": 1 / 256}
+        return {"self_match": {"1": 0.5, "2": 0.6}, "position_readout": {"1": 0.3, "2": 0.25}, "position_readout_pixels": 0.14,
+                "position_chance": 1 / 256}
 
     monkeypatch.setattr(stability, "feature_report", report)
     features = gates.features_of(tmp_path)

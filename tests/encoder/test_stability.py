@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from encoder.code_embedding import fsq_code_embedding
-from encoder.feature_stability import code_neighbour_cosine, fsq_neighbours, position_readout, self_match
+from encoder.feature_stability import code_neighbour_cosine, fsq_neighbours, position_readout, self_match, video_features
 from encoder.tokenizers import stability
 from encoder.tokenizers.fsq import FSQ, FSQConfig, FSQTokenizer
 from encoder.tracking.run import PixelPatches
@@ -116,9 +116,9 @@ def test_fsq_neighbours_differ_by_one_level_in_one_digit():
 def test_self_match_is_one_for_a_still_video_and_lower_when_it_shifts():
     rng = np.random.default_rng(0)
     still = np.repeat(rng.integers(0, 256, (1, 128, 128, 3), dtype=np.uint8), 3, 0)
-    assert self_match(PixelPatches(), {"v": still}, [1]) == {1: 1.0}
+    assert self_match(video_features(PixelPatches(), {"v": still}, [1])) == {1: 1.0}
     moving = np.stack([np.roll(still[0], 8 * t, axis=1) for t in range(3)])
-    assert self_match(PixelPatches(), {"v": moving}, [1])[1] < 0.1
+    assert self_match(video_features(PixelPatches(), {"v": moving}, [1]))[1] < 0.1
 
 
 def test_position_readout_finds_a_place_written_in_the_features_and_not_one_that_is_absent():
@@ -137,6 +137,6 @@ def test_position_readout_finds_a_place_written_in_the_features_and_not_one_that
 
     rng = np.random.default_rng(0)
     videos = {f"v{i}": rng.integers(0, 256, (6, 128, 128, 3), dtype=np.uint8) for i in range(2)}
-    placed = position_readout(Features(True), videos, [1])[1]
-    blind = position_readout(Features(False), videos, [1])[1]
+    placed = position_readout(video_features(Features(True), videos, [1]))[1]
+    blind = position_readout(video_features(Features(False), videos, [1]))[1]
     assert placed > 0.5 and blind < 0.02  # chance: 1 / 256

@@ -61,6 +61,7 @@ def test_all_stages_leave_a_frozen_encoder(finished_run):
     features = json.loads((encoder / "feature_stability.json").read_text())
     assert set(features["self_match"]) == {"1", "2", "3", "4"} and "one_level" in features["code_neighbour_cosine"]
     assert set(features["position_readout"]) == {"1", "2", "3", "4"} and features["position_chance"] == 1 / 256
+    assert 0 <= features["position_readout_pixels"] <= 1
     assert (Path(cfg.out) / "train" / "metrics.jsonl").is_file()
 
 
