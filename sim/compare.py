@@ -46,8 +46,10 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
+from sim import study_records  # noqa: E402
 from sim.policy_config import EVAL_EPISODES, EVAL_SEED, TrainPolicyConfig, check_choices, result_file, seed_suffix  # noqa: E402
 from sim.trainers import DaggerSettings, trainer_of  # noqa: E402
+from toto_robot.compute import machine  # noqa: E402
 from toto_robot.cli import bad_input_exits, conf_dir, hydra_entry, settings  # noqa: E402
 from toto_robot.lock import run_lock  # noqa: E402
 from policies.curves import runs_interval, wilson_interval  # noqa: E402
@@ -92,6 +94,11 @@ class CompareConfig:
     # Pooled over tasks, only the cells of `seeds` above count, so an added seed does not weigh its tasks more.
     also: List[Any] = field(default_factory=list)
     out: str = "runs/compare"
+    # A folder for every finished cell's record (sim/study_records.py: a few KB each), e.g. one under version control: a
+    # cell whose record matches counts as finished even where its folder is gone, and the summary and plots are remade
+    # from the records. The study then survives machines that keep no files between sittings.
+    records: Optional[str] = None
+    report_only: bool = False  # run nothing: summarize (and record) the cells finished so far, and list the others
 
 
 ConfigStore.instance().store(name="compare_schema", node=CompareConfig)
@@ -257,7 +264,7 @@ def claim(run: Path, args: list[str], episodes: int | None, finished: bool | Non
     settings, is refused: its curves and evaluation would not be comparable. One that never got that
     far is discarded, and this says so."""
     path = run / record_file
-    wanted = {"args": [a for a in args if not a.startswith("progress=")], "episodes": episodes}
+    wanted = {"args": study_records.settings_of(args), "episodes": episodes}
     started = (run / "metrics.jsonl").is_file() if finished is None else finished
     if path.is_file():
         record = json.loads(path.read_text())
@@ -283,16 +290,63 @@ def _record(run: Path, record: dict, **values) -> None:
         tmp.write_text(json.dumps(record, indent=1))
 
 
+def finished_folder(run: Path, args: list[str], episodes: int) -> dict | None:
+    """The cell.json of a run folder trained and evaluated with these settings (one made with others is refused)."""
+    path = run / CELL_FILE
+    if not path.is_file() or evaluated(run, episodes) is None:
+        return None
+    record = json.loads(path.read_text())
+    if "train_seconds" not in record:
+        return None
+    return claim(run, args, episodes)  # the settings check (a matching record is returned as it is)
+
+
+def finished(cfg: CompareConfig, jobs: list[Cell]) -> dict:
+    """{cell: its record} for the cells finished so far, from their folders (whose records it writes or refreshes:
+    a folder may hold evaluations its record lacks) or, where a folder is gone, from `records`."""
+    kept, done = study_records.Records(cfg.records), {}
+    for variant, pretrain_seed in dict.fromkeys((c.encoder, c.pretrain_seed) for c in jobs if c.pretrain_seed is not None):
+        folder = export_dir(cfg, variant, pretrain_seed)
+        if any((folder / "encoder" / f"{kind}.json").is_file() for kind in ("toto", "mae")):  # made with these overrides?
+            claim(folder, pretrain_args(cfg, variant, pretrain_seed), None, finished=True, record_file="export.json")
+    for cell in jobs:
+        run = Path(cfg.out) / cell.name
+        args = train_args(cfg, cell, run)
+        export = None if cell.pretrain_seed is None else pretrain_args(cfg, cell.encoder, cell.pretrain_seed)
+        record = kept.get(cell.name, args, cfg.episodes, export)
+        folder = finished_folder(run, args, cfg.episodes)
+        if folder is not None:
+            record = {**study_records.from_run(run, folder), "export": export}
+            kept.put(cell.name, record)
+        if record is not None:
+            done[cell] = record
+    return done
+
+
 def compare(cfg: CompareConfig) -> dict:
     """Run (or resume) every training and evaluation; write the plots and summaries; return the summary."""
     check(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = cells(cfg)
-    for variant, pretrain_seed in dict.fromkeys((c.encoder, c.pretrain_seed) for c in jobs if c.pretrain_seed is not None):
+    kept = study_records.Records(cfg.records)
+    done = finished(cfg, jobs)
+    if cfg.report_only:
+        return report(cfg, jobs, done)
+    confirm = None if cfg.confirm_seed is None else str(cfg.confirm_seed)
+    todo = [c for c in jobs if c not in done or (confirm is not None and confirm not in done[c]["evaluations"])]
+    for variant, pretrain_seed in dict.fromkeys((c.encoder, c.pretrain_seed) for c in todo
+                                                if c.pretrain_seed is not None and c not in done):
         ensure_export(cfg, variant, pretrain_seed)
     for i, cell in enumerate(jobs, 1):
         run = out / cell.name
+        if cell not in todo:
+            print(f"[{i}/{len(jobs)}] {cell.name}: finished, {done[cell]['evaluations'][str(EVAL_SEED)]['successes']}/"
+                  f"{cfg.episodes}" + ("" if (run / CELL_FILE).is_file() else f" (its record in {cfg.records})"), flush=True)
+            continue
+        if cell in done and not (run / CELL_FILE).is_file():
+            raise ValueError(f"{cell.name}: only its record is kept ({kept.path(cell.name)}), not its policy, so it cannot be "
+                             f"evaluated from seed {confirm}: delete the record to train the cell again")
         args = train_args(cfg, cell, run)
         record = claim(run, args, cfg.episodes)
         result = evaluated(run, cfg.episodes)
@@ -303,18 +357,35 @@ def compare(cfg: CompareConfig) -> dict:
             print(f"[{i}/{len(jobs)}] {cell.name}: training -> {run}", flush=True)
             run_step("sim.train_policy", args, log=run / LOG_FILE)
             if "train_seconds" not in record:  # this sitting's training (a resumed cell counts its last sitting)
-                _record(run, record, train_seconds=time.time() - start)
+                _record(run, record, train_seconds=time.time() - start, machine=machine())
             result = evaluate(run, cfg.episodes, EVAL_SEED, f"[{i}/{len(jobs)}]")
             print(f"[{i}/{len(jobs)}] success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)", flush=True)
         if cfg.confirm_seed is not None:
             confirmed = evaluate(run, cfg.episodes, cfg.confirm_seed, f"[{i}/{len(jobs)}]")
             print(f"[{i}/{len(jobs)}] on fresh episodes (seed {cfg.confirm_seed}): "
                   f"{confirmed['successes']}/{confirmed['episodes']}", flush=True)
+        export = None if cell.pretrain_seed is None else pretrain_args(cfg, cell.encoder, cell.pretrain_seed)
+        done[cell] = {**study_records.from_run(run, json.loads((run / CELL_FILE).read_text())), "export": export}
+        kept.put(cell.name, done[cell])
+    return report(cfg, jobs, done)
+
+
+def report(cfg: CompareConfig, jobs: list[Cell], done: dict) -> dict:
+    """summary.md/.json (and summary_seed<confirm_seed>.* with fresh episodes), compare.png and layers.png from the
+    records of the finished cells; with some unfinished (report_only), says how many and which."""
+    out = Path(cfg.out)
+    missing = [c.name for c in jobs if c not in done]
+    if missing:
+        print(f"{len(done)} of {len(jobs)} cells finished; not yet: {', '.join(missing[:8])}"
+              + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""), flush=True)
+    if not done:
+        raise ValueError(f"no cell of this comparison has finished yet (out={cfg.out}, records={cfg.records})")
     base_seeds = [int(s) for s in cfg.seeds]
+    note = f"{len(done)} of {len(jobs)} cells finished" if missing else ""
     if cfg.confirm_seed is not None:
-        summarize(out, jobs, cfg.confirm_seed, base_seeds)
-    summary = summarize(out, jobs, pooled_seeds=base_seeds)
-    plot_comparison(out / "compare.png", curves(out, jobs, cfg.layers[0]))
+        summarize(out, done, cfg.confirm_seed, base_seeds, note)
+    summary = summarize(out, done, pooled_seeds=base_seeds, note=note)
+    plot_comparison(out / "compare.png", curves(done, cfg.layers[0]))
     sweep = layer_points(summary, layer_order(cfg))
     if sweep:
         plot_layers(out / "layers.png", sweep)
@@ -330,23 +401,20 @@ def evaluate(run: Path, episodes: int, seed: int, prefix: str) -> dict:
     return evaluated(run, episodes, seed)
 
 
-def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def _row(key: dict) -> dict:
     return {**key, "seeds": [], "successes": 0, "episodes": 0, "env_steps": 0, "train_seconds": [], "run_rates": []}
 
 
-def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED, pooled_seeds=None) -> dict:
+def summarize(out: Path, done: dict, seed: int = EVAL_SEED, pooled_seeds=None, note: str = "") -> dict:
     """Pool every (task, encoder, pool, layer)'s evaluations (from episode seed `seed`) over seeds, and every
-    encoder's over tasks (the cells of `pooled_seeds` only, if given, so that every task weighs alike);
-    write summary.json and summary.md (summary_seed<seed>.* for another seed)."""
+    encoder's over tasks (the cells of `pooled_seeds` only, if given, so that every task weighs alike), from the
+    cells' records (`done`: cell -> record); write summary.json and summary.md (summary_seed<seed>.* for another
+    seed), headed by `note` (e.g. how many cells are in) when given."""
     rows, pooled = {}, {}
-    for cell in jobs:
-        run = out / cell.name
-        result, steps = json.loads((run / result_file(seed)).read_text()), _metrics(run)[-1]["env_steps"]
-        seconds = json.loads((run / CELL_FILE).read_text()).get("train_seconds")
+    for cell, record in done.items():
+        if str(seed) not in record["evaluations"]:
+            continue
+        result, steps, seconds = record["evaluations"][str(seed)], record["env_steps"], record.get("train_seconds")
         key = {"task": cell.task, "encoder": cell.encoder, "pool": cell.pool, "layer": cell.layer}
         for table, group in ((rows, cell.group), (pooled, cell.group[1:])):
             if table is pooled and pooled_seeds is not None and cell.seed not in pooled_seeds:
@@ -369,13 +437,15 @@ def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED, pooled_seeds=N
         row["env_steps_per_s"] = row["env_steps"] / (sum(times) / len(times)) if times else None
     lines = ["| task | encoder | pool | layer | env steps | success | 95% CI (episodes) | 95% CI (runs) | runs | "
              "train min/run | env steps/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in [*rows.values(), *(pooled.values() if len(set(c.task for c in jobs)) > 1 else [])]:
+    for row in [*rows.values(), *(pooled.values() if len(set(c.task for c in done)) > 1 else [])]:
         low, high = row["ci95"]
         cost = (f"{row['train_minutes']:.1f} | {row['env_steps_per_s']:.0f}" if row["train_minutes"] else "- | -")
         over_runs = "{:.0%}-{:.0%}".format(*row["ci95_runs"]) if row["ci95_runs"] else "-"
         lines.append(f"| {row['task']} | {row['encoder']} | {row['pool']} | {row['layer']} | {row['env_steps']:,} | "
                      f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} | {low:.0%}-{high:.0%} | {over_runs} | "
                      f"{len(row['run_rates'])} | {cost} |")
+    if note:
+        lines = [f"{note}.", "", *lines]
     summary = {"runs": list(rows.values()), "pooled_over_tasks": list(pooled.values())}
     stem = f"summary{seed_suffix(seed)}"
     with atomic_write(out / f"{stem}.json") as tmp:
@@ -386,17 +456,16 @@ def summarize(out: Path, jobs: list[Cell], seed: int = EVAL_SEED, pooled_seeds=N
     return summary
 
 
-def curves(out: Path, jobs: list[Cell], layer) -> dict:
-    """{pool: {task: {encoder: [per-seed [(env_steps, student success), ...]]}}} from the runs' metrics.jsonl, at
-    one layer; the state encoder (no pool) is drawn in every pool's row as the reference."""
-    pools = list(dict.fromkeys(c.pool for c in jobs if c.encoder != "state")) or ["-"]
+def curves(done: dict, layer) -> dict:
+    """{pool: {task: {encoder: [per-seed [(env_steps, student success), ...]]}}} from the cells' records (the
+    student's success after every round), at one layer; the state encoder (no pool) is drawn in every pool's row."""
+    pools = list(dict.fromkeys(c.pool for c in done if c.encoder != "state")) or ["-"]
     rows = {pool: {} for pool in pools}
-    for cell in jobs:
+    for cell, record in done.items():
         if cell.encoder != "state" and cell.layer != str(layer):
             continue
         rows_of_cell = pools if cell.encoder == "state" else [cell.pool]
-        metrics = _metrics(out / cell.name)
-        curve = [(r["env_steps"], r["eval_success_rate"]) for r in metrics if r.get("eval_success_rate") is not None]
+        curve = [tuple(point) for point in record["curve"]]
         for pool in rows_of_cell:
             rows[pool].setdefault(cell.task, {}).setdefault(cell.encoder, []).append(curve)
     return rows

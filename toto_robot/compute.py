@@ -141,3 +141,22 @@ def resolve(device="auto", precision="auto", local_rank: int | None = None) -> C
         why = "asked for; " + cpu_bf16()[1]
     return Compute(resolved, name, why)
 
+
+
+@functools.lru_cache(maxsize=None)
+def machine() -> str:
+    """One line naming the CPU a figure was measured on (model, cores, kernel level, native bf16 or not): a study's
+    records keep it, because a timing (and an export's exact weights) belongs to a machine class."""
+    import os
+
+    import torch
+
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}, {cpu_bf16()[1]}"

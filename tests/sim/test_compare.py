@@ -106,7 +106,7 @@ def test_cells_cover_pools_and_layers_and_resume_skips_finished_ones(tmp_path, m
     assert pooled["ci95_runs"] == [0.75, 0.75] and len(pooled["run_rates"]) == 4  # every fake run scores 3/4
     for png in ("compare.png", "layers.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
-    rows = compare.curves(tmp_path, compare.cells(cfg), "0.5")  # compare.png: a row per pool, state in each
+    rows = compare.curves(compare.finished(cfg, compare.cells(cfg)), "0.5")  # compare.png: a row per pool, state in each
     assert list(rows) == ["avg", "grid4"] and all(set(rows[p]["kuka_pick"]) == {"toto", "state"} for p in rows)
     assert "| all | toto | grid4 | 0.5 |" in (tmp_path / "summary.md").read_text()
     calls.clear()
@@ -133,7 +133,7 @@ def test_also_adds_a_layer_sweep_and_a_seed_to_the_same_folder_and_pools_tasks_a
     sweep = compare.layer_points(summary, compare.layer_order(cfg))
     assert list(sweep) == ["kuka_pick"] and list(sweep["kuka_pick"]) == ["toto (grid4)"]  # only lines read at several layers
     assert [p[0] for p in sweep["kuka_pick"]["toto (grid4)"]] == ["1", "mid", "3"]  # in the sweep's order, not the cells'
-    rows = compare.curves(tmp_path, compare.cells(cfg), "mid")
+    rows = compare.curves(compare.finished(cfg, compare.cells(cfg)), "mid")
     assert list(rows) == ["grid4"] and set(rows["grid4"]["kuka_pick"]) == {"toto", "mae", "state"}
     calls.clear()
     compare.compare(cfg)
@@ -239,3 +239,44 @@ def test_the_interval_over_runs_sees_seeds_that_disagree():
     assert spread[0] == 0.0 and spread[1] > 0.9 and high - low < 0.2  # clipped at 0; mean 0.27, sd 0.31, t(2) 4.30
     agree = runs_interval([8 / 30, 8 / 30, 8 / 30])
     assert agree == (8 / 30, 8 / 30) and runs_interval([0.5]) is None
+
+
+def test_records_carry_a_study_to_a_machine_that_kept_no_folders(tmp_path, monkeypatch, capsys):
+    """records=: each finished cell leaves a small record; with the cell folders and exports gone (a new machine), the
+    study counts those cells as finished, remakes its summary and plots from the records and runs only the rest."""
+    import shutil
+
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    records = tmp_path / "records"
+    cfg = compare.CompareConfig(tasks=["franka_pick", "kuka_pick"], encoders=["toto_v", "state"], pretrain_seeds=[0],
+                                variants={"toto_v": ["train.lr=1e-3"]}, episodes=4, out=str(tmp_path / "study"),
+                                records=str(records))
+    first = compare.compare(replace_(cfg, tasks=["franka_pick"]))  # one sitting: franka_pick only
+    assert sorted(p.name for p in records.iterdir()) == ["franka_pick_state_s0.json", "franka_pick_toto_v_grid4_Lmid_p0_s0.json"]
+    kept = json.loads((records / "franka_pick_toto_v_grid4_Lmid_p0_s0.json").read_text())
+    assert kept["evaluations"][str(EVAL_SEED)]["successes"] == 3 and kept["curve"] == [[100, 0.5], [200, 0.5]]
+    assert kept["export"] == ["out=" + str(tmp_path / "study" / "exports" / "toto_v_p0"), "train.seed=0",
+                              "tokenizer.train.seed=0", "train.lr=1e-3"]
+    shutil.rmtree(tmp_path / "study")  # the next sitting's machine has none of the folders
+    calls.clear()
+    partial = compare.compare(replace_(cfg, report_only=True))  # runs nothing, says what is missing
+    assert calls == [] and "2 of 4 cells finished; not yet: kuka_pick_toto_v_grid4_Lmid_p0_s0, kuka_pick_state_s0" \
+        in capsys.readouterr().out
+    assert partial["runs"] == first["runs"]
+    assert (tmp_path / "study" / "summary.md").read_text().startswith("2 of 4 cells finished.")
+    summary = compare.compare(cfg)  # the export is made again for the cells still to run, and only those run
+    assert [s for s, _ in calls] == ["pretrain.run", "sim.train_policy", "sim.eval_policy", "sim.train_policy", "sim.eval_policy"]
+    assert all("kuka_pick" in " ".join(a) for s, a in calls if s != "pretrain.run")
+    assert "(its record in" in capsys.readouterr().out
+    assert len(summary["runs"]) == 4 and (tmp_path / "study" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    shutil.rmtree(tmp_path / "study")
+    with pytest.raises(ValueError, match=r"toto_v_grid4_Lmid_p0_s0.json was made with \['train.lr=1e-3'\], this comparison "
+                                         r"asks \['train.lr=2e-3'\]: use another records= or delete the record"):
+        compare.compare(replace_(cfg, variants={"toto_v": ["train.lr=2e-3"]}))
+    with pytest.raises(ValueError, match="only its record is kept .* cannot be evaluated from seed 200000"):
+        compare.compare(replace_(cfg, confirm_seed=200000))
+
+
+def replace_(cfg, **changes):
+    return type(cfg)(**{**cfg.__dict__, **changes})
