@@ -33,6 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -496,7 +497,8 @@ def layer_points(summary: dict, order=()) -> dict:
 def main(cfg) -> None:
     with bad_input_exits():
         config = settings(cfg)
-        with run_lock(config.out):
+        # report_only trains nothing and writes its files atomically, so it may read a study another process is running
+        with (contextlib.nullcontext() if config.report_only else run_lock(config.out)):
             compare(config)
     print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'summary.md'}"
           + (f", {Path(cfg.out) / 'layers.png'}" if len({c.layer for c in cells(config) if c.encoder != "state"}) > 1 else ""))

@@ -280,3 +280,15 @@ def test_records_carry_a_study_to_a_machine_that_kept_no_folders(tmp_path, monke
 
 def replace_(cfg, **changes):
     return type(cfg)(**{**cfg.__dict__, **changes})
+
+
+def test_report_only_reads_a_study_another_process_is_running(tmp_path):
+    """The study's folder is locked by its running process; report_only trains nothing, so it reads it anyway, and
+    says in one line when nothing has finished."""
+    from toto_robot.lock import run_lock
+
+    out = tmp_path / "study"
+    with run_lock(out):
+        done = cli("encoders=[state]", "report_only=true", f"out={out}")
+        assert "no cell of this comparison has finished yet" in one_line_error(done)
+        assert "is in use by PID" not in done.stderr and not (out / "franka_pick_state_s0").exists()  # nothing claimed
