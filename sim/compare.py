@@ -403,7 +403,8 @@ def evaluate(run: Path, episodes: int, seed: int, prefix: str) -> dict:
 
 
 def _row(key: dict) -> dict:
-    return {**key, "seeds": [], "successes": 0, "episodes": 0, "env_steps": 0, "train_seconds": [], "run_rates": []}
+    return {**key, "seeds": [], "successes": 0, "episodes": 0, "env_steps": 0, "train_seconds": [], "run_rates": [],
+            "run_successes": []}
 
 
 def summarize(out: Path, done: dict, seed: int = EVAL_SEED, pooled_seeds=None, note: str = "") -> dict:
@@ -425,6 +426,7 @@ def summarize(out: Path, done: dict, seed: int = EVAL_SEED, pooled_seeds=None, n
             row["successes"] += result["successes"]
             row["episodes"] += result["episodes"]
             row["run_rates"].append(result["successes"] / result["episodes"])
+            row["run_successes"].append(result["successes"])
             row["env_steps"] = steps
             if seconds:
                 row["train_seconds"].append(seconds)
@@ -436,15 +438,16 @@ def summarize(out: Path, done: dict, seed: int = EVAL_SEED, pooled_seeds=None, n
         times = row.pop("train_seconds")
         row["train_minutes"] = sum(times) / len(times) / 60 if times else None
         row["env_steps_per_s"] = row["env_steps"] / (sum(times) / len(times)) if times else None
-    lines = ["| task | encoder | pool | layer | env steps | success | 95% CI (episodes) | 95% CI (runs) | runs | "
+    lines = ["| task | encoder | pool | layer | env steps | success | 95% CI (episodes) | 95% CI (runs) | runs (successes by seed) | "
              "train min/run | env steps/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    by_run = {id(row): len(row["run_rates"]) for row in pooled.values()}  # over tasks: the count; a task's row: each run
     for row in [*rows.values(), *(pooled.values() if len(set(c.task for c in done)) > 1 else [])]:
         low, high = row["ci95"]
         cost = (f"{row['train_minutes']:.1f} | {row['env_steps_per_s']:.0f}" if row["train_minutes"] else "- | -")
         over_runs = "{:.0%}-{:.0%}".format(*row["ci95_runs"]) if row["ci95_runs"] else "-"
         lines.append(f"| {row['task']} | {row['encoder']} | {row['pool']} | {row['layer']} | {row['env_steps']:,} | "
                      f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} | {low:.0%}-{high:.0%} | {over_runs} | "
-                     f"{len(row['run_rates'])} | {cost} |")
+                     f"{by_run.get(id(row)) or runs_listed(row)} | {cost} |")
     if note:
         lines = [f"{note}.", "", *lines]
     summary = {"runs": list(rows.values()), "pooled_over_tasks": list(pooled.values())}
@@ -455,6 +458,11 @@ def summarize(out: Path, done: dict, seed: int = EVAL_SEED, pooled_seeds=None, n
         tmp.write_text("\n".join(lines) + "\n")
     print(("" if seed == EVAL_SEED else f"On fresh episodes (seed {seed}):\n") + "\n".join(lines))
     return summary
+
+
+def runs_listed(row: dict) -> str:
+    """Each run's successes by its seed ("p0s0 5, p1s0 10"; a plain seed without pre-training seeds)."""
+    return ", ".join(f"{seed if isinstance(seed, str) else f's{seed}'} {k}" for seed, k in zip(row["seeds"], row["run_successes"]))
 
 
 def curves(done: dict, layer) -> dict:

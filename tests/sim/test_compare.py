@@ -183,6 +183,7 @@ def test_pretraining_seeds_give_each_variant_its_own_exports_pooled_over_seeds(t
     assert "encoder=toto" in toto_run and f"encoder.path={tmp_path / 'exports' / 'toto_new_p0' / 'encoder'}" in toto_run
     row = next(r for r in summary["runs"] if r["encoder"] == "toto_new")
     assert (row["successes"], row["episodes"], row["seeds"]) == (9, 12, ["p0s0", "p1s0", "p2s0"])
+    assert "| 9/12 = 75% | 47%-91% | 75%-75% | p0s0 3, p1s0 3, p2s0 3 |" in (tmp_path / "summary.md").read_text()  # each run
     calls.clear()
     compare.compare(cfg)  # every export and cell finished: nothing runs
     assert calls == []
