@@ -117,3 +117,37 @@ def plot_layers(path: Path, panels: dict[str, dict[str, list[tuple]]]) -> None:
     axes[0][0].set_ylabel("held-out success rate")
     axes[0][0].legend(loc="best")
     _save(fig, path)
+
+
+def plot_final(path: Path, summary: dict, layer) -> None:
+    """Final held-out success at one layer: a panel per pooling, the tasks (and all of them pooled) along x, a marker
+    per encoder with its Wilson 95% interval and a faint dot per run (pre-training and policy seeds), so who wins
+    where, by how much and how far the seeds spread is read at a glance. The state encoder (no pool) is in every panel."""
+    plt = _pyplot()
+    rows = [r for r in summary["runs"] + summary["pooled_over_tasks"] if r["encoder"] == "state" or r["layer"] == str(layer)]
+    pools = list(dict.fromkeys(r["pool"] for r in rows if r["encoder"] != "state")) or ["-"]
+    tasks = list(dict.fromkeys(r["task"] for r in summary["runs"]))
+    tasks += ["all"] if len(tasks) > 1 else []
+    names = list(dict.fromkeys(r["encoder"] for r in rows))
+    colour = {encoder: f"C{i % 10}" for i, encoder in enumerate(sorted(names))}
+    width = 0.8 / max(len(names), 1)
+    fig, axes = plt.subplots(len(pools), 1, figsize=(1.6 + 1.5 * len(tasks) * max(1, len(names) / 4), 3.0 * len(pools)),
+                             squeeze=False)
+    for ax, pool in zip(axes[:, 0], pools):
+        for i, encoder in enumerate(names):
+            offset = (i - (len(names) - 1) / 2) * width
+            for j, task in enumerate(tasks):
+                row = next((r for r in rows if r["encoder"] == encoder and r["task"] == task
+                            and r["pool"] in (pool, "-")), None)
+                if row is None:
+                    continue
+                low, high = row["ci95"]
+                ax.errorbar(j + offset, row["success_rate"], yerr=[[row["success_rate"] - low], [high - row["success_rate"]]],
+                            fmt="o", color=colour[encoder], capsize=2, markersize=4, label=encoder if j == 0 else None)
+                ax.plot([j + offset] * len(row["run_rates"]), row["run_rates"], ".", color=colour[encoder], alpha=0.3,
+                        markersize=3)
+        ax.set_xticks(range(len(tasks)), [("all tasks" if t == "all" else t) for t in tasks])
+        ax.set(ylim=(-0.02, 1.02), ylabel=f"{pool}: held-out success" if pool != "-" else "held-out success")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, ncol=min(len(names), 6), frameon=False)
+    _save(fig, path)

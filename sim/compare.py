@@ -24,6 +24,7 @@ per task, a line per encoder and pool: mean over seeds, band = min..max), out/la
 more than one layer (Fig. 8: final success vs layer), out/summary.json and out/summary.md (final
 evaluation pooled over seeds, and over tasks too, with two 95% intervals: Wilson's over episodes, and Student's t
 over runs, which widens when seeds disagree more than their episodes would; and each run's wall time and env steps/s).
+out/final.png draws the final success: a panel per pool, the tasks along x, each encoder with its interval and runs.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 
 from encoder.pooling import make_pool  # noqa: E402
-from policies.curves import plot_comparison, plot_layers  # noqa: E402
+from policies.curves import plot_comparison, plot_final, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
 from sim import study_records  # noqa: E402
 from sim.policy_config import EVAL_EPISODES, EVAL_SEED, TrainPolicyConfig, check_choices, result_file, seed_suffix  # noqa: E402
@@ -387,6 +388,7 @@ def report(cfg: CompareConfig, jobs: list[Cell], done: dict) -> dict:
         summarize(out, done, cfg.confirm_seed, base_seeds, note)
     summary = summarize(out, done, pooled_seeds=base_seeds, note=note)
     plot_comparison(out / "compare.png", curves(done, cfg.layers[0]))
+    plot_final(out / "final.png", summary, cfg.layers[0])
     sweep = layer_points(summary, layer_order(cfg))
     if sweep:
         plot_layers(out / "layers.png", sweep)
@@ -508,7 +510,7 @@ def main(cfg) -> None:
         # report_only trains nothing and writes its files atomically, so it may read a study another process is running
         with (contextlib.nullcontext() if config.report_only else run_lock(config.out)):
             compare(config)
-    print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'summary.md'}"
+    print(f"-> {Path(cfg.out) / 'compare.png'}, {Path(cfg.out) / 'final.png'}, {Path(cfg.out) / 'summary.md'}"
           + (f", {Path(cfg.out) / 'layers.png'}" if len({c.layer for c in cells(config) if c.encoder != "state"}) > 1 else ""))
 
 

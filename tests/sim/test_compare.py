@@ -104,7 +104,7 @@ def test_cells_cover_pools_and_layers_and_resume_skips_finished_ones(tmp_path, m
     assert (pooled["task"], pooled["successes"], pooled["episodes"]) == ("all", 12, 16)
     assert pooled["ci95"][0] < 0.75 < pooled["ci95"][1] and toto["env_steps_per_s"] > 0
     assert pooled["ci95_runs"] == [0.75, 0.75] and len(pooled["run_rates"]) == 4  # every fake run scores 3/4
-    for png in ("compare.png", "layers.png"):
+    for png in ("compare.png", "layers.png", "final.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     rows = compare.curves(compare.finished(cfg, compare.cells(cfg)), "0.5")  # compare.png: a row per pool, state in each
     assert list(rows) == ["avg", "grid4"] and all(set(rows[p]["kuka_pick"]) == {"toto", "state"} for p in rows)
