@@ -49,6 +49,7 @@ from encoder.pooling import make_pool  # noqa: E402
 from policies.curves import plot_comparison, plot_final, plot_layers  # noqa: E402
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
 from sim import study_records  # noqa: E402
+from sim.side_by_side import child_env, run_each  # noqa: E402
 from sim.policy_config import EVAL_EPISODES, EVAL_SEED, TrainPolicyConfig, check_choices, result_file, seed_suffix  # noqa: E402
 from sim.trainers import DaggerSettings, trainer_of  # noqa: E402
 from toto_robot.compute import machine  # noqa: E402
@@ -101,6 +102,9 @@ class CompareConfig:
     # from the records. The study then survives machines that keep no files between sittings.
     records: Optional[str] = None
     report_only: bool = False  # run nothing: summarize (and record) the cells finished so far, and list the others
+    # cells (and exports) run at a time, each child with cores // workers torch threads unless OMP_NUM_THREADS is set:
+    # on a CPU two single-thread cells side by side finish far more cells an hour than one cell on two threads
+    workers: int = 1
 
 
 ConfigStore.instance().store(name="compare_schema", node=CompareConfig)
@@ -171,6 +175,8 @@ def check(cfg: CompareConfig) -> None:
             check(replace(cfg, also=[], **dict(entry)))
         except ValueError as error:
             raise ValueError(f"also[{i}]: {error}") from None
+    if not isinstance(cfg.workers, int) or cfg.workers < 1:
+        raise ValueError(f"workers={cfg.workers!r}: give how many cells run at a time, 1 or more")
     if not cfg.tasks or not cfg.encoders or not cfg.seeds or not cfg.pools or not cfg.layers:
         raise ValueError("tasks, encoders, seeds, pools and layers must each name at least one value")
     clash = sorted(set(cfg.variants) & set(COMPARED + ("random_trunk",)))
@@ -216,6 +222,7 @@ def train_args(cfg: CompareConfig, cell: Cell, out: Path) -> list[str]:
             f"eval_episodes={cfg.eval_episodes}", *encoder, f"out={out}", "progress=false", *map(str, cfg.extra)]
 
 
+_children = {"env": None}  # set by compare(): the environment of every child (side_by_side.child_env)
 LOG_FILE = "compare.log"  # in each cell and export folder: the whole stderr of a child that failed
 # hydra's lines around an override error that say nothing of its cause
 HYDRA_NOISE = ("HYDRA_FULL_ERROR", "reference_type=", "object_type=", "full_key:")
@@ -224,7 +231,8 @@ HYDRA_NOISE = ("HYDRA_FULL_ERROR", "reference_type=", "object_type=", "full_key:
 def run_step(module: str, args: list[str], log: Path | None = None) -> None:
     """A child entry point, `python -m <module>` (e.g. sim.train_policy). When it fails, its whole stderr
     goes to `log` and the error names its cause: the child's `error:` line, or else its last lines."""
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=os.getcwd(), stderr=subprocess.PIPE, text=True)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=os.getcwd(), stderr=subprocess.PIPE, text=True,
+                          env=_children["env"])
     if done.returncode:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip() and not any(n in line for n in HYDRA_NOISE)]
         if log is not None:
@@ -337,45 +345,55 @@ def compare(cfg: CompareConfig) -> dict:
         return report(cfg, jobs, done)
     confirm = None if cfg.confirm_seed is None else str(cfg.confirm_seed)
     todo = [c for c in jobs if c not in done or (confirm is not None and confirm not in done[c]["evaluations"])]
-    for variant, pretrain_seed in dict.fromkeys((c.encoder, c.pretrain_seed) for c in todo
-                                                if c.pretrain_seed is not None and c not in done):
-        ensure_export(cfg, variant, pretrain_seed)
-    for i, cell in enumerate(jobs, 1):
-        run = out / cell.name
-        if cell not in todo:
-            print(f"[{i}/{len(jobs)}] {cell.name}: finished, {done[cell]['evaluations'][str(EVAL_SEED)]['successes']}/"
-                  f"{cfg.episodes}" + ("" if (run / CELL_FILE).is_file() else f" (its record in {cfg.records})"), flush=True)
-            continue
-        if cell in done and not (run / CELL_FILE).is_file():
+    for cell in todo:
+        if cell in done and not (out / cell.name / CELL_FILE).is_file():
             raise ValueError(f"{cell.name}: only its record is kept ({kept.path(cell.name)}), not its policy, so it cannot be "
                              f"evaluated from seed {confirm}: delete the record to train the cell again")
-        args = train_args(cfg, cell, run)
-        record = claim(run, args, cfg.episodes)
-        result = evaluated(run, cfg.episodes)
-        if result is not None and "train_seconds" in record:
-            print(f"[{i}/{len(jobs)}] {cell.name}: finished, {result['successes']}/{result['episodes']}", flush=True)
-        else:
-            start = time.time()
-            print(f"[{i}/{len(jobs)}] {cell.name}: training -> {run}", flush=True)
-            run_step("sim.train_policy", args, log=run / LOG_FILE)
-            if "train_seconds" not in record:  # this sitting's training (a resumed cell counts its last sitting)
-                _record(run, record, train_seconds=time.time() - start, machine=machine())
-            result = evaluate(run, cfg.episodes, EVAL_SEED, f"[{i}/{len(jobs)}]")
-            print(f"[{i}/{len(jobs)}] success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)", flush=True)
-        if cfg.confirm_seed is not None:
-            confirmed = evaluate(run, cfg.episodes, cfg.confirm_seed, f"[{i}/{len(jobs)}]")
-            print(f"[{i}/{len(jobs)}] on fresh episodes (seed {cfg.confirm_seed}): "
-                  f"{confirmed['successes']}/{confirmed['episodes']}", flush=True)
-        export = None if cell.pretrain_seed is None else pretrain_args(cfg, cell.encoder, cell.pretrain_seed)
-        done[cell] = {**study_records.from_run(run, json.loads((run / CELL_FILE).read_text())), "export": export}
-        kept.put(cell.name, done[cell])
+    _children["env"] = child_env(cfg.workers)
+    exports = list(dict.fromkeys((c.encoder, c.pretrain_seed) for c in todo if c.pretrain_seed is not None and c not in done))
+    for group, workers in ((exports[:1], 1), (exports[1:], cfg.workers)):  # the first renders the corpus cache they share
+        run_each(group, lambda export: ensure_export(cfg, *export), workers)
+    for i, cell in enumerate(jobs, 1):
+        if cell not in todo:
+            print(f"[{i}/{len(jobs)}] {cell.name}: finished, {done[cell]['evaluations'][str(EVAL_SEED)]['successes']}/"
+                  f"{cfg.episodes}" + ("" if (out / cell.name / CELL_FILE).is_file() else f" (its record in {cfg.records})"),
+                  flush=True)
+    order = {cell: i for i, cell in enumerate(jobs, 1)}
+    run_each(todo, lambda cell: run_cell(cfg, cell, f"[{order[cell]}/{len(jobs)}]", done, kept), cfg.workers)
     return report(cfg, jobs, done)
+
+
+def run_cell(cfg: CompareConfig, cell: Cell, prefix: str, done: dict, kept: study_records.Records) -> None:
+    """Train (or resume) and evaluate one cell, then keep its record in `done` and in `kept`."""
+    run = Path(cfg.out) / cell.name
+    args = train_args(cfg, cell, run)
+    record = claim(run, args, cfg.episodes)
+    result = evaluated(run, cfg.episodes)
+    if result is not None and "train_seconds" in record:
+        print(f"{prefix} {cell.name}: finished, {result['successes']}/{result['episodes']}", flush=True)
+    else:
+        start = time.time()
+        print(f"{prefix} {cell.name}: training -> {run}", flush=True)
+        run_step("sim.train_policy", args, log=run / LOG_FILE)
+        if "train_seconds" not in record:  # this sitting's training (a resumed cell counts its last sitting)
+            _record(run, record, train_seconds=time.time() - start, machine=machine(), workers=cfg.workers)
+        result = evaluate(run, cfg.episodes, EVAL_SEED, prefix)
+        print(f"{prefix} {cell.name}: success {result['successes']}/{result['episodes']} ({time.time() - start:.0f} s)",
+              flush=True)
+    if cfg.confirm_seed is not None:
+        confirmed = evaluate(run, cfg.episodes, cfg.confirm_seed, prefix)
+        print(f"{prefix} {cell.name} on fresh episodes (seed {cfg.confirm_seed}): "
+              f"{confirmed['successes']}/{confirmed['episodes']}", flush=True)
+    export = None if cell.pretrain_seed is None else pretrain_args(cfg, cell.encoder, cell.pretrain_seed)
+    done[cell] = {**study_records.from_run(run, json.loads((run / CELL_FILE).read_text())), "export": export}
+    kept.put(cell.name, done[cell])
 
 
 def report(cfg: CompareConfig, jobs: list[Cell], done: dict) -> dict:
     """summary.md/.json (and summary_seed<confirm_seed>.* with fresh episodes), compare.png and layers.png from the
     records of the finished cells; with some unfinished (report_only), says how many and which."""
     out = Path(cfg.out)
+    done = {cell: done[cell] for cell in jobs if cell in done}  # the study's order, whatever order the cells finished in
     missing = [c.name for c in jobs if c not in done]
     if missing:
         print(f"{len(done)} of {len(jobs)} cells finished; not yet: {', '.join(missing[:8])}"

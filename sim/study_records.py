@@ -36,11 +36,12 @@ def evaluations(run: Path) -> dict[str, dict]:
 
 
 def from_run(run: Path, cell: dict) -> dict:
-    """The record of a trained and evaluated run folder; `cell` is its cell.json (settings, training time, machine).
+    """The record of a trained and evaluated run folder; `cell` is its cell.json (settings, training time, machine and
+    how many cells ran side by side then: a time belongs to both).
     compare.py adds `export`: the pre-training overrides of the export the cell read, if it read a variant's."""
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return {"args": cell["args"], "episodes": cell["episodes"], "train_seconds": cell.get("train_seconds"),
-            "machine": cell.get("machine"), "env_steps": metrics[-1]["env_steps"],
+            "machine": cell.get("machine"), "workers": cell.get("workers"), "env_steps": metrics[-1]["env_steps"],
             "curve": [[r["env_steps"], r["eval_success_rate"]] for r in metrics if r.get("eval_success_rate") is not None],
             "evaluations": evaluations(run)}
 

@@ -293,3 +293,17 @@ def test_report_only_reads_a_study_another_process_is_running(tmp_path):
         done = cli("encoders=[state]", "report_only=true", f"out={out}")
         assert "no cell of this comparison has finished yet" in one_line_error(done)
         assert "is in use by PID" not in done.stderr and not (out / "franka_pick_state_s0").exists()  # nothing claimed
+
+
+def test_workers_run_cells_side_by_side_with_the_same_results(tmp_path, monkeypatch):
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    cfg = compare.CompareConfig(tasks=["franka_pick", "kuka_pick"], encoders=["toto_v", "mae_v", "state"], pretrain_seeds=[0, 1],
+                                variants={"toto_v": [], "mae_v": ["objective=mae"]}, episodes=4, out=str(tmp_path / "one"))
+    one = compare.compare(cfg)
+    two = compare.compare(replace_(cfg, workers=2, out=str(tmp_path / "two")))
+    strip = [{k: v for k, v in row.items() if k not in ("train_minutes", "env_steps_per_s")} for row in one["runs"]]
+    assert strip == [{k: v for k, v in row.items() if k not in ("train_minutes", "env_steps_per_s")} for row in two["runs"]]
+    assert json.loads((tmp_path / "two" / "kuka_pick_mae_v_grid4_Lmid_p1_s0" / "cell.json").read_text())["workers"] == 2
+    with pytest.raises(ValueError, match="workers=0: give how many cells run at a time"):
+        compare.check(replace_(cfg, workers=0))
