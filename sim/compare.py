@@ -311,6 +311,11 @@ def finished_folder(run: Path, args: list[str], episodes: int) -> dict | None:
     return claim(run, args, episodes)  # the settings check (a matching record is returned as it is)
 
 
+def exported_gates(cfg: CompareConfig, cell: Cell) -> dict | None:
+    """The gates of the variant's export the cell read (None for encoders read from encoder_path or mae_path)."""
+    return None if cell.pretrain_seed is None else study_records.export_gates(export_dir(cfg, cell.encoder, cell.pretrain_seed))
+
+
 def finished(cfg: CompareConfig, jobs: list[Cell]) -> dict:
     """{cell: its record} for the cells finished so far, from their folders (whose records it writes or refreshes:
     a folder may hold evaluations its record lacks) or, where a folder is gone, from `records`."""
@@ -326,7 +331,7 @@ def finished(cfg: CompareConfig, jobs: list[Cell]) -> dict:
         record = kept.get(cell.name, args, cfg.episodes, export)
         folder = finished_folder(run, args, cfg.episodes)
         if folder is not None:
-            record = {**study_records.from_run(run, folder), "export": export}
+            record = {**study_records.from_run(run, folder), "export": export, "export_gates": exported_gates(cfg, cell)}
             kept.put(cell.name, record)
         if record is not None:
             done[cell] = record
@@ -385,7 +390,8 @@ def run_cell(cfg: CompareConfig, cell: Cell, prefix: str, done: dict, kept: stud
         print(f"{prefix} {cell.name} on fresh episodes (seed {cfg.confirm_seed}): "
               f"{confirmed['successes']}/{confirmed['episodes']}", flush=True)
     export = None if cell.pretrain_seed is None else pretrain_args(cfg, cell.encoder, cell.pretrain_seed)
-    done[cell] = {**study_records.from_run(run, json.loads((run / CELL_FILE).read_text())), "export": export}
+    done[cell] = {**study_records.from_run(run, json.loads((run / CELL_FILE).read_text())), "export": export,
+                  "export_gates": exported_gates(cfg, cell)}
     kept.put(cell.name, done[cell])
 
 

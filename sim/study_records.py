@@ -35,6 +35,27 @@ def evaluations(run: Path) -> dict[str, dict]:
     return found
 
 
+def export_gates(export: Path) -> dict | None:
+    """The cheap gates of the export a cell read (export = out/exports/<variant>_p<seed>), from the files its
+    pre-training left: tokenizer stability and PSNR, the features' self-match and place read-out by layer, the final
+    validation loss. A record keeps them so that later sittings can ask whether a gate predicts a draw's policies."""
+    tokenizer, features = export / "tokenizer" / "metrics.json", export / "encoder" / "feature_stability.json"
+    models = [export / "encoder" / f"{kind}.json" for kind in ("toto", "mae")]
+    if not features.is_file():
+        return None
+    gates = {"features": json.loads(features.read_text())}
+    if tokenizer.is_file():
+        metrics = json.loads(tokenizer.read_text())
+        stability = metrics.get("stability") or {}
+        gates["tokenizer"] = {**{k: metrics.get(k) for k in ("psnr_db", "code_perplexity", "codebook_usage")},
+                              **{k: stability.get(k) for k in ("static_flip", "wrist_static_flip", "stored_agreement")},
+                              "psnr_by_source": stability.get("psnr_db")}
+    for model in models:
+        if model.is_file():
+            gates["final_val_loss"] = json.loads(model.read_text()).get("summary", {}).get("final_val_loss")
+    return gates
+
+
 def from_run(run: Path, cell: dict) -> dict:
     """The record of a trained and evaluated run folder; `cell` is its cell.json (settings, training time, machine and
     how many cells ran side by side then: a time belongs to both).

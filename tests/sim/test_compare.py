@@ -71,7 +71,8 @@ def fake_runs(monkeypatch, calls: list):
         if script == "pretrain.run":  # what an export leaves: out/encoder/<kind>.json
             kind = "mae" if values.get("objective") == "mae" else "toto"
             (Path(values["out"]) / "encoder").mkdir(parents=True)
-            (Path(values["out"]) / "encoder" / f"{kind}.json").write_text("{}")
+            (Path(values["out"]) / "encoder" / f"{kind}.json").write_text(json.dumps({"summary": {"final_val_loss": 6.5}}))
+            (Path(values["out"]) / "encoder" / "feature_stability.json").write_text(json.dumps({"self_match": {"2": 0.6}}))
             return
         run = Path(values["out"] if script == "sim.train_policy" else values["run"])
         if script == "sim.train_policy":
@@ -259,6 +260,7 @@ def test_records_carry_a_study_to_a_machine_that_kept_no_folders(tmp_path, monke
     assert kept["evaluations"][str(EVAL_SEED)]["successes"] == 3 and kept["curve"] == [[100, 0.5], [200, 0.5]]
     assert kept["export"] == ["out=" + str(tmp_path / "study" / "exports" / "toto_v_p0"), "train.seed=0",
                               "tokenizer.train.seed=0", "train.lr=1e-3"]
+    assert kept["export_gates"] == {"features": {"self_match": {"2": 0.6}}, "final_val_loss": 6.5}  # what the export reported
     shutil.rmtree(tmp_path / "study")  # the next sitting's machine has none of the folders
     calls.clear()
     partial = compare.compare(replace_(cfg, report_only=True))  # runs nothing, says what is missing
