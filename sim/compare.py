@@ -407,10 +407,11 @@ def report(cfg: CompareConfig, jobs: list[Cell], done: dict) -> dict:
     if not done:
         raise ValueError(f"no cell of this comparison has finished yet (out={cfg.out}, records={cfg.records})")
     base_seeds = [int(s) for s in cfg.seeds]
+    tasks = {c.task for c in jobs}
     note = f"{len(done)} of {len(jobs)} cells finished" if missing else ""
     if cfg.confirm_seed is not None:
-        summarize(out, done, cfg.confirm_seed, base_seeds, note)
-    summary = summarize(out, done, pooled_seeds=base_seeds, note=note)
+        summarize(out, done, cfg.confirm_seed, base_seeds, note, len(tasks))
+    summary = summarize(out, done, pooled_seeds=base_seeds, note=note, tasks=len(tasks))
     plot_comparison(out / "compare.png", curves(done, cfg.layers[0]))
     plot_final(out / "final.png", summary, cfg.layers[0])
     sweep = layer_points(summary, layer_order(cfg))
@@ -433,11 +434,13 @@ def _row(key: dict) -> dict:
             "run_successes": []}
 
 
-def summarize(out: Path, done: dict, seed: int = EVAL_SEED, pooled_seeds=None, note: str = "") -> dict:
+def summarize(out: Path, done: dict, seed: int = EVAL_SEED, pooled_seeds=None, note: str = "", tasks: int | None = None) -> dict:
     """Pool every (task, encoder, pool, layer)'s evaluations (from episode seed `seed`) over seeds, and every
     encoder's over tasks (the cells of `pooled_seeds` only, if given, so that every task weighs alike), from the
     cells' records (`done`: cell -> record); write summary.json and summary.md (summary_seed<seed>.* for another
-    seed), headed by `note` (e.g. how many cells are in) when given."""
+    seed), headed by `note` (e.g. how many cells are in) when given. A row pooled over fewer than the study's
+    `tasks` (a study in progress) is labelled "all (k of n tasks)", and final.png leaves it out: set beside a row
+    over every task, it would compare different tasks."""
     rows, pooled = {}, {}
     for cell, record in done.items():
         if str(seed) not in record["evaluations"]:
@@ -456,6 +459,10 @@ def summarize(out: Path, done: dict, seed: int = EVAL_SEED, pooled_seeds=None, n
             row["env_steps"] = steps
             if seconds:
                 row["train_seconds"].append(seconds)
+    for group, row in pooled.items():
+        covered = len({r["task"] for key, r in rows.items() if key[1:] == group})
+        if tasks is not None and covered < tasks:
+            row["task"] = f"all ({covered} of {tasks} tasks)"
     for row in [*rows.values(), *pooled.values()]:
         row["success_rate"] = row["successes"] / row["episodes"]
         row["ci95"] = list(wilson_interval(row["successes"], row["episodes"]))

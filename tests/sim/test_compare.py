@@ -267,12 +267,14 @@ def test_records_carry_a_study_to_a_machine_that_kept_no_folders(tmp_path, monke
     assert calls == [] and "2 of 4 cells finished; not yet: kuka_pick_toto_v_grid4_Lmid_p0_s0, kuka_pick_state_s0" \
         in capsys.readouterr().out
     assert partial["runs"] == first["runs"]
+    assert {r["task"] for r in partial["pooled_over_tasks"]} == {"all (1 of 2 tasks)"}  # not to be set beside full rows
     assert (tmp_path / "study" / "summary.md").read_text().startswith("2 of 4 cells finished.")
     summary = compare.compare(cfg)  # the export is made again for the cells still to run, and only those run
     assert [s for s, _ in calls] == ["pretrain.run", "sim.train_policy", "sim.eval_policy", "sim.train_policy", "sim.eval_policy"]
     assert all("kuka_pick" in " ".join(a) for s, a in calls if s != "pretrain.run")
     assert "(its record in" in capsys.readouterr().out
     assert len(summary["runs"]) == 4 and (tmp_path / "study" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert {r["task"] for r in summary["pooled_over_tasks"]} == {"all"}
     shutil.rmtree(tmp_path / "study")
     with pytest.raises(ValueError, match=r"toto_v_grid4_Lmid_p0_s0.json was made with \['train.lr=1e-3'\], this comparison "
                                          r"asks \['train.lr=2e-3'\]: use another records= or delete the record"):
