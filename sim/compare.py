@@ -50,7 +50,7 @@ from policies.curves import plot_comparison, plot_final, plot_layers  # noqa: E4
 from policies.configuration import ENCODER_PATHS, EncoderSpec  # noqa: E402
 from sim import study_records  # noqa: E402
 from sim.side_by_side import child_env, run_each  # noqa: E402
-from sim.study_summary import curves, layer_points, summarize  # noqa: E402
+from sim.study_summary import curves, export_draws, layer_points, summarize  # noqa: E402
 from sim.policy_config import EVAL_EPISODES, EVAL_SEED, TrainPolicyConfig, check_choices, result_file  # noqa: E402
 from sim.trainers import DaggerSettings, trainer_of  # noqa: E402
 from toto_robot.compute import machine  # noqa: E402
@@ -397,7 +397,8 @@ def run_cell(cfg: CompareConfig, cell: Cell, prefix: str, done: dict, kept: stud
 
 def report(cfg: CompareConfig, jobs: list[Cell], done: dict) -> dict:
     """summary.md/.json (and summary_seed<confirm_seed>.* with fresh episodes), compare.png and layers.png from the
-    records of the finished cells; with some unfinished (report_only), says how many and which."""
+    records of the finished cells; with some unfinished (report_only), says how many and which, and it names the
+    exports whose cells read more than one draw."""
     out = Path(cfg.out)
     done = {cell: done[cell] for cell in jobs if cell in done}  # the study's order, whatever order the cells finished in
     missing = [c.name for c in jobs if c not in done]
@@ -408,7 +409,9 @@ def report(cfg: CompareConfig, jobs: list[Cell], done: dict) -> dict:
         raise ValueError(f"no cell of this comparison has finished yet (out={cfg.out}, records={cfg.records})")
     base_seeds = [int(s) for s in cfg.seeds]
     tasks = {c.task for c in jobs}
-    note = f"{len(done)} of {len(jobs)} cells finished" if missing else ""
+    draws = [f"{name} is {len(prints)} draws of its export ({', '.join(prints)}: made again in a later sitting)"
+             for name, prints in export_draws(done).items()]
+    note = ". ".join(([f"{len(done)} of {len(jobs)} cells finished"] if missing else []) + draws)
     if cfg.confirm_seed is not None:
         summarize(out, done, cfg.confirm_seed, base_seeds, note, len(tasks))
     summary = summarize(out, done, pooled_seeds=base_seeds, note=note, tasks=len(tasks))

@@ -109,3 +109,16 @@ def layer_points(summary: dict, order=()) -> dict:
     swept = {task: {line: sorted(points, key=lambda p: rank.get(str(p[0]), len(rank))) for line, points in lines.items()
                     if len(points) > 1} for task, lines in panels.items()}
     return {task: lines for task, lines in swept.items() if lines}
+
+
+def export_draws(done: dict) -> dict[str, list[str]]:
+    """{variant_p<seed>: its encoder fingerprints} for the exports whose cells read more than one draw: an export
+    made again in a later sitting (on another machine: other bf16 kernels, other weights) is another draw of the same
+    recipe and seed, and a reader of the pooled figures should know."""
+    seen: dict[str, set] = {}
+    for cell, record in done.items():
+        if cell.pretrain_seed is not None:
+            for evaluation in record["evaluations"].values():
+                if evaluation.get("encoder_fingerprint"):
+                    seen.setdefault(f"{cell.encoder}_p{cell.pretrain_seed}", set()).add(evaluation["encoder_fingerprint"])
+    return {name: sorted(prints) for name, prints in seen.items() if len(prints) > 1}

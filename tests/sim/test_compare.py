@@ -81,7 +81,10 @@ def fake_runs(monkeypatch, calls: list):
         else:  # fresh episodes (seed 200000) go worse for toto here: 2 successes against 3
             seed = int(values.get("seed", EVAL_SEED))
             successes = (3 if seed == EVAL_SEED else 2) if "toto" in run.name else 1
-            (run / result_file(seed)).write_text(json.dumps({"episodes": int(values["episodes"]), "successes": successes}))
+            made = (Path(run).parent / "exports").glob("*/encoder/*.json")  # the export's file time: its draw
+            fingerprint = str(max((p.stat().st_mtime_ns for p in made), default=0))
+            (run / result_file(seed)).write_text(json.dumps({"episodes": int(values["episodes"]), "successes": successes,
+                                                             "encoder_fingerprint": fingerprint}))
 
     monkeypatch.setattr(compare, "run_step", run_step)
     return compare
@@ -273,6 +276,7 @@ def test_records_carry_a_study_to_a_machine_that_kept_no_folders(tmp_path, monke
     assert [s for s, _ in calls] == ["pretrain.run", "sim.train_policy", "sim.eval_policy", "sim.train_policy", "sim.eval_policy"]
     assert all("kuka_pick" in " ".join(a) for s, a in calls if s != "pretrain.run")
     assert "(its record in" in capsys.readouterr().out
+    assert "toto_v_p0 is 2 draws of its export" in (tmp_path / "study" / "summary.md").read_text()  # made again here
     assert len(summary["runs"]) == 4 and (tmp_path / "study" / "compare.png").read_bytes()[:4] == b"\x89PNG"
     assert {r["task"] for r in summary["pooled_over_tasks"]} == {"all"}
     shutil.rmtree(tmp_path / "study")
