@@ -148,15 +148,13 @@ def machine() -> str:
     """One line naming the CPU a figure was measured on (model, cores, kernel level, native bf16 or not): a study's
     records keep it, because a timing (and an export's exact weights) belongs to a machine class."""
     import os
+    from pathlib import Path
 
     import torch
 
-    model = "unknown CPU"
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
     except OSError:
-        pass
+        lines = []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
     return f"{model}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}, {cpu_bf16()[1]}"
