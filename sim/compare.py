@@ -244,6 +244,16 @@ def run_step(module: str, args: list[str], log: Path | None = None) -> None:
         raise ValueError(f"{module} {' '.join(args[:3])} failed: {cause}{where}")
 
 
+def needed_exports(cfg: CompareConfig, todo: list[Cell]) -> list[tuple[str, int]]:
+    """The (variant, pre-training seed) exports the cells still to run read: their own, and the one a cell of
+    another kind reads through `encoder_path` (e.g. `random` draws its weights for exports/toto_default_p0) even
+    when every cell of that export is finished and only its records are kept."""
+    ours = {Path(encoder_path(cfg, c)): (c.encoder, c.pretrain_seed) for c in todo if c.pretrain_seed is not None}
+    made = {export_dir(cfg, v, int(p)) / "encoder": (v, int(p)) for v in cfg.variants for p in cfg.pretrain_seeds}
+    borrowed = {Path(encoder_path(cfg, c)) for c in todo if c.pretrain_seed is None and c.encoder != "state"}
+    return list(dict.fromkeys([*(made[path] for path in borrowed if path in made), *ours.values()]))
+
+
 def ensure_export(cfg: CompareConfig, variant: str, pretrain_seed: int) -> Path:
     """Pre-train (or resume, or reuse) one variant at one seed; its folder keeps the overrides it was
     made with (export.json) under the same rules as a cell."""
@@ -355,7 +365,7 @@ def compare(cfg: CompareConfig) -> dict:
             raise ValueError(f"{cell.name}: only its record is kept ({kept.path(cell.name)}), not its policy, so it cannot be "
                              f"evaluated from seed {confirm}: delete the record to train the cell again")
     _children["env"] = child_env(cfg.workers)
-    exports = list(dict.fromkeys((c.encoder, c.pretrain_seed) for c in todo if c.pretrain_seed is not None and c not in done))
+    exports = needed_exports(cfg, [c for c in todo if c not in done])
     for group, workers in ((exports[:1], 1), (exports[1:], cfg.workers)):  # the first renders the corpus cache they share
         run_each(group, lambda export: ensure_export(cfg, *export), workers)
     for i, cell in enumerate(jobs, 1):

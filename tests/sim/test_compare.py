@@ -287,6 +287,28 @@ def test_records_carry_a_study_to_a_machine_that_kept_no_folders(tmp_path, monke
         compare.compare(replace_(cfg, confirm_seed=200000))
 
 
+def test_an_export_another_encoder_borrows_is_made_again_when_only_records_are_kept(tmp_path, monkeypatch):
+    """`random` draws its weights for encoder_path, here a variant's export: on a machine holding only the records of
+    that variant's cells, the export is still made before the random cell runs, not left for the cell to fail on."""
+    import shutil
+
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    study = tmp_path / "study"
+    cfg = compare.CompareConfig(encoders=["toto_v"], pretrain_seeds=[0], variants={"toto_v": ["train.lr=1e-3"]},
+                                episodes=4, out=str(study), records=str(tmp_path / "records"),
+                                encoder_path=str(study / "exports" / "toto_v_p0" / "encoder"))
+    compare.compare(cfg)
+    shutil.rmtree(study)
+    calls.clear()
+    compare.compare(replace_(cfg, encoders=["toto_v", "random"]))
+    assert [s for s, _ in calls] == ["pretrain.run", "sim.train_policy", "sim.eval_policy"]
+    assert f"out={study / 'exports' / 'toto_v_p0'}" in calls[0][1] and "encoder=random" in calls[1][1]
+    calls.clear()
+    compare.compare(replace_(cfg, encoders=["toto_v", "random"]))  # all finished: the export is not made again
+    assert calls == []
+
+
 def replace_(cfg, **changes):
     return type(cfg)(**{**cfg.__dict__, **changes})
 
