@@ -364,10 +364,11 @@ def compare(cfg: CompareConfig) -> dict:
         if cell in done and not (out / cell.name / CELL_FILE).is_file():
             raise ValueError(f"{cell.name}: only its record is kept ({kept.path(cell.name)}), not its policy, so it cannot be "
                              f"evaluated from seed {confirm}: delete the record to train the cell again")
-    _children["env"] = child_env(cfg.workers)
     exports = needed_exports(cfg, [c for c in todo if c not in done])
     for group, workers in ((exports[:1], 1), (exports[1:], cfg.workers)):  # the first renders the corpus cache they share
+        _children["env"] = child_env(min(workers, len(group)))  # a child that runs alone gets every core
         run_each(group, lambda export: ensure_export(cfg, *export), workers)
+    _children["env"] = child_env(min(cfg.workers, len(todo)))
     for i, cell in enumerate(jobs, 1):
         if cell not in todo:
             print(f"[{i}/{len(jobs)}] {cell.name}: finished, {done[cell]['evaluations'][str(EVAL_SEED)]['successes']}/"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sim.policy_config import EVAL_SEED, result_file
+from sim.side_by_side import cores
 from tests.cli_errors import one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,7 +332,14 @@ def test_workers_run_cells_side_by_side_with_the_same_results(tmp_path, monkeypa
     cfg = compare.CompareConfig(tasks=["franka_pick", "kuka_pick"], encoders=["toto_v", "mae_v", "state"], pretrain_seeds=[0, 1],
                                 variants={"toto_v": [], "mae_v": ["objective=mae"]}, episodes=4, out=str(tmp_path / "one"))
     one = compare.compare(cfg)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads, inner = [], compare.run_step
+    monkeypatch.setattr(compare, "run_step", lambda script, args, log=None: (
+        threads.append((script, (compare._children["env"] or {}).get("OMP_NUM_THREADS"))), inner(script, args, log)))
     two = compare.compare(replace_(cfg, workers=2, out=str(tmp_path / "two")))
+    share = str(max(1, cores() // 2))
+    assert threads[0] == ("pretrain.run", None)  # the first export runs alone, on every core
+    assert {t for s, t in threads[1:]} == {share}  # the other three exports and every cell: two at a time
     strip = [{k: v for k, v in row.items() if k not in ("train_minutes", "env_steps_per_s")} for row in one["runs"]]
     assert strip == [{k: v for k, v in row.items() if k not in ("train_minutes", "env_steps_per_s")} for row in two["runs"]]
     assert json.loads((tmp_path / "two" / "kuka_pick_mae_v_grid4_Lmid_p1_s0" / "cell.json").read_text())["workers"] == 2
