@@ -248,10 +248,10 @@ def needed_exports(cfg: CompareConfig, todo: list[Cell]) -> list[tuple[str, int]
     """The (variant, pre-training seed) exports the cells still to run read: their own, and the one a cell of
     another kind reads through `encoder_path` (e.g. `random` draws its weights for exports/toto_default_p0) even
     when every cell of that export is finished and only its records are kept."""
-    ours = {Path(encoder_path(cfg, c)): (c.encoder, c.pretrain_seed) for c in todo if c.pretrain_seed is not None}
+    own = [(c.encoder, c.pretrain_seed) for c in todo if c.pretrain_seed is not None]
     made = {export_dir(cfg, v, int(p)) / "encoder": (v, int(p)) for v in cfg.variants for p in cfg.pretrain_seeds}
     borrowed = {Path(encoder_path(cfg, c)) for c in todo if c.pretrain_seed is None and c.encoder != "state"}
-    return list(dict.fromkeys([*(made[path] for path in borrowed if path in made), *ours.values()]))
+    return list(dict.fromkeys([*(made[path] for path in borrowed if path in made), *own]))
 
 
 def ensure_export(cfg: CompareConfig, variant: str, pretrain_seed: int) -> Path:
