@@ -22,7 +22,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from sim.side_by_side import cores  # noqa: E402
+from toto_robot.compute import usable_cores as cores  # noqa: E402
 from toto_robot.compute import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

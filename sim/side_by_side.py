@@ -11,10 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
-
-def cores() -> int:
-    """The cores this process may use (its affinity where the OS tells it, e.g. under a batch scheduler)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+from toto_robot.compute import usable_cores
 
 
 def child_env(workers: int) -> dict | None:
@@ -22,7 +19,7 @@ def child_env(workers: int) -> dict | None:
     unless the user set it; None (inherit everything) for one worker."""
     if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
         return None
-    return {**os.environ, "OMP_NUM_THREADS": str(max(1, cores() // workers))}
+    return {**os.environ, "OMP_NUM_THREADS": str(max(1, usable_cores() // workers))}
 
 
 def run_each(items: Iterable, step: Callable, workers: int) -> None:

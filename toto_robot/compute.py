@@ -147,7 +147,6 @@ def resolve(device="auto", precision="auto", local_rank: int | None = None) -> C
 def machine() -> str:
     """One line naming the CPU a figure was measured on (model, cores, kernel level, native bf16 or not): a study's
     records keep it, because a timing (and an export's exact weights) belongs to a machine class."""
-    import os
     from pathlib import Path
 
     import torch
@@ -157,4 +156,12 @@ def machine() -> str:
     except OSError:
         lines = []
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
-    return f"{model}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}, {cpu_bf16()[1]}"
+    return f"{model}, {usable_cores()} cores, {torch.backends.cpu.get_cpu_capability()}, {cpu_bf16()[1]}"
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its affinity where the OS tells it (a batch scheduler's or taskset's share),
+    which os.cpu_count() ignores."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

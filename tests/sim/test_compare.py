@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sim.policy_config import EVAL_SEED, result_file
-from sim.side_by_side import cores
+from toto_robot.compute import usable_cores as cores
 from tests.cli_errors import one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]

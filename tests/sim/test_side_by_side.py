@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from sim.side_by_side import child_env, cores, run_each
+from sim.side_by_side import child_env, run_each
+from toto_robot.compute import usable_cores as cores
 
 
 def test_two_workers_run_two_items_at_once_and_a_failure_stops_new_ones():
