@@ -7,7 +7,8 @@ and its stored version (the corpus's MP4 round trip: lossless by default, yuv420
 corpus), and the reconstruction PSNR per embedded source. For an export (a folder with toto.json)
 also its feature report (pretrain/token_stability.feature_report): the nearest-neighbour self-match
 between consecutive frames and the linear read-out of a patch's place at every layer, and the
-embedding cosine of FSQ codes one level apart (against random pairs).
+embedding cosine of FSQ codes one level apart (against random pairs). An export that reads patches
+(objective=patch_dvae, the default) is measured on the codes it learned to predict: its run's tokenizer/.
 
     python benchmarks/token_stability.py                                   # runs/pretrain/encoder
     python benchmarks/token_stability.py runs/a/tokenizer runs/b/encoder --storage yuv420p
@@ -38,10 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def column(path: str, args, frames_by_source) -> dict:
     """Every figure of one tokenizer or export, as {row label: text}."""
-    from encoder.tokenizers import load_tokenizer
-    from pretrain.token_stability import feature_report, measure
+    from pretrain.token_stability import codes_of, feature_report, measure
 
-    tokenizer = load_tokenizer(path)
+    tokenizer = codes_of(path)
     result = measure(tokenizer, frames_by_source, lossless=args.storage == "lossless")
     rows = {"static flips": result["static_flip"], "  worst wrist view": result["wrist_static_flip"],
             "  still 7x7 context": result["static_context_flip"], "all flips, stride 1": result["flip_stride1"],

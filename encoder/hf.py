@@ -47,7 +47,8 @@ def _names(config: TotoConfig) -> dict[str, str]:
 
 def _token_mode(config: TotoConfig) -> None:
     if config.patch_dim is not None:
-        raise ValueError("a patch-mode Toto (patch_dim set) has no Hugging Face Llama equivalent")
+        raise ValueError("a patch-mode Toto (it reads pixel patches: objective=patch_dvae, the default, or tokenizer=patch) "
+                         "has no Hugging Face Llama equivalent: export a run of objective=ar (runs/pretrain_ar/encoder)")
 
 
 def to_hf_config(config: TotoConfig):

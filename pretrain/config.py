@@ -2,8 +2,10 @@
 value and a misspelt key or a wrongly typed value is a one-line hydra error.
 
 Groups (files in pretrain/conf/) only set values of this schema: `model=nano|s1..s4|a1..a6|base|large|1b`
-(preset plus its training scale), `data=embedded|paper_mix`, `tokenizer=fsq|dalle|patch`,
-`experiment=coarse_to_fine|scaling`.
+(preset plus its training scale), `data=embedded|paper_mix`, `tokenizer=fsq_stable|fsq|dalle|patch`,
+`experiment=coarse_to_fine|scaling`. The defaults are the embedded run the representation study chose
+(docs/results.md, section 4): objective=patch_dvae on the stable FSQ recipe. The paper presets
+(recipe/paper.yaml) and the scaling study train the paper's next-token Toto (objective=ar) on tokenizer=fsq.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from pretrain.data.sources import SourceConfig
 from pretrain.tokenization import TokenizeConfig
 from pretrain.train import TrainConfig
 from pretrain.train_tokenizer import TokenizerTrainConfig
-from toto_robot.run_paths import pretrain_out
+from encoder.tokenizers.fsq import FSQConfig
+from toto_robot.run_paths import DEFAULT_OBJECTIVE, pretrain_out
 
 STAGES = ("all", "data", "tokenizer", "tokenize", "train", "export")
 # ar: Toto's next-token prediction | mae: the MAE baseline (encoder/mae.py) | patch_dvae: 8x8 pixel patches in, the
@@ -50,14 +53,26 @@ class DataSettings:
     exclude_tasks: List[str] = field(default_factory=list)
 
 
+def stable_fsq_recipe() -> TokenizerTrainConfig:
+    """tokenizer=fsq_stable, the default (docs/results.md, section 1): a patch-local encoder, so a still 8x8 patch
+    keeps its code; no batch-entropy bonus (the FSQ paper has none); the FSQ paper's [8,8,8,6,5] levels; 1,000
+    steps; RGB permutations so the red cube keeps its colour. TokenizerTrainConfig's own defaults are the wider
+    recipe of tokenizer=fsq (entropy bonus 0.3, [8,8,8,4,4], 3x3 convs, 500 steps), which saved tokenizers and
+    the paper recipe keep."""
+    return TokenizerTrainConfig(steps=1000, entropy_weight=0.0, permute_colours=0.5,
+                                model=FSQConfig(levels=(8, 8, 8, 6, 5), local=True))
+
+
 @dataclass
 class TokenizerSettings:
-    kind: str = "fsq"  # fsq: our own (trained here unless `path`), dalle: official dVAE at `path`, patch
+    # fsq: our own, trained here unless `path` (tokenizer=fsq_stable and tokenizer=fsq are its two recipes);
+    # dalle: the official dVAE at `path`; patch
+    kind: str = "fsq"
     path: Optional[str] = None  # fsq: a trained tokenizer directory; dalle: encoder.pkl or its .safetensors
     allow_pickle: bool = False  # dalle's encoder.pkl runs pickled code when loaded: opt in explicitly
     train_frames: int = 4096  # frames drawn from the corpus to train the fsq tokenizer
     val_frames: int = 512  # held-out frames for PSNR and codebook usage
-    train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    train: TokenizerTrainConfig = field(default_factory=stable_fsq_recipe)  # tokenizer=fsq_stable
 
 
 @dataclass
@@ -84,11 +99,13 @@ class ScalingSettings:
 @dataclass
 class RunConfig:
     stage: str = "all"  # one of STAGES; each stage resumes or skips finished work
-    # ar: Toto (next-token prediction on tokenizer codes) | mae: the MAE baseline on the same corpus, read
+    # patch_dvae: 8x8 pixel patches in, the next patch's tokenizer code out (the default: toto_robot/run_paths.py)
+    # | ar: Toto (next-token prediction on tokenizer codes) | mae: the MAE baseline on the same corpus, read
     # as 8x8 pixel patches (the patch tokenizer, whatever tokenizer= says), same frames per step
-    objective: str = "ar"
+    objective: str = DEFAULT_OBJECTIVE
     device: str = "auto"  # auto|cpu|cuda|cuda:N for tokenizer training, tokenization and training (toto_robot/compute.py)
-    out: str = default_out("ar")  # run directory: tokenizer/, tokens/, train/, encoder/ (run.yaml: runs/pretrain_mae for mae)
+    # run directory: tokenizer/, tokens/, train/, encoder/ (runs/pretrain_<objective> for another objective)
+    out: str = default_out(DEFAULT_OBJECTIVE)
     # under torchrun: the bound on any one collective (NCCL's own default is 10 min); stages are
     # joined by file markers, never by collectives (pretrain/markers.py)
     dist_timeout_minutes: float = 60.0

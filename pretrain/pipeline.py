@@ -82,7 +82,8 @@ def prepare_tokenizer(cfg: RunConfig, sources: list[SourceConfig], train: bool =
     if settings.kind not in ("fsq", "dalle", "patch"):
         raise ValueError(f"tokenizer.kind={settings.kind!r}: use fsq, dalle or patch")
     if cfg.objective == "patch_dvae" and settings.kind == "patch":
-        raise ValueError("objective=patch_dvae predicts the codes of a discrete tokenizer: use tokenizer=fsq (or fsq_stable, dalle)")
+        raise ValueError("objective=patch_dvae (the default) predicts the codes of a discrete tokenizer: use tokenizer=fsq_stable, "
+                         "fsq or dalle; tokenizer=patch (patch in, patch out) trains with objective=ar")
     if settings.kind == "patch":
         return load_tokenizer(settings.path or "patch")
     if settings.path:

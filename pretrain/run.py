@@ -1,13 +1,16 @@
 """Pre-train Toto: `python pretrain/run.py` runs every stage on the embedded defaults.
 
-    python pretrain/run.py                                  # embedded corpus, FSQ tokenizer, nano: 6 min (AMX) to 10 min (AVX2) on 2 cores
+    python pretrain/run.py                                  # embedded corpus, stable FSQ tokenizer, nano, patches in and the next code out
+    python pretrain/run.py objective=ar tokenizer=fsq       # the paper's next-token Toto on the wide FSQ recipe (-> runs/pretrain_ar)
     python pretrain/run.py stage=tokenize                   # one stage: data|tokenizer|tokenize|train|export
-    python pretrain/run.py model=base data=paper_mix data.sources.0.path=/datasets/imagenet ...
+    python pretrain/run.py model=base data=paper_mix data.sources.0.path=/datasets/imagenet ...   # objective=ar, tokenizer=fsq
     torchrun --nproc_per_node=8 pretrain/run.py model=large train.strategy=fsdp ...
-    python pretrain/run.py experiment=coarse_to_fine model.init_from=runs/pretrain/encoder
+    python pretrain/run.py experiment=coarse_to_fine model=base model.init_from=runs/pretrain_ar/encoder
     python pretrain/run.py experiment=scaling               # the scaling study, s1..s4: pretrain/scaling.py
 
-Settings: pretrain/config.py (RunConfig) and pretrain/conf/. Outputs in `out` (runs/pretrain):
+The default objective, patch_dvae, is what the representation study chose at this scale (docs/results.md, section 4);
+the paper presets (model=base|large|1b|a1..a6) train the paper's objective=ar. Settings: pretrain/config.py
+(RunConfig) and pretrain/conf/. Outputs in `out` (runs/pretrain; runs/pretrain_<objective> for another objective):
 tokenizer/, tokens/, train/ (checkpoints, metrics.jsonl, loss.png, TensorBoard) and encoder/,
 the frozen encoder later steps load. Every stage resumes where it stopped.
 """

@@ -63,6 +63,19 @@ def source_frames(sources, resolution: int, val_fraction: float, count: int = PS
     return out
 
 
+def codes_of(path):
+    """The tokenizer whose codes `path` stands for: a tokenizer folder, an export's own tokenizer, or, for an
+    export that reads patches (objective=patch_dvae, the default), the tokenizer of its targets beside it in the
+    run (`<out>/tokenizer` next to `<out>/encoder`)."""
+    from encoder.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(path)
+    targets = Path(path).parent / "tokenizer"
+    if tokenizer.kind == "patch" and (Path(path) / "toto.json").is_file() and (targets / "tokenizer.json").is_file():
+        return load_tokenizer(targets)
+    return tokenizer
+
+
 def measure(tokenizer, frames_by_source: dict[str, np.ndarray] | None = None, lossless: bool | None = True,
             image_size: int = 128) -> dict:
     """Stability on held-out renders, agreement with their stored version (lossless or yuv420p

@@ -28,7 +28,7 @@ def test_main_job_end_to_end_on_tiny_settings(tmp_path):
     result = json.loads((main / "franka_pick_toto_dagger" / "eval.json").read_text())
     assert result["episodes"] == 2 and f"{result['successes']}/2" in report
     assert "| 1 | 0.500 | 128 |" in report  # round 1: beta 0.5, 128 env steps
-    assert "- Toto (next token): 2 steps" in report  # the objective the export was trained with
+    assert "- Toto (patches in, the next patch's code out: objective=patch_dvae): 2 steps" in report  # the default objective
     for name in ("loss_curve.png", "success_curve.png"):
         assert f"]({name})" in report and (main / name).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((main / "franka_pick_toto_dagger" / "policy.json").read_text())["encoder"]["pool"] == "grid4"

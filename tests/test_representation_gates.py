@@ -15,7 +15,12 @@ import representation_gates as gates  # noqa: E402
 def test_the_study_config_names_every_variant_and_compare_reads_it():
     study = gates.study_config(None)
     assert {"toto_default", "toto_stable", "mae_nano"} <= set(study.variants)
-    assert study.variants["toto_stable"] == ["tokenizer=fsq_stable"] and study.pretrain_seeds == [0, 1, 2]
+    assert study.variants["toto_stable"] == ["objective=ar", "tokenizer=fsq_stable"] and study.pretrain_seeds == [0, 1, 2]
+    # every Toto variant names its objective and tokenizer, so a change of `python pretrain/run.py`'s defaults
+    # (sitting 10) cannot change what a variant that already ran means
+    for name, overrides in study.variants.items():
+        assert any(o.startswith("objective=") for o in overrides), name
+        assert name == "mae_nano" or any(o.startswith("tokenizer=") for o in overrides), name
     assert set(study.encoders) - {"random", "state"} <= set(study.variants)
 
 

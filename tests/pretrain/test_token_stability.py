@@ -53,10 +53,13 @@ def stable_recipe():
     return TokenizerTrainConfig.coerce(OmegaConf.to_object(cfg).tokenizer.train)
 
 
-def test_the_stable_preset_is_the_measured_recipe():
+def test_the_stable_preset_is_the_measured_recipe_and_the_default():
+    from pretrain.config import RunConfig
+
     recipe = stable_recipe()
     assert (recipe.steps, recipe.entropy_weight, recipe.permute_colours) == (1000, 0.0, 0.5)
     assert recipe.model.levels == (8, 8, 8, 6, 5) and recipe.model.local
+    assert RunConfig().tokenizer.train.to_dict() == recipe.to_dict()  # what `python pretrain/run.py` trains
 
 
 @pytest.mark.slow
@@ -94,3 +97,18 @@ def test_fsq_code_embedding_starts_the_code_rows_from_their_digits():
         train(model.config, [], [], TrainConfig(code_embedding="fsq"), "unused")
     with pytest.raises(ValueError, match="code_embedding='x'"):
         TrainConfig(code_embedding="x")
+
+
+def test_a_patch_reading_export_is_measured_on_its_target_codes(tmp_path):
+    """objective=patch_dvae (the default) exports a model that reads patches; its stability is that of the codes it
+    predicts, the run's tokenizer/ beside the export. A tokenizer folder, or an export without one, is itself."""
+    from encoder.tokenizers import save_tokenizer
+    from encoder.tokenizers.fsq import FSQConfig, FSQTokenizer
+
+    export, targets = tmp_path / "run" / "encoder", tmp_path / "run" / "tokenizer"
+    save_tokenizer(PatchTokenizer(), export)
+    assert token_stability.codes_of(export).kind == "patch"  # no toto.json: a tokenizer folder
+    (export / "toto.json").write_text("{}")
+    assert token_stability.codes_of(export).kind == "patch"  # patch in, patch out (tokenizer=patch): no targets
+    save_tokenizer(FSQTokenizer(FSQConfig(levels=(4, 4), channels=(8, 8))), targets)
+    assert token_stability.codes_of(export).kind == "fsq" and token_stability.codes_of(targets).kind == "fsq"

@@ -109,19 +109,21 @@ def test_pipeline_builds_a_patch_model_and_patchify_for_pixel_shards():
     from pretrain.config import RunConfig, TokenizerSettings
     from pretrain.pipeline import model_config, patchify
 
+    ar = dict(objective="ar")  # the paper's objective: what reads codes and what reads patches follows tokenizer.kind
+
     index = {"content": "pixels", "frames": 16, "grid": 16, "seq_len": 16 * 256 + 2, "vocab_size": None,
              "settings": {"resolution": 128}}
-    cfg = RunConfig(tokenizer=TokenizerSettings(kind="patch"))
+    cfg = RunConfig(**ar, tokenizer=TokenizerSettings(kind="patch"))
     config = model_config(cfg, index)
     assert (config.patch_dim, config.max_seq_len) == (192, 16 * 256)
     rows = torch.zeros(1, 16, 128, 128, 3, dtype=torch.uint8)
     assert patchify(cfg, index)(rows).shape == (1, 16 * 256, 192)
     with pytest.raises(ValueError, match="holds pixel rows .* tokenizer.kind='fsq'"):
-        patchify(RunConfig(), index)
+        patchify(RunConfig(**ar), index)
     with pytest.raises(ValueError, match="shards were made for 16"):
-        patchify(RunConfig(tokenizer=TokenizerSettings(kind="patch", path="patch:16")), index)
+        patchify(RunConfig(**ar, tokenizer=TokenizerSettings(kind="patch", path="patch:16")), index)
     tokens = {"content": "tokens", "vocab_size": 68, "seq_len": 34}
-    assert patchify(RunConfig(), tokens) is None and model_config(RunConfig(), tokens).patch_dim is None
+    assert patchify(RunConfig(**ar), tokens) is None and model_config(RunConfig(**ar), tokens).patch_dim is None
 
 
 class BrightnessCodes(torch.nn.Module):
