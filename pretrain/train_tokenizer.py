@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TokenizerTrainConfig:
+    # the class defaults are the wide recipe, tokenizer=fsq; the run's default is pretrain.config.stable_fsq_recipe
     steps: int = 500  # 128px: 40 s AMX bf16, 115 s AVX2 fp32 (tokenizer=fsq_stable: 1,000, +1.2 dB PSNR)
     batch_size: int = 16
     lr: float = 2e-3  # peak; linear warm-up then cosine to lr * min_lr_ratio

@@ -8,13 +8,12 @@ tokenizer trainable in minutes on a CPU (a cheap batch-entropy bonus, `FSQ.batch
 codebook usage from ~45% to >95% in such short runs). Levels [8, 8, 8, 4, 4] give 8192 codes, the
 size of the DALL-E dVAE vocabulary the paper uses.
 
-Two recipes (docs/results.md, sections 1 and 2):
-- the default: 3x3 convs and a residual block at the token grid (~50 px of context), the entropy
-  bonus, [8, 8, 8, 4, 4]. Its codes hash their neighbourhood: 23% of still 8x8 patches change code
-  between control steps, yet a DAgger policy on the nano's grid-pooled features reached 96% on
-  franka_pick, against 64% for the stable recipe (one pre-training seed each; the study over seeds
-  decides);
-- `tokenizer=fsq_stable`: a patch-local encoder (`local`: 1x1 and non-overlapping 2x2 stride-2
+Two recipes (docs/results.md, sections 1, 2 and 4):
+- `tokenizer=fsq`, the wide recipe (FSQConfig's and TokenizerTrainConfig's own defaults; the paper presets'): 3x3
+  convs and a residual block at the token grid (~50 px of context), the entropy bonus, [8, 8, 8, 4, 4]. Its codes hash
+  their neighbourhood: 23% of still 8x8 patches change code between control steps;
+- `tokenizer=fsq_stable`, the default of `python pretrain/run.py` since the representation study (as the
+  targets of objective=patch_dvae): a patch-local encoder (`local`: 1x1 and non-overlapping 2x2 stride-2
   convs, so a code is a function of its own 8x8 pixels and a still patch never changes its code),
   no entropy bonus, the FSQ paper's [8, 8, 8, 6, 5], colour permutations so the red cube keeps its
   colour.
