@@ -23,6 +23,7 @@ import sim  # noqa: E402  (chooses MUJOCO_GL and registers the env ids)
 import mujoco  # noqa: E402
 from sim.env import TotoTaskEnv  # noqa: E402
 from sim.tasks import TASKS  # noqa: E402
+from toto_robot.compute import usable_cores  # noqa: E402
 
 TARGET_RATE = 300.0  # env steps/s at 128 px, one process
 TARGET_OVERHEAD = 0.15  # 1 - env_rate / raw_rate
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     load = os.getloadavg()
-    print(f"load average at start (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cpus={os.cpu_count()}")
+    print(f"load average at start (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cores usable={usable_cores()}")
     print(f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '')} mujoco={mujoco.__version__} gymnasium={gym.__version__}")
     print(f"steps={args.steps} (+{WARMUP} warm-up), random actions, wrist camera; rates in env steps/s")
     print(f"targets: px128 >= {TARGET_RATE:.0f} steps/s (one process); wrapper overhead <= {TARGET_OVERHEAD:.0%}")

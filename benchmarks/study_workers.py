@@ -22,8 +22,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from toto_robot.compute import usable_cores as cores  # noqa: E402
-from toto_robot.compute import machine  # noqa: E402
+from toto_robot.compute import machine, usable_cores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (Path(args.encoder) / "toto.json").is_file():
         sys.exit(f"error: --encoder {args.encoder}: no frozen Toto export there (make one: python pretrain/run.py)")
-    print(f"machine: {machine()}; {cores()} cores for this process; load average before: {os.getloadavg()[0]:.2f}")
+    print(f"machine: {machine()}; {usable_cores()} cores for this process; load average before: {os.getloadavg()[0]:.2f}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2):
@@ -62,7 +61,7 @@ def main() -> None:
     print("| workers | torch threads a child | wall min | cells an hour | vs workers=1 |")
     print("|---|---|---|---|---|")
     for workers, seconds in rows:
-        threads = "default" if workers == 1 else max(1, cores() // workers)
+        threads = "default" if workers == 1 else max(1, usable_cores() // workers)
         print(f"| {workers} | {threads} | {seconds / 60:.1f} | {args.cells / seconds * 3600:.0f} | {rows[0][1] / seconds:.2f}x |")
 
 

@@ -10,6 +10,7 @@ Groups (files in pretrain/conf/) only set values of this schema: `model=nano|s1.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -53,14 +54,17 @@ class DataSettings:
     exclude_tasks: List[str] = field(default_factory=list)
 
 
+STABLE_FSQ_FILE = Path(__file__).parent / "conf" / "tokenizer" / "fsq_stable.yaml"  # the stable recipe, written once
+
+
 def stable_fsq_recipe() -> TokenizerTrainConfig:
-    """tokenizer=fsq_stable, the default (docs/results.md, section 1): a patch-local encoder, so a still 8x8 patch
-    keeps its code; no batch-entropy bonus (the FSQ paper has none); the FSQ paper's [8,8,8,6,5] levels; 1,000
-    steps; RGB permutations so the red cube keeps its colour. TokenizerTrainConfig's own defaults are the wider
-    recipe of tokenizer=fsq (entropy bonus 0.3, [8,8,8,4,4], 3x3 convs, 500 steps), which saved tokenizers and
-    the paper recipe keep."""
-    return TokenizerTrainConfig(steps=1000, entropy_weight=0.0, permute_colours=0.5,
-                                model=FSQConfig(levels=(8, 8, 8, 6, 5), local=True))
+    """tokenizer=fsq_stable, the default (docs/results.md, section 1), read from its config file so the recipe is
+    written in one place: a patch-local encoder, so a still 8x8 patch keeps its code; no batch-entropy bonus; the FSQ
+    paper's [8,8,8,6,5] levels; 1,000 steps; RGB permutations so the red cube keeps its colour.
+    TokenizerTrainConfig's own defaults are the wide recipe of tokenizer=fsq, which saved tokenizers and the paper
+    recipe keep."""
+    train = OmegaConf.to_container(OmegaConf.load(STABLE_FSQ_FILE).tokenizer.train)
+    return TokenizerTrainConfig(**{**train, "model": FSQConfig(**train.get("model", {}))})
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -162,6 +163,4 @@ def machine() -> str:
 def usable_cores() -> int:
     """The cores this process may use: its affinity where the OS tells it (a batch scheduler's or taskset's share),
     which os.cpu_count() ignores."""
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

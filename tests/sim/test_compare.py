@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sim.policy_config import EVAL_SEED, result_file
-from toto_robot.compute import usable_cores as cores
+from toto_robot.compute import usable_cores
 from tests.cli_errors import one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -337,7 +337,7 @@ def test_workers_run_cells_side_by_side_with_the_same_results(tmp_path, monkeypa
     monkeypatch.setattr(compare, "run_step", lambda script, args, log=None: (
         threads.append((script, (compare._children["env"] or {}).get("OMP_NUM_THREADS"))), inner(script, args, log)))
     two = compare.compare(replace_(cfg, workers=2, out=str(tmp_path / "two")))
-    share = str(max(1, cores() // 2))
+    share = str(max(1, usable_cores() // 2))
     assert threads[0] == ("pretrain.run", None)  # the first export runs alone, on every core
     assert {t for s, t in threads[1:]} == {share}  # the other three exports and every cell: two at a time
     strip = [{k: v for k, v in row.items() if k not in ("train_minutes", "env_steps_per_s")} for row in one["runs"]]

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from sim.side_by_side import child_env, run_each
-from toto_robot.compute import usable_cores as cores
+from toto_robot.compute import usable_cores
 
 
 def test_two_workers_run_two_items_at_once_and_a_failure_stops_new_ones():
@@ -33,7 +33,7 @@ def test_two_workers_run_two_items_at_once_and_a_failure_stops_new_ones():
 def test_each_child_gets_its_share_of_the_cores_unless_the_user_set_it(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert child_env(1) is None  # one worker: the children inherit everything
-    assert child_env(2)["OMP_NUM_THREADS"] == str(max(1, cores() // 2))
-    assert child_env(4 * cores())["OMP_NUM_THREADS"] == "1"
+    assert child_env(2)["OMP_NUM_THREADS"] == str(max(1, usable_cores() // 2))
+    assert child_env(4 * usable_cores())["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert child_env(2) is None  # the user's setting stands
