@@ -108,7 +108,7 @@ class CompareConfig:
 
 
 ConfigStore.instance().store(name="compare_schema", node=CompareConfig)
-AXES = ("tasks", "encoders", "seeds", "pools", "layers")  # what an `also` entry may replace
+AXES = ("tasks", "encoders", "seeds", "pools", "layers", "pretrain_seeds")  # what an `also` entry may replace
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def cells(cfg: CompareConfig) -> list[Cell]:
         for task in grid.tasks:
             for encoder in grid.encoders:
                 settings = [("-", "-")] if encoder == "state" else [(str(p), str(n)) for p in grid.pools for n in grid.layers]
-                pretrain_seeds = [int(p) for p in cfg.pretrain_seeds] if encoder in cfg.variants else [None]
+                pretrain_seeds = [int(p) for p in grid.pretrain_seeds] if encoder in cfg.variants else [None]
                 out += [Cell(task, encoder, pool, layer, int(seed), pseed)
                         for pool, layer in settings for pseed in pretrain_seeds for seed in grid.seeds]
     return list(dict.fromkeys(out))

@@ -345,3 +345,18 @@ def test_workers_run_cells_side_by_side_with_the_same_results(tmp_path, monkeypa
     assert json.loads((tmp_path / "two" / "kuka_pick_mae_v_grid4_Lmid_p1_s0" / "cell.json").read_text())["workers"] == 2
     with pytest.raises(ValueError, match="workers=0: give how many cells run at a time"):
         compare.check(replace_(cfg, workers=0))
+
+
+def test_an_also_entry_can_read_one_pretraining_seed_of_a_variant(tmp_path, monkeypatch):
+    """A reference cell on one export (e.g. the only MAE export a machine has) must not make the others."""
+    calls = []
+    compare = fake_runs(monkeypatch, calls)
+    cfg = compare.CompareConfig(tasks=["franka_pick"], encoders=["toto_v"], pretrain_seeds=[0, 1], episodes=4,
+                                variants={"toto_v": [], "mae_v": ["objective=mae"]}, out=str(tmp_path),
+                                also=[{"encoders": ["mae_v"], "pools": ["grid8"], "pretrain_seeds": [1]}])
+    names = [c.name for c in compare.cells(cfg)]
+    assert names == ["franka_pick_toto_v_grid4_Lmid_p0_s0", "franka_pick_toto_v_grid4_Lmid_p1_s0",
+                     "franka_pick_mae_v_grid8_Lmid_p1_s0"]
+    compare.compare(cfg)
+    exports = [a for s, a in calls if s == "pretrain.run"]
+    assert len(exports) == 3 and not any("mae_v_p0" in " ".join(a) for a in exports)
